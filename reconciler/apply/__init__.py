@@ -1,0 +1,1 @@
+"""Applying plans: executor, audit log, verification."""

@@ -1,0 +1,1 @@
+"""Desired state: policies.yaml loading and validation."""

@@ -1,0 +1,410 @@
+"""Value types shared by every part of authpolicy.
+
+Everything here is immutable plain data: the desired state read from policies.yaml, the
+snapshot read from the tenant, and the changes a plan is made of. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Literal, TypeAlias
+
+
+class ExitCode(IntEnum):
+    """Exit codes shared by every verb (DESIGN.md, CLI)."""
+
+    OK = 0
+    ERROR = 1
+    CHANGES = 2  # changes pending (plan --detailed-exitcode) or drift found (drift)
+    BLOCKED = 3  # blocked by a safety guard
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolInfo:
+    """One of the 12 protocols an authentication policy has a Basic-auth switch for."""
+
+    name: str  # short name used in policies.yaml, e.g. "smtp"
+    switch: str  # Exchange parameter/property, e.g. "AllowBasicAuthSmtp"
+    description: str
+    still_effective: bool  # does allowing Basic auth on it still change anything in EXO (2026)?
+
+
+PROTOCOLS: tuple[ProtocolInfo, ...] = (
+    ProtocolInfo("activesync", "AllowBasicAuthActiveSync", "Exchange ActiveSync (mobile mail)", False),
+    ProtocolInfo("autodiscover", "AllowBasicAuthAutodiscover", "Autodiscover", False),
+    ProtocolInfo("imap", "AllowBasicAuthImap", "IMAP4", False),
+    ProtocolInfo("mapi", "AllowBasicAuthMapi", "MAPI over HTTP (Outlook for Windows)", False),
+    ProtocolInfo(
+        "offline_address_book", "AllowBasicAuthOfflineAddressBook", "Offline Address Book", False
+    ),
+    ProtocolInfo(
+        "outlook_service", "AllowBasicAuthOutlookService", "Outlook service (Mail & Calendar)", False
+    ),
+    ProtocolInfo("pop", "AllowBasicAuthPop", "POP3", False),
+    ProtocolInfo("powershell", "AllowBasicAuthPowershell", "Remote PowerShell", False),
+    ProtocolInfo(
+        "reporting_web_services",
+        "AllowBasicAuthReportingWebServices",
+        "Reporting Web Services",
+        False,
+    ),
+    ProtocolInfo("rpc", "AllowBasicAuthRpc", "Outlook Anywhere (RPC over HTTP)", False),
+    ProtocolInfo("smtp", "AllowBasicAuthSmtp", "Authenticated SMTP client submission (SMTP AUTH)", True),
+    ProtocolInfo("web_services", "AllowBasicAuthWebServices", "Exchange Web Services (EWS)", False),
+)
+PROTOCOL_NAMES: tuple[str, ...] = tuple(p.name for p in PROTOCOLS)
+PROTOCOL_BY_NAME: Mapping[str, ProtocolInfo] = {p.name: p for p in PROTOCOLS}
+PROTOCOL_BY_SWITCH: Mapping[str, ProtocolInfo] = {p.switch: p for p in PROTOCOLS}
+
+# A policy's switches as the set of protocols that still allow Basic auth; all others block.
+Allowed: TypeAlias = frozenset[str]
+
+
+def switches_of(allowed: Allowed) -> dict[str, bool]:
+    """All 12 switches, in canonical order, as {short name: allowed}."""
+    return {name: name in allowed for name in PROTOCOL_NAMES}
+
+
+# --------------------------------------------------------------------------- desired state
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """Where in policies.yaml a value was written (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """A declared policy: its name and the protocols that keep Basic auth."""
+
+    name: str
+    allow: Allowed
+    location: SourceLocation | None = None
+
+
+MATCH_KEYS: tuple[str, ...] = (
+    "users",
+    "upn",
+    "domain",
+    "department",
+    "company",
+    "office",
+    "title",
+    "city",
+    "country",
+    "recipient_type",
+    "member_of",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchSpec:
+    """A rule's `match` or `except`: AND across keys, OR within one key's list.
+
+    An empty tuple means "this key does not constrain". `match_all` is `match: all`.
+    Strings are kept as written; comparisons are case-insensitive (done by the planner).
+    """
+
+    match_all: bool = False
+    users: tuple[str, ...] = ()
+    upn: tuple[str, ...] = ()  # globs
+    domain: tuple[str, ...] = ()
+    department: tuple[str, ...] = ()
+    company: tuple[str, ...] = ()
+    office: tuple[str, ...] = ()
+    title: tuple[str, ...] = ()
+    city: tuple[str, ...] = ()
+    country: tuple[str, ...] = ()
+    recipient_type: tuple[str, ...] = ()
+    member_of: tuple[str, ...] = ()  # group names; nested groups are expanded
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """An assignment rule: users that match (and are not excepted) get `policy` directly.
+
+    `policy` None means "no direct policy": the organization default applies.
+    """
+
+    name: str
+    policy: str | None
+    match: MatchSpec
+    except_: MatchSpec | None = None
+    location: SourceLocation | None = None
+
+
+UnmatchedMode: TypeAlias = Literal["ignore", "clear"]
+
+
+@dataclass(frozen=True, slots=True)
+class Assignments:
+    unmatched: UnmatchedMode = "ignore"
+    revoke_sessions: bool = True
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A safety threshold: an absolute count, or a percentage of a total."""
+
+    value: float
+    percent: bool = False
+
+    def resolve(self, total: int) -> int:
+        """The threshold as a count, given the total it is a percentage of."""
+        if not self.percent:
+            return int(self.value)
+        return int(total * self.value / 100.0)
+
+    def __str__(self) -> str:
+        if self.percent:
+            return f"{self.value:g}%"
+        return str(int(self.value))
+
+
+@dataclass(frozen=True, slots=True)
+class Safety:
+    max_user_changes: Limit | None = None  # None: no limit
+    max_policy_deletes: Limit | None = None
+    # Clearing the organization default always needs --force (it is the tenant's safety net).
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """policies.yaml, loaded and validated."""
+
+    version: int
+    tenant: str | None
+    policies: tuple[PolicySpec, ...]
+    remove_policies: tuple[str, ...] = ()
+    prune_policies: bool = False
+    manage_default: bool = False  # False: `default_policy` omitted, leave the default as it is
+    default_policy: str | None = None  # with manage_default: a declared name, or None to clear
+    assignments: Assignments = field(default_factory=Assignments)
+    safety: Safety = field(default_factory=Safety)
+    source: str = "policies.yaml"
+    # The parsed document as plain JSON-able data, for the plan fingerprint.
+    canonical: Mapping[str, object] = field(default_factory=dict)
+
+    def policy(self, name: str) -> PolicySpec | None:
+        """The declared policy with this name, compared case-insensitively."""
+        folded = name.casefold()
+        for spec in self.policies:
+            if spec.name.casefold() == folded:
+                return spec
+        return None
+
+
+# --------------------------------------------------------------------------- tenant snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class TenantPolicy:
+    """An authentication policy as read from the tenant."""
+
+    name: str
+    allow: Allowed
+    guid: str = ""
+    distinguished_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TenantUser:
+    """A user as Get-User shows it. `policy` is the DIRECT assignment only (name or None)."""
+
+    id: str  # ExternalDirectoryObjectId (Entra object id): stable key for writes
+    upn: str
+    identity: str  # Exchange Identity (the object's Name)
+    recipient_type: str  # RecipientTypeDetails
+    policy: str | None
+    display_name: str = ""
+    sts_refresh_tokens_valid_from: str | None = None
+    department: str | None = None
+    company: str | None = None
+    office: str | None = None
+    title: str | None = None
+    city: str | None = None
+    country: str | None = None
+    # Per-mailbox SMTP AUTH override (Get-CASMailbox); None = follows the org, or not read.
+    smtp_client_auth_disabled: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotNeeds:
+    """What a caller needs from read_snapshot beyond policies, default and users' core fields."""
+
+    attributes: frozenset[str] = frozenset()  # department, company, office, title, city, country
+    groups: frozenset[str] = frozenset()  # group names whose (nested) members are needed
+    smtp_settings: bool = False  # Get-TransportConfig + Get-CASMailbox, for the exposure report
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSnapshot:
+    """Everything read from the tenant that a plan or report is computed from."""
+
+    tenant: str
+    policies: tuple[TenantPolicy, ...]
+    default_policy: str | None
+    users: tuple[TenantUser, ...]
+    # casefolded group name -> ids (TenantUser.id) of its members, nested groups expanded.
+    groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Get-TransportConfig SmtpClientAuthenticationDisabled; None when not read.
+    smtp_auth_disabled_org: bool | None = None
+    smtp_settings_read: bool = False
+
+    def policy(self, name: str | None) -> TenantPolicy | None:
+        """The tenant policy with this name, compared case-insensitively."""
+        if name is None:
+            return None
+        folded = name.casefold()
+        for p in self.policies:
+            if p.name.casefold() == folded:
+                return p
+        return None
+
+
+def effective_policy(user: TenantUser, default_policy: str | None) -> str | None:
+    """The policy that actually governs a user: the direct one, else the org default, else none."""
+    return user.policy if user.policy is not None else default_policy
+
+
+# --------------------------------------------------------------------------- changes and plan
+
+ChangeKind: TypeAlias = Literal[
+    "policy_create",
+    "policy_update",
+    "policy_replace",
+    "default_change",
+    "user_assign",
+    "user_clear",
+    "policy_delete",
+]
+
+# Execution phases, in order. `changes` in a plan are sorted by this.
+PHASE_ORDER: Mapping[str, int] = {
+    "policy_create": 0,
+    "policy_update": 1,
+    "policy_replace": 1,
+    "default_change": 2,
+    "user_assign": 3,
+    "user_clear": 3,
+    "policy_delete": 4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    protocol: str  # short name
+    before: bool
+    after: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyCreate:
+    policy: str
+    after: Allowed
+    weakens: bool = False
+    kind: Literal["policy_create"] = "policy_create"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyUpdate:
+    policy: str
+    fields: tuple[FieldChange, ...]
+    weakens: bool = False
+    kind: Literal["policy_update"] = "policy_update"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyReplace:
+    """Remove and recreate a policy (only with --allow-replace, when Set-AuthenticationPolicy fails).
+
+    The users that held it and the default are re-pointed at the new object.
+    """
+
+    policy: str
+    fields: tuple[FieldChange, ...]
+    after: Allowed
+    holders: tuple[str, ...] = ()  # user ids that hold it directly, reassigned after the recreate
+    is_default: bool = False
+    weakens: bool = False
+    kind: Literal["policy_replace"] = "policy_replace"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDelete:
+    policy: str
+    weakens: bool = False
+    kind: Literal["policy_delete"] = "policy_delete"
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultChange:
+    before: str | None
+    after: str | None
+    affected_users: int  # users whose effective policy changes because of this
+    weakens: bool = False
+    kind: Literal["default_change"] = "default_change"
+
+
+@dataclass(frozen=True, slots=True)
+class UserChange:
+    """user_assign (after is a name) or user_clear (after is None)."""
+
+    kind: Literal["user_assign", "user_clear"]
+    user: str  # UPN, for people
+    user_id: str  # ExternalDirectoryObjectId, for writes
+    before: str | None
+    after: str | None
+    rule: str  # rule name, or "(unmatched)"
+    weakens: bool = False
+
+
+Change: TypeAlias = (
+    PolicyCreate | PolicyUpdate | PolicyReplace | PolicyDelete | DefaultChange | UserChange
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A safety guard that blocks apply without --force. The message gives the numbers."""
+
+    name: str  # "max_user_changes" | "max_policy_deletes" | "default_cleared"
+    message: str
+    count: int = 0
+    limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The deterministic result of planning. `changes` are in execution order."""
+
+    tenant: str
+    fingerprint: str
+    changes: tuple[Change, ...]
+    warnings: tuple[str, ...] = ()
+    guards: tuple[Guard, ...] = ()
+    # Per-input digests ("config", "policies", "default", "users", ...), so a stale saved plan
+    # can say WHAT moved. The fingerprint is the hash of these.
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    format_version: int = 1
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.guards)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)

@@ -1,0 +1,1 @@
+"""Planning: rules to desired assignments, the diff, guards, fingerprint."""

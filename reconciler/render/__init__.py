@@ -1,0 +1,1 @@
+"""Rendering plans: one view-model; text, markdown and json."""

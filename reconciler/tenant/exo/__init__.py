@@ -1,0 +1,1 @@
+"""The admin API client: msal auth, InvokeCommand, paging, retries, batching."""
