@@ -46,3 +46,16 @@ class GuardError(AuthPolicyError):
     """A safety guard blocks apply; --force overrides."""
 
     exit_code = ExitCode.BLOCKED
+
+
+class TenantThrottledError(TenantError):
+    """Exchange kept throttling a call (HTTP 429 or its concurrency limit) after the client's
+    own retries. The executor backs off and tries the work again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TenantNotFoundError(TenantError):
+    """The object a call named does not exist (any more), e.g. a user deleted since the plan."""
