@@ -1,0 +1,286 @@
+"""The executor against the in-memory fake: order, prerequisites, faults, concurrency, Ctrl-C."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from reconciler.apply import MemoryAudit, execute_plan
+from reconciler.apply.executor import INTERRUPTED
+from reconciler.model import (
+    DefaultChange,
+    FieldChange,
+    Plan,
+    PolicyCreate,
+    PolicyDelete,
+    PolicyReplace,
+    PolicyUpdate,
+    UserChange,
+)
+from tests.fakes import NULL_REFERENCE_MESSAGE, FakeTenant
+
+
+def assign(i: int, after: str | None, before: str | None = None) -> UserChange:
+    return UserChange(
+        kind="user_assign" if after is not None else "user_clear",
+        user=f"user{i}@contoso.com",
+        user_id=f"u-{i}",
+        before=before,
+        after=after,
+        rule="everyone",
+    )
+
+
+def make_plan(*changes) -> Plan:
+    return Plan(tenant="contoso.onmicrosoft.com", fingerprint="sha256:test", changes=tuple(changes))
+
+
+def no_sleep(_: float) -> None:
+    return None
+
+
+def run(plan: Plan, tenant: FakeTenant, **kwargs):
+    kwargs.setdefault("revoke_sessions", False)
+    kwargs.setdefault("sleep", no_sleep)
+    return execute_plan(plan, tenant, **kwargs)
+
+
+def test_every_phase_applied_with_exactly_one_write_per_change() -> None:
+    tenant = FakeTenant.with_users(
+        25,
+        policy="Legacy",
+        policies={"Legacy": ["imap"], "Block": ["smtp"]},
+        default_policy="Legacy",
+    )
+    plan = make_plan(
+        PolicyCreate("Devices", frozenset({"smtp"})),
+        PolicyUpdate("Block", (FieldChange("smtp", True, False),)),
+        DefaultChange(before="Legacy", after="Block", affected_users=0),
+        *[assign(i, "Devices" if i < 5 else "Block", before="Legacy") for i in range(25)],
+        PolicyDelete("Legacy"),
+    )
+    report = run(plan, tenant)
+
+    assert report.ok
+    assert report.counts == {"applied": 29, "failed": 0, "skipped": 0, "not_found": 0}
+    assert len(tenant.writes) == len(plan.changes)
+    assert [w.cmdlet for w in tenant.writes[:3]] == [
+        "New-AuthenticationPolicy",
+        "Set-AuthenticationPolicy",
+        "Set-OrganizationConfig",
+    ]
+    assert tenant.writes[-1].cmdlet == "Remove-AuthenticationPolicy"
+    assert tenant.policies == {"Devices": frozenset({"smtp"}), "Block": frozenset()}
+    assert tenant.default_policy == "Block"
+    assert {u.policy for u in tenant.users.values() if u.id in {f"u-{i}" for i in range(5)}} == {
+        "Devices"
+    }
+    assert sum(1 for u in tenant.users.values() if u.policy == "Block") == 20
+    assert sorted(tenant.user_batches) == [5, 10, 10]
+
+
+def test_failed_create_skips_its_dependants_and_independent_changes_continue() -> None:
+    tenant = FakeTenant.with_users(12, policy="Old", policies={"Old": [], "Block": []})
+    tenant.fail_create["Devices"] = "The policy name is reserved."
+    plan = make_plan(
+        PolicyCreate("Devices", frozenset({"smtp"})),
+        DefaultChange(before=None, after="Devices", affected_users=0),
+        *[assign(i, "Devices" if i < 2 else "Block", before="Old") for i in range(12)],
+        PolicyDelete("Old"),
+    )
+    report = run(plan, tenant)
+
+    by_kind = [(o.change.kind, o.status) for o in report.outcomes]
+    assert by_kind[0] == ("policy_create", "failed")
+    assert report.outcomes[0].message == "The policy name is reserved."
+    assert report.outcomes[1].status == "skipped"
+    assert report.outcomes[1].message == "skipped because create policy 'Devices' failed"
+    assert [o.status for o in report.outcomes[2:4]] == ["skipped", "skipped"]
+    assert all(o.status == "applied" for o in report.outcomes[4:14])
+    delete = report.outcomes[-1]
+    assert delete.status == "skipped"
+    assert delete.message == (
+        "skipped because 2 change(s) moving off 'Old' did not succeed (first: user "
+        "user0@contoso.com -> 'Devices'); deleting it now would orphan them"
+    )
+    assert not report.ok
+    # The skipped changes wrote nothing: one failed create attempt is not a write.
+    assert [w.cmdlet for w in tenant.writes].count("Set-User") == 10
+    assert "Old" in tenant.policies
+    assert tenant.users["u-0"].policy == "Old"
+
+
+def test_null_reference_update_stops_for_that_policy_and_says_how_to_proceed() -> None:
+    tenant = FakeTenant.with_users(3, policies={"Block": ["smtp"], "Other": ["pop"]})
+    tenant.fail_update["Block"] = NULL_REFERENCE_MESSAGE
+    plan = make_plan(
+        PolicyUpdate("Block", (FieldChange("smtp", True, False),)),
+        PolicyUpdate("Other", (FieldChange("pop", True, False),)),
+        *[assign(i, "Block") for i in range(3)],
+    )
+    report = run(plan, tenant)
+
+    first = report.outcomes[0]
+    assert first.status == "failed"
+    assert first.message == (
+        "Exchange failed Set-AuthenticationPolicy for 'Block' with a known service bug "
+        "(Object reference not set to an instance of an object.); nothing was changed for this "
+        "policy. Rerun with --allow-replace to recreate it (remove, create with the same name and "
+        "switches, reassign its users and the default); the plan shows the replace before "
+        "anything is done."
+    )
+    assert [o.status for o in report.outcomes[1:]] == ["applied"] * 4
+    assert tenant.policies["Block"] == frozenset({"smtp"})
+    assert tenant.policies["Other"] == frozenset()
+
+
+def replace_change(holders: tuple[str, ...], is_default: bool) -> PolicyReplace:
+    return PolicyReplace(
+        policy="Block",
+        fields=(FieldChange("smtp", True, False),),
+        after=frozenset(),
+        holders=holders,
+        is_default=is_default,
+    )
+
+
+def test_replace_recreates_and_repoints_holders_and_default_with_audit_steps() -> None:
+    tenant = FakeTenant.with_users(
+        13, policy="Block", policies={"Block": ["smtp"]}, default_policy="Block"
+    )
+    holders = tuple(f"u-{i}" for i in range(13))
+    audit = MemoryAudit()
+    report = run(make_plan(replace_change(holders, True)), tenant, allow_replace=True, audit=audit)
+
+    assert report.ok
+    assert tenant.policies == {"Block": frozenset()}
+    assert tenant.default_policy == "Block"
+    assert {u.policy for u in tenant.users.values()} == {"Block"}
+    steps = [r.get("step") for r in audit.records]
+    assert steps == ["remove", "create"] + ["reassign"] * 13 + ["restore_default", None]
+    assert audit.records[-1]["result"] == "applied"
+    assert audit.records[-1]["change"]["holders"] == list(holders)
+    assert [w.cmdlet for w in tenant.writes] == (
+        ["Remove-AuthenticationPolicy", "New-AuthenticationPolicy"]
+        + ["Set-User"] * 13
+        + ["Set-OrganizationConfig"]
+    )
+
+
+def test_replace_without_consent_is_skipped_and_writes_nothing() -> None:
+    tenant = FakeTenant.with_users(2, policy="Block", policies={"Block": ["smtp"]})
+    report = run(make_plan(replace_change(("u-0", "u-1"), False)), tenant)
+    assert report.outcomes[0].status == "skipped"
+    assert report.outcomes[0].message == (
+        "replacing 'Block' removes and recreates it; rerun with --allow-replace"
+    )
+    assert tenant.writes == []
+
+
+def test_replace_whose_create_fails_skips_assignments_to_it() -> None:
+    tenant = FakeTenant.with_users(3, policy="Block", policies={"Block": ["smtp"]})
+    tenant.fail_create["Block"] = "Transient failure."
+    report = run(
+        make_plan(replace_change(("u-0", "u-1"), False), assign(2, "Block")),
+        tenant,
+        allow_replace=True,
+    )
+    assert report.outcomes[0].status == "failed"
+    assert report.outcomes[0].message == (
+        "'Block' was removed but could not be created again: Transient failure.; its 2 user(s) "
+        "lost it. Rerun apply to recreate and reassign."
+    )
+    assert report.outcomes[1].message == "skipped because replace policy 'Block' failed"
+
+
+def test_deleted_user_is_not_found_and_the_run_is_still_ok() -> None:
+    tenant = FakeTenant.with_users(4, policies={"Block": []})
+    tenant.delete_user("u-2")
+    report = run(make_plan(*[assign(i, "Block") for i in range(4)]), tenant)
+    assert [o.status for o in report.outcomes] == ["applied", "applied", "not_found", "applied"]
+    assert report.ok
+
+
+def test_user_failure_carries_exchange_message_and_fails_the_run() -> None:
+    tenant = FakeTenant.with_users(3, policies={"Block": []})
+    tenant.fail_user["u-1"] = "The user is synchronized from on-premises and is read-only."
+    report = run(make_plan(*[assign(i, "Block") for i in range(3)]), tenant)
+    assert report.outcomes[1].status == "failed"
+    assert (
+        report.outcomes[1].message == "The user is synchronized from on-premises and is read-only."
+    )
+    assert report.counts["applied"] == 2
+    assert not report.ok
+
+
+def test_revoke_sessions_travels_in_the_same_set_user_call() -> None:
+    tenant = FakeTenant.with_users(2, policies={"Block": []})
+    run(make_plan(assign(0, "Block"), assign(1, "Block")), tenant, revoke_sessions=True)
+    assert [(w.cmdlet, w.revoke_sessions) for w in tenant.writes] == [("Set-User", True)] * 2
+
+
+def test_throttled_batches_are_resent_and_nothing_is_written_twice() -> None:
+    tenant = FakeTenant.with_users(95, policies={"Block": []})
+    tenant.throttle_batches = 4
+    tenant.retried_batches = 2
+    audit = MemoryAudit()
+    report = run(make_plan(*[assign(i, "Block") for i in range(95)]), tenant, audit=audit)
+
+    assert report.ok
+    assert len(tenant.writes) == 95
+    assert report.retries == 4 + 2 * 10
+    assert len(audit.records) == 95
+    assert sum(r["attempts"] for r in audit.records) >= 95 + 20
+
+
+def test_batches_of_ten_stay_within_the_concurrency_limit() -> None:
+    tenant = FakeTenant.with_users(400, policies={"Block": []})
+    barrier = threading.Event()
+
+    def slow(_writes) -> None:
+        barrier.wait(0.002)
+
+    tenant.before_user_batch = slow
+    report = run(
+        make_plan(*[assign(i, "Block") for i in range(400)]),
+        tenant,
+        max_concurrency=3,
+        initial_concurrency=3,
+    )
+    assert report.ok
+    assert set(tenant.user_batches) == {10}
+    assert 1 <= tenant.max_in_flight <= 3
+
+
+def test_stop_lets_in_flight_batches_finish_and_reports_the_rest_as_not_started() -> None:
+    tenant = FakeTenant.with_users(60, policies={"Block": []})
+    stop = threading.Event()
+    tenant.before_user_batch = lambda writes: stop.set()
+    audit = MemoryAudit()
+    plan = make_plan(*[assign(i, "Block") for i in range(60)], PolicyDelete("Block"))
+    report = run(plan, tenant, stop=stop, audit=audit, initial_concurrency=1, max_concurrency=1)
+
+    assert report.interrupted
+    assert not report.ok
+    assert report.counts == {"applied": 10, "failed": 0, "skipped": 51, "not_found": 0}
+    assert {o.message for o in report.outcomes if o.status == "skipped"} == {INTERRUPTED}
+    assert len(tenant.writes) == 10
+    assert len(audit.records) == 61
+    assert "Block" in tenant.policies
+
+
+@pytest.mark.parametrize("status", ["failed", "not_found"])
+def test_delete_depends_on_default_moving_off_the_policy(status: str) -> None:
+    tenant = FakeTenant(policies={"Old": frozenset(), "New": frozenset()}, default_policy="Old")
+    tenant.fail_default = "Default cannot be changed now." if status == "failed" else None
+    report = run(
+        make_plan(DefaultChange(before="Old", after="New", affected_users=3), PolicyDelete("Old")),
+        tenant,
+    )
+    if status == "failed":
+        assert report.outcomes[1].status == "skipped"
+        assert "Old" in tenant.policies
+    else:
+        assert report.outcomes[1].status == "applied"
+        assert "Old" not in tenant.policies
