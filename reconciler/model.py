@@ -325,6 +325,8 @@ class PolicyUpdate:
     fields: tuple[FieldChange, ...]
     weakens: bool = False
     kind: Literal["policy_update"] = "policy_update"
+    # Users whose effective policy is this one after the plan (they feel the switch change).
+    affected_users: int = 0
 
 
 @dataclass(frozen=True, slots=True)
