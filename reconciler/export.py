@@ -1,0 +1,324 @@
+"""Turn a tenant snapshot into a policies.yaml (version 1) that reproduces it.
+
+The invariant, tested: `export` then `plan` against the same tenant gives zero changes. So the
+document declares every tenant policy with its exact switches, the current default, and one
+rule per policy listing the users that hold it directly (exact UPN). Users without a direct
+policy are left alone by `unmatched: ignore`, so they keep relying on the default.
+
+The output is deterministic (sorted, no timestamps): exporting an unchanged tenant twice gives
+byte-identical files, which keeps git diffs of scheduled exports meaningful.
+
+The document is built as data and every scalar goes through `yaml.safe_dump`, so policy names
+and UPNs that YAML would misread (`yes`, `null`, `2018`, `# x`, quotes, non-ASCII) round-trip.
+Comments are added around the dumped pieces to say what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import yaml
+
+from reconciler.desired import limits
+from reconciler.model import (
+    PROTOCOL_BY_NAME,
+    PROTOCOL_NAMES,
+    TenantPolicy,
+    TenantSnapshot,
+    TenantUser,
+)
+
+log = logging.getLogger(__name__)
+
+# Thresholds written into the exported `safety:` section. They do not affect the round trip
+# (a plan with no changes never hits a guard); they protect the first edits made after export.
+EXPORT_MAX_USER_CHANGES = "10%"
+EXPORT_MAX_POLICY_DELETES = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """The exported document and what was found while building it."""
+
+    text: str
+    policies: int
+    direct_users: int  # users listed in a rule (they hold a declared policy directly)
+    default_users: int  # users with no direct policy (they rely on the default, if any)
+    skipped: tuple[str, ...] = ()  # one line per user that could not be exported (and why)
+    # Policies whose direct holders are not listed because the file would exceed the loader's
+    # limits (size, values); `unmatched: ignore` still leaves those users as they are.
+    unlisted: tuple[str, ...] = field(default_factory=tuple)
+
+
+def yaml_scalar(value: object) -> str:
+    """One YAML scalar (flow style, one line), quoted exactly when YAML needs it."""
+    dumped = yaml.safe_dump(
+        value, default_flow_style=True, allow_unicode=True, width=1 << 30, sort_keys=False
+    )
+    # safe_dump ends a bare scalar document with "\n...\n" (or just "\n").
+    text = dumped.removesuffix("\n...\n").removesuffix("\n")
+    if isinstance(value, str) and any(ch in text for ch in "\n\r\x85\u2028\u2029"):
+        # A line separator (U+2028, U+0085...) folds the scalar over two lines, which is
+        # not allowed for a key: a JSON string is a valid YAML double-quoted scalar with escapes.
+        text = json.dumps(value)
+    return text
+
+
+def _comment(text: str, indent: int = 0) -> str:
+    # A comment must stay one line whatever a policy name or UPN contains.
+    safe = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return f"{' ' * indent}# {safe}".rstrip()
+
+
+def _n(count: int, noun: str, verb: str = "") -> str:
+    """ "1 user", "1,840 users"; with a verb, "1 user holds", "2 users hold"."""
+    if noun.endswith("y"):
+        plural = noun[:-1] + "ies"
+    elif noun.endswith(("ch", "s")):
+        plural = noun + "es"
+    else:
+        plural = noun + "s"
+    text = f"{count:,} {noun if count == 1 else plural}"
+    if verb:
+        text += f" {verb + 's' if count == 1 else verb}"
+    return text
+
+
+def _allow_list(allow: Iterable[str]) -> list[str]:
+    allowed = set(allow)
+    return [name for name in PROTOCOL_NAMES if name in allowed]
+
+
+def _user_sort_key(user: TenantUser) -> tuple[str, str]:
+    return (user.upn.casefold(), user.upn)
+
+
+def export_policies_yaml(snapshot: TenantSnapshot) -> ExportResult:
+    """The policies.yaml text that declares `snapshot` exactly as it is.
+
+    Users holding a policy that no longer exists (a dangling link) and users without a usable
+    UPN cannot be expressed as `users:` matches; they are skipped with a comment and left
+    alone by `unmatched: ignore`, so the round trip still plans zero changes. For the same
+    reason, when listing every holder would make a file the loader refuses (more than
+    `limits.MAX_FILE_BYTES` or `limits.MAX_NODES`), the holders of the largest policies are
+    left out, largest first, and the file says so.
+    """
+    policies = sorted(snapshot.policies, key=lambda p: (p.name.casefold(), p.name))
+    default = snapshot.policy(snapshot.default_policy)
+    default_name = default.name if default is not None else None
+
+    holders: dict[str, list[TenantUser]] = defaultdict(list)
+    relying_on_default: list[TenantUser] = []
+    skipped: list[str] = []
+    for user in snapshot.users:
+        if user.policy is None:
+            relying_on_default.append(user)
+            continue
+        held = snapshot.policy(user.policy)
+        if held is None:
+            skipped.append(
+                f"{user.upn or user.id}: holds policy {user.policy!r}, which does not exist "
+                "in the tenant (dangling link); left as is"
+            )
+            continue
+        if not user.upn or len(user.upn) > limits.MAX_STRING:
+            skipped.append(
+                f"{user.id}: has no usable UPN to match on; holds {held.name!r}; left as is"
+            )
+            continue
+        holders[held.name].append(user)
+    for users in holders.values():
+        users.sort(key=_user_sort_key)
+    skipped.sort()
+
+    unlisted: list[str] = []
+    while True:
+        text = _render(
+            snapshot, policies, default_name, holders, relying_on_default, skipped, unlisted
+        )
+        listed = sum(len(v) for k, v in holders.items() if k not in unlisted)
+        # Every listed UPN is one YAML value; the rest of the document is a few per policy.
+        nodes = listed + 20 * (len(policies) + len(holders)) + 50
+        if len(text.encode()) <= limits.MAX_FILE_BYTES and nodes <= limits.MAX_NODES:
+            break
+        remaining = [name for name in holders if name not in unlisted]
+        if not remaining:
+            break
+        largest = max(remaining, key=lambda name: (len(holders[name]), name))
+        log.warning(
+            "export: not listing the %d direct holders of %r: the file would exceed the limits "
+            "of policies.yaml (%d bytes, %d values)",
+            len(holders[largest]),
+            largest,
+            limits.MAX_FILE_BYTES,
+            limits.MAX_NODES,
+        )
+        unlisted.append(largest)
+
+    for line in skipped:
+        log.warning("export: %s", line)
+    return ExportResult(
+        text=text,
+        policies=len(policies),
+        direct_users=sum(len(v) for v in holders.values()),
+        default_users=len(relying_on_default),
+        skipped=tuple(skipped),
+        unlisted=tuple(unlisted),
+    )
+
+
+def _rule_chunks(users: list[TenantUser]) -> list[list[TenantUser]]:
+    # One rule's `users` list holds at most limits.MAX_LIST_ITEMS entries.
+    size = limits.MAX_LIST_ITEMS
+    return [users[i : i + size] for i in range(0, len(users), size)]
+
+
+def _render(
+    snapshot: TenantSnapshot,
+    policies: list[TenantPolicy],
+    default_name: str | None,
+    holders: dict[str, list[TenantUser]],
+    relying_on_default: list[TenantUser],
+    skipped: list[str],
+    unlisted: list[str],
+) -> str:
+    direct_total = sum(len(v) for v in holders.values())
+    lines: list[str] = []
+    add = lines.append
+    add("# yaml-language-server: $schema=schema/policies.schema.json")
+    add(_comment(f"Exported by `authpolicy export` from tenant {snapshot.tenant}."))
+    add("# `authpolicy plan` against the same tenant shows no changes: this file declares the")
+    add("# tenant exactly as it is. Edit it to say how it should be, then plan and apply.")
+    add("#")
+    add(_comment(f"Found: {_n(len(policies), 'policy')}, {_n(len(snapshot.users), 'user')}."))
+    add(
+        _comment(
+            f"  {_n(direct_total, 'user', 'hold')} a policy directly (listed in the rules below)."
+        )
+    )
+    if default_name is not None:
+        add(
+            _comment(
+                f"  {_n(len(relying_on_default), 'user', 'rely')} on the default "
+                f"({default_name}): no direct policy."
+            )
+        )
+    else:
+        add(
+            _comment(
+                f"  {_n(len(relying_on_default), 'user')} without any policy (no direct policy and "
+                "no default): no policy blocks Basic auth for them."
+            )
+        )
+    if skipped:
+        add(
+            _comment(
+                f"  {_n(len(skipped), 'user')} could not be exported (see the end of the file)."
+            )
+        )
+    for name in unlisted:
+        add(
+            _comment(
+                f"  The {_n(len(holders[name]), 'direct holder')} of {name} are NOT listed: "
+                "listing them would exceed the size limits of policies.yaml. `unmatched: ignore` "
+                "leaves them as they are; replace the listing with group or attribute rules."
+            )
+        )
+    add("")
+    add("version: 1")
+    add(f"tenant: {yaml_scalar(snapshot.tenant)}")
+    add("")
+
+    # ---------------------------------------------------------------- policies
+    add("# Every tenant policy with all 12 switches: `allow` lists the protocols that keep Basic")
+    add("# auth, every other protocol is blocked. Only SMTP AUTH still has an effect in Exchange")
+    add("# Online; the other switches have had none since Microsoft retired them in 2022/2023.")
+    if policies:
+        add("policies:")
+        for policy in policies:
+            allow = _allow_list(policy.allow)
+            count = len(holders.get(policy.name, ()))
+            facts = [f"held directly by {_n(count, 'user')}"]
+            if policy.name == default_name:
+                facts.append("the organization default")
+            if "smtp" in allow:
+                facts.append("allows Basic SMTP AUTH")
+            inert = [p for p in allow if not PROTOCOL_BY_NAME[p].still_effective]
+            if inert:
+                facts.append(f"{_n(len(inert), 'switch')} on with no effect since 2022/2023")
+            add(_comment("; ".join(facts), 2))
+            add(f"  {yaml_scalar(policy.name)}:")
+            add(f"    allow: {yaml_scalar(allow)}")
+    else:
+        add("policies: {}")
+    add("")
+    add("remove_policies: []")
+    add("prune_policies: false")
+    add("")
+
+    # ---------------------------------------------------------------- default
+    if default_name is not None:
+        add(
+            _comment(
+                f"The organization default: it governs the {_n(len(relying_on_default), 'user')}"
+            )
+        )
+        add("# with no direct policy.")
+        add(f"default_policy: {yaml_scalar(default_name)}")
+    else:
+        add("# The tenant has no default policy. null declares that (and plans no change while the")
+        add("# tenant has none); naming a declared policy here protects every user without a")
+        add("# direct policy.")
+        add("default_policy: null")
+    add("")
+
+    # ---------------------------------------------------------------- assignments
+    add("assignments:")
+    add("  # Users matched by no rule keep what they have: the users with no direct policy stay")
+    add("  # on the default. `clear` would remove direct policies that no rule gives.")
+    add("  unmatched: ignore")
+    add(
+        "  # Export changes nothing, so it does not turn on session revocation for you: set true to"
+    )
+    add("  # make future assignment changes effective within ~30 minutes instead of up to 24 hours")
+    add("  # (it makes the affected users sign in again).")
+    add("  revoke_sessions: false")
+    add("  # One rule per policy that users hold directly, listing them by exact UPN. Replace the")
+    add("  # lists with attribute or group matches as you adopt rules.")
+    listed = [p for p in policies if holders.get(p.name) and p.name not in unlisted]
+    if listed:
+        add("  rules:")
+        for policy in listed:
+            users = holders[policy.name]
+            chunks = _rule_chunks(users)
+            add(_comment(f"{_n(len(users), 'user', 'hold')} {policy.name} directly", 4))
+            for number, chunk in enumerate(chunks, start=1):
+                name = f"direct: {policy.name}"
+                if len(chunks) > 1:
+                    name += f" (part {number} of {len(chunks)})"
+                add(f"    - name: {yaml_scalar(name)}")
+                add(f"      policy: {yaml_scalar(policy.name)}")
+                add("      match:")
+                add("        users:")
+                lines.extend(f"        - {yaml_scalar(user.upn)}" for user in chunk)
+    else:
+        add("  rules: []")
+    add("")
+
+    # ---------------------------------------------------------------- safety
+    add("safety:")
+    add("  # Guards for the first edits after export: apply stops (exit 3) above them")
+    add("  # unless run with --force.")
+    add(f"  max_user_changes: {yaml_scalar(EXPORT_MAX_USER_CHANGES)}")
+    add(f"  max_policy_deletes: {EXPORT_MAX_POLICY_DELETES}")
+
+    if skipped:
+        add("")
+        add("# Not exported (left as they are by `unmatched: ignore`):")
+        for line in skipped:
+            add(_comment(f"  {line}"))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,95 @@
+"""The exposure report for machines: deterministic JSON, and CSV with one row per user."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from reconciler.report.model import REPORT_FORMAT_VERSION, ExposureReport
+
+CSV_COLUMNS = (
+    "upn",
+    "recipient_type",
+    "direct_policy",
+    "effective_policy",
+    "via",
+    "smtp_basic_auth_possible",
+    "allowed_protocols",
+)
+
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def report_data(report: ExposureReport) -> dict[str, object]:
+    """The report as plain JSON-able data (every user, every policy)."""
+    return {
+        "format_version": REPORT_FORMAT_VERSION,
+        "tenant": report.tenant,
+        "default_policy": report.default_policy,
+        "default_policy_found": report.default_policy_found,
+        "smtp_auth_disabled_org": report.smtp_auth_disabled_org,
+        "smtp_settings_read": report.smtp_settings_read,
+        "summary": report.counts(),
+        "policies": [
+            {
+                "name": p.name,
+                "exists": p.exists,
+                "is_default": p.is_default,
+                "direct_users": p.direct_users,
+                "via_default_users": p.default_users,
+                "total_users": p.total_users,
+                "allowed": list(p.allowed),
+                "allowed_no_effect": list(p.allowed_inert),
+                "smtp_basic_auth_possible_users": p.smtp_exposed_users,
+            }
+            for p in report.policies
+        ],
+        "users": [
+            {
+                "upn": u.upn,
+                "user_id": u.id,
+                "recipient_type": u.recipient_type,
+                "direct_policy": u.direct_policy,
+                "effective_policy": u.effective_policy,
+                "via": u.via,
+                "policy_found": u.policy_found,
+                "allowed": list(u.allowed),
+                "smtp_auth_enabled": u.smtp_auth_enabled,
+                "smtp_auth_source": u.smtp_auth_source,
+                "smtp_basic_auth_possible": u.smtp_basic_auth_possible,
+            }
+            for u in report.users
+        ],
+    }
+
+
+def render_json(report: ExposureReport) -> str:
+    """Deterministic JSON: same snapshot, same bytes."""
+    return json.dumps(report_data(report), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _cell(value: str) -> str:
+    # Neutralise formulas the OWASP way: a leading apostrophe makes the cell text.
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def render_csv(report: ExposureReport) -> str:
+    """One row per user, columns CSV_COLUMNS; booleans as true/false, protocols space-separated."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for u in report.users:
+        writer.writerow(
+            [
+                _cell(u.upn),
+                _cell(u.recipient_type),
+                _cell(u.direct_policy or ""),
+                _cell(u.effective_policy or ""),
+                u.via,
+                "true" if u.smtp_basic_auth_possible else "false",
+                " ".join(u.allowed),
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,144 @@
+"""The exposure report as GitHub-flavoured Markdown (for an issue, a wiki page or an audit file).
+
+Every tenant value (policy names, UPNs) is escaped: a hostile policy name must not inject
+links, HTML, mentions or table cells into the page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from reconciler.report.model import ExposureReport, UserRow
+from reconciler.report.text import allowed_text, org_smtp_text
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>@:])")
+
+
+def md(value: str) -> str:
+    """Escape a tenant value for Markdown: special characters, HTML and line breaks."""
+    one_line = "".join(ch if ch.isprintable() else " " for ch in value)
+    escaped = _MD_SPECIAL.sub(r"\\\1", one_line)
+    return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _policy(name: str | None) -> str:
+    return "*(no policy)*" if name is None else md(name)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    align = ["---:" if i in right else "---" for i in range(len(header))]
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(align) + " |",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def _user_section(
+    title: str, users: Sequence[UserRow], show_users: int | None, describe: str
+) -> list[str]:
+    lines = ["", f"### {title} ({len(users):,})", "", describe, ""]
+    if not users:
+        lines.append("None.")
+        return lines
+    shown = users if show_users is None else users[:show_users]
+    rows = [
+        [
+            md(u.upn),
+            _policy(u.effective_policy),
+            u.via,
+            md(u.smtp_reason),
+        ]
+        for u in shown
+    ]
+    lines += ["<details><summary>Show users</summary>", ""]
+    lines += _table(["User", "Effective policy", "Via", "Why"], rows, set())
+    hidden = len(users) - len(shown)
+    if hidden:
+        lines += ["", f"... and {hidden:,} more (`authpolicy report --show-users all`)."]
+    lines += ["", "</details>"]
+    return lines
+
+
+def render_markdown(report: ExposureReport, *, show_users: int | None = 20) -> str:
+    """The report as Markdown: headline table, per-policy table, collapsible user lists."""
+    c = report.counts()
+    default = (
+        "none"
+        if report.default_policy is None
+        else md(report.default_policy) + ("" if report.default_policy_found else " (not found)")
+    )
+    lines = [
+        f"## Basic-auth exposure report: {md(report.tenant)}",
+        "",
+        f"Default policy: **{default}** · SMTP AUTH org-wide (Get-TransportConfig): "
+        f"**{org_smtp_text(report)}**",
+        "",
+        *_table(
+            ["", "Users"],
+            [
+                ["Users", f"{c['users']:,}"],
+                ["Protected (Basic auth blocked wherever it still works)", f"{c['protected']:,}"],
+                ["**Can still use Basic SMTP AUTH**", f"**{c['smtp_basic_auth_possible']:,}**"],
+                ["No authentication policy at all", f"{c['no_policy']:,}"],
+                ["Governed by a direct policy", f"{c['direct_policy']:,}"],
+                ["Governed by the default policy", f"{c['via_default']:,}"],
+            ]
+            + (
+                [["Assigned a policy that does not exist", f"{c['policy_not_found']:,}"]]
+                if c["policy_not_found"]
+                else []
+            ),
+            {1},
+        ),
+        "",
+        "### Policies",
+        "",
+    ]
+    rows = [
+        [
+            _policy(p.name)
+            + (" (default)" if p.is_default else "")
+            + (" (not found)" if p.name is not None and not p.exists else ""),
+            f"{p.direct_users:,}",
+            f"{p.default_users:,}",
+            f"{p.total_users:,}",
+            f"{p.smtp_exposed_users:,}",
+            md(allowed_text(p)),
+        ]
+        for p in report.policies
+    ]
+    lines += _table(
+        [
+            "Policy",
+            "Direct",
+            "Via default",
+            "Total",
+            "Basic SMTP AUTH possible",
+            "Basic auth allowed for",
+        ],
+        rows,
+        {1, 2, 3, 4},
+    )
+    lines += _user_section(
+        "Can still use Basic SMTP AUTH",
+        report.smtp_exposed,
+        show_users,
+        "Their policy allows Basic SMTP (or they have none) and SMTP AUTH is not disabled "
+        "for their mailbox or the organization.",
+    )
+    lines += _user_section(
+        "No authentication policy at all",
+        report.no_policy,
+        show_users,
+        "No direct policy and no default: no policy blocks Basic auth for them.",
+    )
+    if report.dangling:
+        lines += _user_section(
+            "Assigned a policy that does not exist",
+            report.dangling,
+            show_users,
+            "The link names a removed policy; treated as no policy.",
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,271 @@
+"""The exposure report's view-model: computed once from a snapshot, rendered by small functions.
+
+What an auditor asks: which policy governs each user (direct, else the org default, else none),
+and who can still use Basic authentication, for what. In Exchange Online in 2026 only SMTP AUTH
+(client submission) still accepts Basic auth, and only when three layers all allow it:
+
+1. the user's effective authentication policy allows Basic SMTP (`AllowBasicAuthSmtp`), or the
+   user has no policy at all (nothing blocks);
+2. SMTP AUTH is enabled for the mailbox: `Set-CASMailbox -SmtpClientAuthenticationDisabled`
+   True disables it, False enables it whatever the org says, None follows the org;
+3. the org setting `Get-TransportConfig SmtpClientAuthenticationDisabled` when the mailbox
+   follows it.
+
+The other eleven switches still exist but Microsoft retired Basic auth for those protocols in
+2022/2023; a policy that allows them is shown as "allowed (no effect since 2022/2023)", not as
+exposure.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from reconciler.model import (
+    PROTOCOL_BY_NAME,
+    PROTOCOL_NAMES,
+    TenantSnapshot,
+    TenantUser,
+    effective_policy,
+)
+
+Via: TypeAlias = Literal["direct", "default", "none"]
+
+# Why SMTP AUTH is on or off for a mailbox (the second and third layers above).
+SmtpAuthSource: TypeAlias = Literal["mailbox", "org", "unknown"]
+
+REPORT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """One user's effective policy and Basic-auth exposure."""
+
+    upn: str
+    id: str
+    recipient_type: str
+    direct_policy: str | None
+    effective_policy: str | None
+    via: Via
+    # Protocols the effective policy keeps Basic auth for (all twelve when there is no policy).
+    allowed: tuple[str, ...]
+    policy_found: bool  # False: the direct policy names an object that no longer exists
+    smtp_auth_enabled: bool  # SMTP AUTH itself, from the mailbox override or the org setting
+    smtp_auth_source: SmtpAuthSource
+    smtp_basic_auth_possible: bool
+
+    @property
+    def policy_allows_smtp(self) -> bool:
+        return "smtp" in self.allowed
+
+    @property
+    def smtp_reason(self) -> str:
+        """Why Basic SMTP AUTH is possible or not, in a few words."""
+        if not self.policy_allows_smtp:
+            return "policy blocks Basic SMTP"
+        if self.via == "none":
+            layer = "no policy"
+        elif not self.policy_found:
+            layer = f"policy {self.effective_policy!r} not found"
+        else:
+            layer = "policy allows Basic SMTP"
+        if not self.smtp_auth_enabled:
+            where = "mailbox" if self.smtp_auth_source == "mailbox" else "org"
+            return f"{layer}, but SMTP AUTH is disabled ({where})"
+        if self.smtp_auth_source == "mailbox":
+            return f"{layer}; SMTP AUTH enabled on the mailbox (overrides org)"
+        if self.smtp_auth_source == "unknown":
+            return f"{layer}; SMTP AUTH setting not read (assumed enabled)"
+        return f"{layer}; SMTP AUTH enabled org-wide"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRow:
+    """One policy (or the "no policy" bucket) with the users it governs."""
+
+    name: str | None  # None: users with no policy at all
+    exists: bool  # False for a dangling name that users still hold, and for the None bucket
+    is_default: bool
+    direct_users: int
+    default_users: int  # users governed through the org default
+    allowed: tuple[str, ...]  # protocols that keep Basic auth
+    smtp_exposed_users: int  # of the governed users, how many can still use Basic SMTP AUTH
+
+    @property
+    def total_users(self) -> int:
+        return self.direct_users + self.default_users
+
+    @property
+    def allowed_effective(self) -> tuple[str, ...]:
+        return tuple(p for p in self.allowed if PROTOCOL_BY_NAME[p].still_effective)
+
+    @property
+    def allowed_inert(self) -> tuple[str, ...]:
+        return tuple(p for p in self.allowed if not PROTOCOL_BY_NAME[p].still_effective)
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureReport:
+    """Everything the renderers show; computed once by `build_report`."""
+
+    tenant: str
+    default_policy: str | None
+    default_policy_found: bool
+    smtp_auth_disabled_org: bool | None  # None: not read
+    smtp_settings_read: bool
+    users: tuple[UserRow, ...]  # sorted by UPN
+    policies: tuple[PolicyRow, ...]  # sorted by name; the "no policy" bucket last when non-empty
+
+    @property
+    def total_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def smtp_exposed(self) -> tuple[UserRow, ...]:
+        return tuple(u for u in self.users if u.smtp_basic_auth_possible)
+
+    @property
+    def no_policy(self) -> tuple[UserRow, ...]:
+        return tuple(u for u in self.users if u.via == "none")
+
+    @property
+    def dangling(self) -> tuple[UserRow, ...]:
+        return tuple(u for u in self.users if not u.policy_found)
+
+    @property
+    def protected(self) -> int:
+        """Users for whom Basic auth is blocked everywhere it still works (SMTP AUTH)."""
+        return self.total_users - len(self.smtp_exposed)
+
+    def counts(self) -> dict[str, int]:
+        """The headline numbers, by name (also the JSON summary)."""
+        via = Counter(u.via for u in self.users)
+        return {
+            "users": self.total_users,
+            "direct_policy": via["direct"],
+            "via_default": via["default"],
+            "no_policy": via["none"],
+            "protected": self.protected,
+            "smtp_basic_auth_possible": len(self.smtp_exposed),
+            "policy_not_found": len(self.dangling),
+        }
+
+
+def _smtp_auth_for(user: TenantUser, snapshot: TenantSnapshot) -> tuple[bool, SmtpAuthSource]:
+    """Is SMTP AUTH enabled for the mailbox (any auth method), and which setting says so."""
+    if user.smtp_client_auth_disabled is not None:
+        return (not user.smtp_client_auth_disabled, "mailbox")
+    if snapshot.smtp_auth_disabled_org is not None:
+        return (not snapshot.smtp_auth_disabled_org, "org")
+    # Not read: assume enabled, so the report errs towards showing exposure.
+    return (True, "unknown")
+
+
+def build_report(snapshot: TenantSnapshot) -> ExposureReport:
+    """The exposure report of a snapshot (read with `SnapshotNeeds(smtp_settings=True)`).
+
+    A direct policy that names no existing object (a dangling link) is treated like no policy:
+    nothing is known to block Basic auth for that user, and the report says so.
+    """
+    default = snapshot.policy(snapshot.default_policy)
+    rows: list[UserRow] = []
+    for user in sorted(snapshot.users, key=lambda u: (u.upn.casefold(), u.upn, u.id)):
+        name = effective_policy(user, snapshot.default_policy)
+        via: Via = "direct" if user.policy is not None else "default" if name else "none"
+        policy = snapshot.policy(name)
+        found = via == "none" or policy is not None
+        if policy is not None:
+            name = policy.name  # the tenant's spelling
+            allowed = tuple(p for p in PROTOCOL_NAMES if p in policy.allow)
+        else:
+            allowed = PROTOCOL_NAMES  # nothing blocks
+        enabled, source = _smtp_auth_for(user, snapshot)
+        rows.append(
+            UserRow(
+                upn=user.upn,
+                id=user.id,
+                recipient_type=user.recipient_type,
+                direct_policy=user.policy,
+                effective_policy=name,
+                via=via,
+                allowed=allowed,
+                policy_found=found,
+                smtp_auth_enabled=enabled,
+                smtp_auth_source=source,
+                smtp_basic_auth_possible=enabled and "smtp" in allowed,
+            )
+        )
+
+    return ExposureReport(
+        tenant=snapshot.tenant,
+        default_policy=default.name if default is not None else snapshot.default_policy,
+        default_policy_found=snapshot.default_policy is None or default is not None,
+        smtp_auth_disabled_org=snapshot.smtp_auth_disabled_org,
+        smtp_settings_read=snapshot.smtp_settings_read,
+        users=tuple(rows),
+        policies=_policy_rows(snapshot, rows, default.name if default else None),
+    )
+
+
+def _policy_rows(
+    snapshot: TenantSnapshot, users: list[UserRow], default_name: str | None
+) -> tuple[PolicyRow, ...]:
+    direct: Counter[str | None] = Counter()
+    via_default: Counter[str | None] = Counter()
+    exposed: Counter[str | None] = Counter()
+    for u in users:
+        key = u.effective_policy.casefold() if u.effective_policy is not None else None
+        (direct if u.via == "direct" else via_default)[key] += 1
+        if u.smtp_basic_auth_possible:
+            exposed[key] += 1
+
+    rows: list[PolicyRow] = []
+    seen: set[str] = set()
+    for p in sorted(snapshot.policies, key=lambda p: (p.name.casefold(), p.name)):
+        key = p.name.casefold()
+        seen.add(key)
+        rows.append(
+            PolicyRow(
+                name=p.name,
+                exists=True,
+                is_default=p.name == default_name,
+                direct_users=direct[key],
+                default_users=via_default[key],
+                allowed=tuple(n for n in PROTOCOL_NAMES if n in p.allow),
+                smtp_exposed_users=exposed[key],
+            )
+        )
+    # Names that users (or the default) still point at but that no longer exist.
+    missing = {
+        u.effective_policy.casefold(): u.effective_policy
+        for u in users
+        if u.effective_policy is not None and not u.policy_found
+    }
+    for key, name in sorted(missing.items()):
+        if key in seen:
+            continue
+        rows.append(
+            PolicyRow(
+                name=name,
+                exists=False,
+                is_default=False,
+                direct_users=direct[key],
+                default_users=via_default[key],
+                allowed=PROTOCOL_NAMES,
+                smtp_exposed_users=exposed[key],
+            )
+        )
+    if direct[None] or via_default[None]:
+        rows.append(
+            PolicyRow(
+                name=None,
+                exists=False,
+                is_default=False,
+                direct_users=0,
+                default_users=direct[None] + via_default[None],
+                allowed=PROTOCOL_NAMES,
+                smtp_exposed_users=exposed[None],
+            )
+        )
+    return tuple(rows)
