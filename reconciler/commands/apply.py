@@ -1,15 +1,291 @@
-"""`authpolicy apply` (not built yet)."""
+"""`authpolicy apply`: plan, show, confirm, execute, verify; or execute a reviewed saved plan.
+
+The promise to the admin: nothing is written that the plan did not show, everything the plan
+showed is written or reported as failed, and a rerun finishes the job.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from reconciler.apply import ApplyReport, AuditLog, default_audit_path, execute_plan
+from reconciler.apply.progress import PhaseLines, ProgressBar
+from reconciler.apply.replace import plan_with_replaces
+from reconciler.apply.report import describe_change
+from reconciler.apply.staleness import stale_reasons
+from reconciler.apply.verify import verify_report
+from reconciler.errors import AuthPolicyError, GuardError, StalePlanError
+from reconciler.model import DesiredState, ExitCode, Plan, PolicyReplace, TenantSnapshot
+
+if TYPE_CHECKING:
+    from reconciler.tenant.base import Tenant
+
+SHOW_FAILURES = 20
+INTERRUPTED_EXIT = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="policies.yaml")
+    parser.add_argument("plan_file", nargs="?", metavar="PLAN.json", help="a saved, reviewed plan")
+    parser.add_argument("-c", "--config", default="policies.yaml", help="policies.yaml to apply")
+    parser.add_argument(
+        "--auto-approve", action="store_true", help="do not ask for confirmation (CI)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="apply even when a safety guard blocks the plan"
+    )
+    parser.add_argument(
+        "--allow-replace",
+        action="store_true",
+        help="show policy updates as remove-and-recreate and do them that way (works around "
+        "Exchange's Set-AuthenticationPolicy null-reference bug)",
+    )
+    parser.add_argument(
+        "--audit-log",
+        type=Path,
+        metavar="FILE",
+        help="append-only JSON-lines record of every change (default .authpolicy/audit-DATE.jsonl)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=16,
+        metavar="N",
+        help="most user-write batches in flight at once (default 16; adapts down on throttling)",
+    )
+    try:
+        from reconciler.tenant.connect import add_connection_arguments
+    except ImportError:  # the tenant client is being built alongside (TODO: drop the guard)
+        return
+    add_connection_arguments(parser)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _read_saved_plan(path: str) -> Plan:
+    from reconciler.render import plan_from_json
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AuthPolicyError(f"cannot read plan file {path}: {exc.strerror}") from None
+    try:
+        return plan_from_json(text)
+    except AuthPolicyError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AuthPolicyError(f"{path} is not a plan file authpolicy wrote: {exc}") from None
+
+
+def _read_and_plan(
+    args: argparse.Namespace, desired: DesiredState
+) -> tuple[Tenant, TenantSnapshot, Plan]:
+    """Open the tenant, read what the plan needs, and plan (the same path `plan` takes)."""
+    from reconciler.plan import make_plan, snapshot_needs
+    from reconciler.tenant.connect import open_tenant
+
+    tenant = open_tenant(args)
+    snapshot = tenant.read_snapshot(snapshot_needs(desired))
+    return tenant, snapshot, make_plan(desired, snapshot)
+
+
+def tenant_identities(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
+    """Every name the connected tenant is known by (configured id, initial domain, GUID)."""
+    names = {str(tenant.name), snapshot.tenant}
+    for attr in ("initial_domain", "domain", "tenant_id", "tenant_guid", "guid"):
+        value = getattr(tenant, attr, None)
+        if isinstance(value, str) and value:
+            names.add(value)
+    for value in getattr(tenant, "identities", ()) or ():
+        names.add(str(value))
+    return {n.casefold() for n in names if n}
+
+
+def check_tenant_guard(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> None:
+    """policies.yaml's `tenant:` must name the tenant we are connected to."""
+    if desired.tenant is None:
+        return
+    if desired.tenant.casefold() not in tenant_identities(tenant, snapshot):
+        raise AuthPolicyError(
+            f"{desired.source} is for tenant '{desired.tenant}' but the connection is to "
+            f"'{tenant.name}'; refusing to apply (check AZURE_TENANT_ID)"
+        )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _render(plan: Plan, color: bool) -> str:
+    from reconciler.render import render_plan
+
+    return render_plan(plan, "text", color=color)
+
+
+def _confirm(plan: Plan) -> bool:
+    total = len(plan.changes)
+    sys.stdout.write(
+        f"\nApply these {total} change(s) to {plan.tenant}?\n"
+        "  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    )
+    sys.stdout.flush()
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        return False
+    return answer.strip() == "yes"
+
+
+def _is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _summary(report: ApplyReport, audit_path: Path) -> list[str]:
+    counts = report.counts
+    lines: list[str] = []
+    for outcome in report.failed[:SHOW_FAILURES]:
+        lines.append(f"  failed: {describe_change(outcome.change)}: {outcome.message}")
+    if len(report.failed) > SHOW_FAILURES:
+        lines.append(f"  ... and {len(report.failed) - SHOW_FAILURES} more failures (audit log)")
+    skipped = [o for o in report.outcomes if o.status == "skipped" and not report.interrupted]
+    for outcome in skipped[:SHOW_FAILURES]:
+        lines.append(f"  skipped: {describe_change(outcome.change)}: {outcome.message}")
+    for problem in report.problems[:SHOW_FAILURES]:
+        lines.append(f"  does not hold: {problem}")
+    head = (
+        f"{counts['applied']} applied, {counts['failed']} failed, {counts['skipped']} skipped, "
+        f"{counts['not_found']} not found ({report.retries} retries)"
+    )
+    if report.interrupted:
+        not_started = sum(1 for o in report.outcomes if o.message.startswith("not started"))
+        done = len(report.outcomes) - not_started
+        lines.append(
+            f"Apply interrupted: {done} change(s) done ({head}), {not_started} not started. "
+            "Run apply again to finish."
+        )
+    elif report.ok:
+        lines.append(f"Apply complete: {head}.")
+    else:
+        lines.append(f"Apply finished with errors: {head}. Run apply again to retry.")
+    lines.append(f"Audit log: {audit_path}")
+    return lines
+
+
+@contextmanager
+def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C: stop scheduling, let in-flight calls finish. Second: abort at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        sys.stderr.write(
+            "\nStopping: waiting for the calls in flight to finish (Ctrl-C again to abort now)\n"
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------- run
 
 
 def run(args: argparse.Namespace) -> int:
-    print("authpolicy apply: not implemented yet", file=sys.stderr)
-    return 1
+    from reconciler.desired import load_desired_state
+
+    desired = load_desired_state(args.config)
+    saved = _read_saved_plan(args.plan_file) if args.plan_file else None
+    if args.max_concurrency < 1:
+        raise AuthPolicyError("--max-concurrency must be at least 1")
+    saved_replaces = saved is not None and any(isinstance(c, PolicyReplace) for c in saved.changes)
+    if saved_replaces and not args.allow_replace:
+        raise AuthPolicyError(
+            f"{args.plan_file} removes and recreates policies (replace); pass --allow-replace "
+            "to apply it"
+        )
+
+    tenant, snapshot, plan = _read_and_plan(args, desired)
+    check_tenant_guard(desired, tenant, snapshot)
+    if (saved is None and args.allow_replace) or saved_replaces:
+        plan = plan_with_replaces(plan, snapshot)
+
+    if saved is not None:
+        reasons = stale_reasons(saved, plan)
+        if reasons:
+            raise StalePlanError(
+                f"{args.plan_file} is stale, refusing to apply: {'; '.join(reasons)}. "
+                "Run plan again and review the new plan."
+            )
+        plan = saved  # equal to the fresh plan; it is what was reviewed
+
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    sys.stdout.write(_render(plan, color))
+    if not plan.has_changes:
+        return ExitCode.OK
+
+    if plan.guards and not args.force:
+        for guard in plan.guards:
+            sys.stderr.write(f"blocked: {guard.message}\n")
+        raise GuardError(
+            f"{len(plan.guards)} safety guard(s) block this apply; review the plan and pass "
+            "--force to apply it anyway"
+        )
+
+    if saved is None and not args.auto_approve:
+        if not _is_terminal():
+            raise AuthPolicyError(
+                "refusing to apply without confirmation: not a terminal; pass --auto-approve "
+                "(CI) or apply a reviewed plan file (plan --out PLAN.json)"
+            )
+        if not _confirm(plan):
+            sys.stdout.write("Apply cancelled; nothing was changed.\n")
+            return ExitCode.ERROR
+
+    audit_path = args.audit_log or default_audit_path()
+    stop = threading.Event()
+    show_bar = sys.stderr.isatty()
+    try:
+        audit = AuditLog(audit_path, tenant=plan.tenant, fingerprint=plan.fingerprint)
+    except OSError as exc:
+        raise AuthPolicyError(f"cannot open audit log {audit_path}: {exc.strerror}") from None
+    with audit, _stop_on_ctrl_c(stop):
+        bar = ProgressBar(_stderr_console()) if show_bar else None
+        progress = bar if bar is not None else PhaseLines(sys.stderr)
+        with bar if bar is not None else nullcontext():
+            report = execute_plan(
+                plan,
+                tenant,
+                revoke_sessions=desired.assignments.revoke_sessions,
+                audit=audit,
+                allow_replace=args.allow_replace,
+                max_concurrency=args.max_concurrency,
+                progress=progress,
+                stop=stop,
+            )
+    if not report.interrupted:
+        report.problems = verify_report(report, tenant)
+    for line in _summary(report, audit_path):
+        sys.stdout.write(line + "\n")
+    if report.interrupted:
+        return INTERRUPTED_EXIT
+    return ExitCode.OK if report.ok else ExitCode.ERROR
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)

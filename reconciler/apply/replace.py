@@ -1,0 +1,73 @@
+"""Turn a plan's policy updates into shown replaces (`--allow-replace`).
+
+Exchange has failed Set-AuthenticationPolicy with "Object reference not set to an instance of
+an object" (Microsoft365DSC#4819). The way around it is to remove the policy and create it again
+with the same name and switches. That is a bigger change than an update: the new object has a
+new identity, so every user that held the old one and the org default must be pointed at it
+again. The plan therefore shows it as its own action, with those holders, before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from reconciler.model import (
+    DefaultChange,
+    Plan,
+    PolicyReplace,
+    PolicyUpdate,
+    TenantSnapshot,
+    UserChange,
+)
+
+
+def plan_with_replaces(plan: Plan, snapshot: TenantSnapshot) -> Plan:
+    """`plan` with every policy_update shown as a policy_replace (same place in the order).
+
+    Holders are the users that hold the policy directly now, minus users the plan moves
+    anyway (their own change sets their policy, so reassigning them would be a wasted write).
+    The default is restored only if it names the policy now and the plan does not move it.
+    """
+    moved_users = {c.user_id for c in plan.changes if isinstance(c, UserChange)}
+    default_moves = any(isinstance(c, DefaultChange) for c in plan.changes)
+    changes = []
+    warnings = list(plan.warnings)
+    for change in plan.changes:
+        if not isinstance(change, PolicyUpdate):
+            changes.append(change)
+            continue
+        live = snapshot.policy(change.policy)
+        allow = set(live.allow if live is not None else ())
+        for field in change.fields:
+            (allow.add if field.after else allow.discard)(field.protocol)
+        folded = change.policy.casefold()
+        holders = tuple(
+            sorted(
+                u.id
+                for u in snapshot.users
+                if u.policy is not None
+                and u.policy.casefold() == folded
+                and u.id not in moved_users
+            )
+        )
+        is_default = (
+            snapshot.default_policy is not None
+            and snapshot.default_policy.casefold() == folded
+            and not default_moves
+        )
+        changes.append(
+            PolicyReplace(
+                policy=change.policy,
+                fields=change.fields,
+                after=frozenset(allow),
+                holders=holders,
+                is_default=is_default,
+                weakens=change.weakens,
+            )
+        )
+        warnings.append(
+            f"policy '{change.policy}' will be removed and created again (--allow-replace): "
+            f"{len(holders)} user(s){' and the org default' if is_default else ''} are "
+            "pointed at the new policy right after"
+        )
+    return replace(plan, changes=tuple(changes), warnings=tuple(warnings))

@@ -1,0 +1,204 @@
+"""`authpolicy apply` end to end against the in-memory fake (planning and rendering stubbed)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from reconciler import cli
+from reconciler.commands import apply as apply_command
+from reconciler.model import (
+    Assignments,
+    DesiredState,
+    Guard,
+    Plan,
+    PolicyCreate,
+    PolicyReplace,
+    UserChange,
+)
+from tests.fakes import FakeTenant
+
+TENANT = "contoso.onmicrosoft.com"
+
+
+def user(i: int, after: str | None = "Block") -> UserChange:
+    return UserChange("user_assign", f"user{i}@contoso.com", f"u-{i}", None, after, "everyone")
+
+
+class World:
+    """What the stubs return: a fake tenant, the desired state, and the plan `plan` would make."""
+
+    def __init__(self) -> None:
+        self.tenant = FakeTenant.with_users(5, policies={"Block": []})
+        self.desired = DesiredState(
+            version=1,
+            tenant=TENANT,
+            policies=(),
+            assignments=Assignments(revoke_sessions=True),
+        )
+        self.plan = Plan(
+            tenant=TENANT,
+            fingerprint="sha256:one",
+            changes=(PolicyCreate("Devices", frozenset({"smtp"})), *[user(i) for i in range(5)]),
+            inputs={"config": "c", "users": "u"},
+        )
+        self.saved: Plan | None = None
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
+    w = World()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        "reconciler.desired.load_desired_state", lambda path: w.desired, raising=False
+    )
+    monkeypatch.setattr(
+        apply_command,
+        "_read_and_plan",
+        lambda args, desired: (w.tenant, w.tenant.read_snapshot(None), w.plan),  # type: ignore[arg-type]
+    )
+    monkeypatch.setattr(apply_command, "_render", lambda plan, color: f"PLAN {len(plan.changes)}\n")
+    monkeypatch.setattr(apply_command, "_read_saved_plan", lambda path: w.saved)
+    return w
+
+
+def audit_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_without_terminal_or_auto_approve_it_refuses_and_writes_nothing(
+    world: World, capsys
+) -> None:
+    assert cli.main(["apply"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: refusing to apply without confirmation: not a terminal; pass --auto-approve (CI) "
+        "or apply a reviewed plan file (plan --out PLAN.json)\n"
+    )
+    assert world.tenant.writes == []
+
+
+def test_auto_approve_applies_verifies_and_audits(world: World, tmp_path: Path, capsys) -> None:
+    audit = tmp_path / "logs" / "audit.jsonl"
+    assert cli.main(["apply", "--auto-approve", "--audit-log", str(audit)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "PLAN 6"
+    assert out.splitlines()[-2:] == [
+        "Apply complete: 6 applied, 0 failed, 0 skipped, 0 not found (0 retries).",
+        f"Audit log: {audit}",
+    ]
+    assert "apply: user assignments: 5 applied" in err
+    assert len(world.tenant.writes) == 6
+    assert all(w.revoke_sessions for w in world.tenant.writes if w.cmdlet == "Set-User")
+    records = audit_lines(audit)
+    assert len(records) == 6
+    assert {r["tenant"] for r in records} == {TENANT}
+    assert {r["fingerprint"] for r in records} == {"sha256:one"}
+    assert records[1]["change"] == {
+        "kind": "user_assign",
+        "user": "user0@contoso.com",
+        "user_id": "u-0",
+        "before": None,
+        "after": "Block",
+        "rule": "everyone",
+    }
+    assert records[1]["result"] == "applied" and records[1]["attempts"] == 1
+    assert stat.S_IMODE(audit.stat().st_mode) == 0o600
+    assert stat.S_IMODE(audit.parent.stat().st_mode) == 0o700
+
+
+def test_default_audit_log_is_under_dot_authpolicy(world: World, tmp_path: Path) -> None:
+    assert cli.main(["apply", "--auto-approve"]) == 0
+    (log,) = (tmp_path / ".authpolicy").glob("audit-*.jsonl")
+    assert len(audit_lines(log)) == 6
+
+
+def test_guard_blocks_with_exit_3_and_force_passes(world: World, tmp_path: Path, capsys) -> None:
+    world.plan = Plan(
+        tenant=TENANT,
+        fingerprint="sha256:one",
+        changes=world.plan.changes,
+        guards=(Guard("max_user_changes", "5 user changes exceed max_user_changes 2", 5, 2),),
+    )
+    assert cli.main(["apply", "--auto-approve"]) == 3
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "blocked: 5 user changes exceed max_user_changes 2",
+        "error: 1 safety guard(s) block this apply; review the plan and pass --force to apply "
+        "it anyway",
+    ]
+    assert world.tenant.writes == []
+    assert cli.main(["apply", "--auto-approve", "--force"]) == 0
+    assert len(world.tenant.writes) == 6
+
+
+def test_other_tenant_is_refused_before_any_write(world: World, capsys) -> None:
+    world.desired = DesiredState(version=1, tenant="fabrikam.onmicrosoft.com", policies=())
+    assert cli.main(["apply", "--auto-approve"]) == 1
+    assert capsys.readouterr().err == (
+        "error: policies.yaml is for tenant 'fabrikam.onmicrosoft.com' but the connection is to "
+        "'contoso.onmicrosoft.com'; refusing to apply (check AZURE_TENANT_ID)\n"
+    )
+    assert world.tenant.writes == []
+
+
+def test_saved_plan_that_still_holds_runs_without_a_prompt(world: World) -> None:
+    world.saved = world.plan
+    assert cli.main(["apply", "plan.json"]) == 0
+    assert len(world.tenant.writes) == 6
+
+
+def test_stale_saved_plan_is_refused_naming_what_moved(world: World, capsys) -> None:
+    world.saved = Plan(
+        tenant=TENANT,
+        fingerprint="sha256:old",
+        changes=(PolicyCreate("Devices", frozenset({"smtp"})), *[user(i) for i in range(7)]),
+        inputs={"config": "c", "users": "u-old"},
+    )
+    assert cli.main(["apply", "plan.json", "--force"]) == 1
+    assert capsys.readouterr().err == (
+        "error: plan.json is stale, refusing to apply: 2 user(s) changed (first few: "
+        "user5@contoso.com, user6@contoso.com). Run plan again and review the new plan.\n"
+    )
+    assert world.tenant.writes == []
+
+
+def test_saved_replace_needs_allow_replace(world: World, capsys) -> None:
+    world.saved = Plan(
+        tenant=TENANT,
+        fingerprint="sha256:one",
+        changes=(PolicyReplace("Block", (), frozenset()),),
+    )
+    assert cli.main(["apply", "plan.json"]) == 1
+    assert capsys.readouterr().err == (
+        "error: plan.json removes and recreates policies (replace); pass --allow-replace to "
+        "apply it\n"
+    )
+    assert world.tenant.writes == []
+
+
+def test_failures_are_summarised_and_exit_1(world: World, capsys) -> None:
+    world.tenant.fail_create["Devices"] = "Name is reserved."
+    world.plan = Plan(
+        tenant=TENANT,
+        fingerprint="sha256:one",
+        changes=(PolicyCreate("Devices", frozenset({"smtp"})), user(0, "Devices"), user(1)),
+    )
+    assert cli.main(["apply", "--auto-approve"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:4] == [
+        "  failed: create policy 'Devices': Name is reserved.",
+        "  skipped: user user0@contoso.com -> 'Devices': skipped because create policy "
+        "'Devices' failed",
+        "Apply finished with errors: 1 applied, 1 failed, 1 skipped, 0 not found (0 retries). "
+        "Run apply again to retry.",
+    ]
+
+
+def test_nothing_to_do_exits_0_without_an_audit_file(world: World, tmp_path: Path) -> None:
+    world.plan = Plan(tenant=TENANT, fingerprint="sha256:none", changes=())
+    assert cli.main(["apply"]) == 0
+    assert not (tmp_path / ".authpolicy").exists()
