@@ -1,0 +1,58 @@
+"""The audit log: append-only JSON lines, private file modes, no half lines."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from reconciler.apply.audit import AuditLog, change_to_dict, default_audit_path, outcome_record
+from reconciler.model import FieldChange, PolicyCreate, PolicyUpdate
+
+
+def test_records_append_across_runs_with_tenant_and_fingerprint(tmp_path: Path) -> None:
+    path = tmp_path / "audit" / "a.jsonl"
+    change = PolicyUpdate("Block", (FieldChange("smtp", True, False),))
+    with AuditLog(path, tenant="t1", fingerprint="sha256:1") as audit:
+        audit.record(outcome_record(change, "applied", attempts=1, ts_start="s", ts_end="e"))
+    with AuditLog(path, tenant="t1", fingerprint="sha256:2") as audit:
+        audit.record(outcome_record(change, "failed", message="Exchange said no", attempts=3))
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert lines == [
+        {
+            "tenant": "t1",
+            "fingerprint": "sha256:1",
+            "ts_start": "s",
+            "ts_end": "e",
+            "change": {
+                "kind": "policy_update",
+                "policy": "Block",
+                "fields": {"smtp": {"before": True, "after": False}},
+            },
+            "result": "applied",
+            "message": "",
+            "attempts": 1,
+        },
+        {
+            "tenant": "t1",
+            "fingerprint": "sha256:2",
+            "ts_start": "",
+            "ts_end": "",
+            "change": lines[0]["change"],
+            "result": "failed",
+            "message": "Exchange said no",
+            "attempts": 3,
+        },
+    ]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_create_shows_all_twelve_switches_and_default_path_is_dated(tmp_path: Path) -> None:
+    data = change_to_dict(PolicyCreate("Devices", frozenset({"smtp"}), weakens=True))
+    assert data["after"]["smtp"] is True
+    assert sum(data["after"].values()) == 1 and len(data["after"]) == 12
+    assert data["weakens"] is True
+    path = default_audit_path(tmp_path)
+    assert path.parent == tmp_path / ".authpolicy"
+    assert path.name.startswith("audit-") and path.name.endswith(".jsonl") and len(path.name) == 20
