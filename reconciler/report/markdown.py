@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from reconciler.report.model import ExposureReport, UserRow
 from reconciler.report.text import allowed_text, org_smtp_text
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>@:])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~@:])")
 
 
 def md(value: str) -> str:
