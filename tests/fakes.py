@@ -56,6 +56,9 @@ class FakeTenant:
     fail_remove: dict[str, str] = field(default_factory=dict)
     fail_default: str | None = None
     fail_user: dict[str, str] = field(default_factory=dict)
+    # Remove-AuthenticationPolicy of a policy users or the default still name: "clear" drops
+    # the links (what a dangling link amounts to), "reject" refuses like the emulator's default.
+    remove_referenced: str = "clear"
     throttle_batches: int = 0  # next N set_user_policies calls raise TenantThrottledError
     retried_batches: int = 0  # next N calls succeed but report attempts=2 (a 429 retried inside)
     before_user_batch: Callable[[Sequence[UserWrite]], None] | None = None
@@ -154,6 +157,17 @@ class FakeTenant:
             key = self._find_policy(name)
             if key is None:
                 raise TenantNotFoundError(f"The authentication policy '{name}' was not found.")
+            held = (
+                any(
+                    u.policy is not None and u.policy.casefold() == key.casefold()
+                    for u in self.users.values()
+                )
+                or (self.default_policy or "").casefold() == key.casefold()
+            )
+            if held and self.remove_referenced == "reject":
+                raise TenantError(
+                    f"The authentication policy '{key}' can't be removed because it's in use."
+                )
             del self.policies[key]
             # The links point at the removed object (by DN): they are gone with it.
             for uid, user in self.users.items():

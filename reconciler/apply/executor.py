@@ -317,7 +317,12 @@ class _Run:
     # ------------------------------------------------------------------ replace
 
     def _run_replace(self, index: int, change: PolicyReplace) -> None:
-        """Remove and recreate a policy, then re-point its holders and the default at it."""
+        """Remove and recreate a policy, then re-point its holders and the default at it.
+
+        Steps (each one an audit record): remove; if Exchange refuses because the policy is
+        still in use, detach its holders and the default and remove again; create with the
+        same name and switches; reassign every holder; restore the default.
+        """
         if not self.allow_replace:
             self._finish(
                 index,
@@ -327,40 +332,75 @@ class _Run:
             return
         started = utc_now()
         name = change.policy
+        attempts = 0
 
         def step(label: str, call: Callable[[], None]) -> str | None:
+            nonlocal attempts
+            attempts += 1
             step_start = utc_now()
             self.report.writes += 1
             try:
                 call()
             except Exception as exc:
                 message = error_text(exc)
-                self.audit.record(
-                    outcome_record(
-                        change,
-                        "failed",
-                        message=message,
-                        attempts=1,
-                        ts_start=step_start,
-                        ts_end=utc_now(),
-                        step=label,
-                    )
-                )
+                self._audit_step(change, label, "failed", message, 1, step_start)
                 return message
-            self.audit.record(
-                outcome_record(
-                    change, "applied", attempts=1, ts_start=step_start, ts_end=utc_now(), step=label
-                )
-            )
+            self._audit_step(change, label, "applied", "", 1, step_start)
             return None
 
+        def point_holders(label: str, policy: str | None) -> list[str]:
+            nonlocal attempts
+            problems: list[str] = []
+            for start in range(0, len(change.holders), BATCH_SIZE):
+                chunk = change.holders[start : start + BATCH_SIZE]
+                for result in self._write_batch_with_resends([UserWrite(u, policy) for u in chunk]):
+                    attempts += result.attempts
+                    self._audit_step(
+                        change,
+                        label,
+                        result.status,
+                        result.message,
+                        result.attempts,
+                        started,
+                        {"user_id": result.write.user_id},
+                    )
+                    if result.status == "failed":
+                        problems.append(f"{result.write.user_id}: {result.message}")
+            return problems
+
         failure = step("remove", lambda: self.tenant.remove_policy(name))
-        if failure is not None:
+        if failure is not None and (change.holders or change.is_default):
+            # Exchange may refuse to remove a policy that users or the default still name.
+            detach_problems = point_holders("detach", None)
+            if change.is_default:
+                problem = step("detach_default", lambda: self.tenant.set_default_policy(None))
+                if problem is not None:
+                    detach_problems.append(f"clearing the default: {problem}")
+            failure = (
+                f"detaching its users failed ({detach_problems[0]})"
+                if detach_problems
+                else step("remove", lambda: self.tenant.remove_policy(name))
+            )
+            if failure is not None:
+                # Put back what was detached: the old policy is still there.
+                undo = point_holders("reattach", name)
+                if change.is_default:
+                    step("reattach_default", lambda: self.tenant.set_default_policy(name))
+                left = f"; {len(undo)} user(s) could not be reattached" if undo else ""
+                self._finish(
+                    index,
+                    "failed",
+                    f"remove step failed, the policy is unchanged: {failure}{left}",
+                    attempts=attempts,
+                    ts_start=started,
+                )
+                return
+        elif failure is not None:
             self._finish(
                 index,
                 "failed",
                 f"remove step failed, nothing changed: {failure}",
-                attempts=1,
+                attempts=attempts,
                 ts_start=started,
             )
             return
@@ -372,32 +412,12 @@ class _Run:
                 f"'{name}' was removed but could not be created again: {failure}; its "
                 f"{len(change.holders)} user(s){' and the default' if change.is_default else ''} "
                 "lost it. Rerun apply to recreate and reassign.",
-                attempts=1,
+                attempts=attempts,
                 ts_start=started,
             )
             return
-        problems: list[str] = []
-        attempts = 2
-        for start in range(0, len(change.holders), BATCH_SIZE):
-            writes = [UserWrite(uid, name) for uid in change.holders[start : start + BATCH_SIZE]]
-            for result in self._write_batch_with_resends(writes):
-                attempts += result.attempts
-                self.audit.record(
-                    outcome_record(
-                        change,
-                        result.status,
-                        message=result.message,
-                        attempts=result.attempts,
-                        ts_start=started,
-                        ts_end=utc_now(),
-                        step="reassign",
-                        extra={"user_id": result.write.user_id},
-                    )
-                )
-                if result.status == "failed":
-                    problems.append(f"{result.write.user_id}: {result.message}")
+        problems = point_holders("reassign", name)
         if change.is_default:
-            attempts += 1
             failure = step("restore_default", lambda: self.tenant.set_default_policy(name))
             if failure is not None:
                 problems.append(f"restoring the default failed: {failure}")
@@ -412,6 +432,29 @@ class _Run:
             )
         else:
             self._finish(index, "applied", attempts=attempts, ts_start=started)
+
+    def _audit_step(
+        self,
+        change: PolicyReplace,
+        step: str,
+        result: str,
+        message: str,
+        attempts: int,
+        ts_start: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        self.audit.record(
+            outcome_record(
+                change,
+                result,
+                message=message,
+                attempts=attempts,
+                ts_start=ts_start,
+                ts_end=utc_now(),
+                step=step,
+                extra=extra,
+            )
+        )
 
     def _write_batch_with_resends(self, writes: Sequence[UserWrite]) -> list[WriteResult]:
         """One batch, sent again (after Retry-After) while Exchange keeps throttling it."""

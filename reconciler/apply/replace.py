@@ -68,6 +68,7 @@ def plan_with_replaces(plan: Plan, snapshot: TenantSnapshot) -> Plan:
         warnings.append(
             f"policy '{change.policy}' will be removed and created again (--allow-replace): "
             f"{len(holders)} user(s){' and the org default' if is_default else ''} are "
-            "pointed at the new policy right after"
+            "pointed at the new policy right after (if Exchange refuses to remove a policy in "
+            "use, they are detached from it first)"
         )
     return replace(plan, changes=tuple(changes), warnings=tuple(warnings))

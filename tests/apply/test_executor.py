@@ -284,3 +284,45 @@ def test_delete_depends_on_default_moving_off_the_policy(status: str) -> None:
     else:
         assert report.outcomes[1].status == "applied"
         assert "Old" not in tenant.policies
+
+
+def test_replace_detaches_first_when_exchange_refuses_to_remove_a_policy_in_use() -> None:
+    tenant = FakeTenant.with_users(
+        3, policy="Block", policies={"Block": ["smtp"]}, default_policy="Block"
+    )
+    tenant.remove_referenced = "reject"
+    audit = MemoryAudit()
+    holders = ("u-0", "u-1", "u-2")
+    report = run(make_plan(replace_change(holders, True)), tenant, allow_replace=True, audit=audit)
+
+    assert report.ok, report.outcomes
+    assert tenant.policies == {"Block": frozenset()}
+    assert tenant.default_policy == "Block"
+    assert {u.policy for u in tenant.users.values()} == {"Block"}
+    assert [(r.get("step"), r["result"]) for r in audit.records] == [
+        ("remove", "failed"),
+        ("detach", "applied"),
+        ("detach", "applied"),
+        ("detach", "applied"),
+        ("detach_default", "applied"),
+        ("remove", "applied"),
+        ("create", "applied"),
+        ("reassign", "applied"),
+        ("reassign", "applied"),
+        ("reassign", "applied"),
+        ("restore_default", "applied"),
+        (None, "applied"),
+    ]
+
+
+def test_replace_whose_second_remove_fails_reattaches_and_leaves_the_policy() -> None:
+    tenant = FakeTenant.with_users(2, policy="Block", policies={"Block": ["smtp"]})
+    tenant.fail_remove["Block"] = "Policy is locked."
+    report = run(make_plan(replace_change(("u-0", "u-1"), False)), tenant, allow_replace=True)
+
+    assert report.outcomes[0].status == "failed"
+    assert report.outcomes[0].message == (
+        "remove step failed, the policy is unchanged: Policy is locked."
+    )
+    assert tenant.policies == {"Block": frozenset({"smtp"})}
+    assert {u.policy for u in tenant.users.values()} == {"Block"}

@@ -40,5 +40,6 @@ def test_updates_become_replaces_with_holders_not_moved_by_the_plan() -> None:
     assert shown.fingerprint == plan.fingerprint
     assert shown.warnings == (
         "policy 'Block' will be removed and created again (--allow-replace): 3 user(s) and the "
-        "org default are pointed at the new policy right after",
+        "org default are pointed at the new policy right after (if Exchange refuses to remove "
+        "a policy in use, they are detached from it first)",
     )
