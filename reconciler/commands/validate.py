@@ -1,15 +1,45 @@
-"""`authpolicy validate` (not built yet)."""
+"""`authpolicy validate [-c FILE]`: check policies.yaml without touching the tenant.
+
+Exit 0 with a one-line summary when the file is valid; exit 1 with every problem, one per
+line as `FILE:LINE:COL: path.to.key: message` (printed by cli.main from the ConfigError).
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+
+from reconciler.desired import load_desired_state
+from reconciler.model import DesiredState, ExitCode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="policies.yaml")
+    parser.add_argument(
+        "-c",
+        "--config",
+        default="policies.yaml",
+        metavar="FILE",
+        help="the desired-state file (default: policies.yaml)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("authpolicy validate: not implemented yet", file=sys.stderr)
-    return 1
+    state = load_desired_state(args.config)  # ConfigError -> cli.main prints each problem
+    print(summary(state))
+    return ExitCode.OK
+
+
+def summary(state: DesiredState) -> str:
+    """One line saying what the valid file declares."""
+    parts = [
+        _count(len(state.policies), "policy", "policies"),
+        _count(len(state.assignments.rules), "rule", "rules"),
+    ]
+    if state.remove_policies:
+        parts.append(f"{len(state.remove_policies)} to remove")
+    if state.manage_default:
+        parts.append(f"default {state.default_policy!r}" if state.default_policy else "default cleared")
+    return f"{state.source}: OK ({', '.join(parts)})"
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"

@@ -1,0 +1,210 @@
+"""Checks the schema cannot express: names that must agree across the file, rule order.
+
+Runs after schema validation on the same plain data and skips every value the schema already
+rejected (`skip`), so one mistake gives one message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from reconciler.desired.problems import Finding, Path, quoted, suggestion
+from reconciler.desired.source import Document
+
+# Get-User -RecipientTypeDetails values (reference/exo-authpolicy-semantics.md §3.3).
+RECIPIENT_TYPES: tuple[str, ...] = (
+    "DisabledUser",
+    "DiscoveryMailbox",
+    "EquipmentMailbox",
+    "GuestMailUser",
+    "GroupMailbox",
+    "LegacyMailbox",
+    "LinkedMailbox",
+    "LinkedRoomMailbox",
+    "LinkedUser",
+    "MailUser",
+    "PublicFolderMailbox",
+    "RemoteEquipmentMailbox",
+    "RemoteRoomMailbox",
+    "RemoteSharedMailbox",
+    "RemoteTeamMailbox",
+    "RemoteUserMailbox",
+    "RoomMailbox",
+    "SchedulingMailbox",
+    "SharedMailbox",
+    "SharedWithMailUser",
+    "TeamMailbox",
+    "User",
+    "UserMailbox",
+)
+RECIPIENT_TYPE_BY_FOLDED: Mapping[str, str] = {t.casefold(): t for t in RECIPIENT_TYPES}
+
+Skip = Callable[[Path], bool]
+
+
+def semantic_findings(doc: Document, skip: Skip) -> list[Finding]:
+    """Cross-reference and ordering problems; `skip(path)` is true for values already reported."""
+    data = doc.data
+    if not isinstance(data, dict):
+        return []
+    findings: list[Finding] = []
+    declared = _declared_policies(doc, data, skip, findings)
+    removed = _removed_policies(data, declared, doc, skip, findings)
+    if "default_policy" in data and not skip(("default_policy",)):
+        name = data["default_policy"]
+        if isinstance(name, str):
+            problem = _reference_problem(name, declared, removed)
+            if problem:
+                findings.append(Finding(("default_policy",), problem))
+    assignments = data.get("assignments")
+    rules = assignments.get("rules") if isinstance(assignments, dict) else None
+    if isinstance(rules, list) and not skip(("assignments", "rules")):
+        _check_rules(rules, declared, removed, doc, skip, findings)
+    return findings
+
+
+def _declared_policies(
+    doc: Document, data: dict[str, object], skip: Skip, findings: list[Finding]
+) -> dict[str, str]:
+    """casefolded name -> name as written, for every declared policy."""
+    declared: dict[str, str] = {}
+    policies = data.get("policies")
+    if not isinstance(policies, dict) or skip(("policies",)):
+        return declared
+    for name in policies:
+        path: Path = ("policies", name)
+        folded = name.casefold()
+        if folded in declared and not skip(path):
+            first = declared[folded]
+            line = doc.key_position(("policies", first))[0]
+            findings.append(
+                Finding(
+                    path,
+                    f"policy {quoted(name)} is the same name as {quoted(first)} (line {line}); "
+                    "policy names are compared case-insensitively",
+                    at_key=True,
+                )
+            )
+        declared.setdefault(folded, name)
+    return declared
+
+
+def _removed_policies(
+    data: dict[str, object],
+    declared: dict[str, str],
+    doc: Document,
+    skip: Skip,
+    findings: list[Finding],
+) -> dict[str, str]:
+    removed: dict[str, str] = {}
+    names = data.get("remove_policies")
+    if not isinstance(names, list) or skip(("remove_policies",)):
+        return removed
+    first_index: dict[str, int] = {}
+    for index, name in enumerate(names):
+        path: Path = ("remove_policies", index)
+        if not isinstance(name, str) or skip(path):
+            continue
+        folded = name.casefold()
+        if folded in first_index:
+            findings.append(
+                Finding(path, f"{quoted(name)} is listed twice (first at [{first_index[folded]}])")
+            )
+            continue
+        first_index[folded] = index
+        if folded in declared:
+            line = doc.key_position(("policies", declared[folded]))[0]
+            findings.append(
+                Finding(
+                    path,
+                    f"policy {quoted(name)} is declared in policies (line {line}) and also listed "
+                    "in remove_policies; keep it or remove it, not both",
+                )
+            )
+            continue
+        removed[folded] = name
+    return removed
+
+
+def _reference_problem(name: str, declared: dict[str, str], removed: dict[str, str]) -> str:
+    """Why `name` cannot be used as an assigned policy, or '' when it can."""
+    folded = name.casefold()
+    if folded in declared:
+        return ""
+    if folded in removed:
+        return f"policy {quoted(name)} is listed in remove_policies, so it cannot be assigned"
+    return f"policy {quoted(name)} is not declared in policies" + suggestion(
+        name, declared.values()
+    )
+
+
+def _check_rules(
+    rules: list[object],
+    declared: dict[str, str],
+    removed: dict[str, str],
+    doc: Document,
+    skip: Skip,
+    findings: list[Finding],
+) -> None:
+    base: Path = ("assignments", "rules")
+    first_line: dict[str, int] = {}
+    unreachable_reported = False
+    for index, rule in enumerate(rules):
+        path: Path = (*base, index)
+        if not isinstance(rule, dict) or skip(path):
+            continue
+        name = rule.get("name")
+        if isinstance(name, str) and not skip((*path, "name")):
+            folded = name.casefold()
+            if folded in first_line:
+                findings.append(
+                    Finding(
+                        (*path, "name"),
+                        f"rule name {quoted(name)} is already used on line {first_line[folded]}",
+                    )
+                )
+            else:
+                first_line[folded] = doc.position((*path, "name"))[0]
+        policy = rule.get("policy")
+        if isinstance(policy, str) and not skip((*path, "policy")):
+            problem = _reference_problem(policy, declared, removed)
+            if problem:
+                findings.append(Finding((*path, "policy"), problem))
+        for key in ("match", "except"):
+            spec = rule.get(key)
+            if isinstance(spec, dict):
+                _check_recipient_types(spec, (*path, key), skip, findings)
+        is_catch_all = rule.get("match") == "all" and "except" not in rule
+        if is_catch_all and index < len(rules) - 1 and not unreachable_reported:
+            unreachable_reported = True
+            later = [_rule_label(r, i) for i, r in enumerate(rules) if i > index]
+            findings.append(
+                Finding(
+                    (*path, "match"),
+                    "`match: all` without `except` matches every user, so the rules after it "
+                    f"can never match: {', '.join(later)}; move this rule to the end",
+                )
+            )
+
+
+def _rule_label(rule: object, index: int) -> str:
+    if isinstance(rule, dict) and isinstance(rule.get("name"), str) and rule["name"]:
+        return quoted(rule["name"])
+    return f"rules[{index}]"
+
+
+def _check_recipient_types(
+    spec: dict[str, object], path: Path, skip: Skip, findings: list[Finding]
+) -> None:
+    values = spec.get("recipient_type")
+    if not isinstance(values, list) or skip((*path, "recipient_type")):
+        return
+    for index, value in enumerate(values):
+        item: Path = (*path, "recipient_type", index)
+        if not isinstance(value, str) or skip(item):
+            continue
+        if value.casefold() not in RECIPIENT_TYPE_BY_FOLDED:
+            hint = suggestion(value, RECIPIENT_TYPES) or (
+                "; see Get-User -RecipientTypeDetails for the values"
+            )
+            findings.append(Finding(item, f"unknown recipient type {quoted(value)}{hint}"))
