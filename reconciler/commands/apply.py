@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from reconciler.apply import ApplyReport, AuditLog, default_audit_path, execute_plan
+from reconciler.apply.executor import INTERRUPTED
 from reconciler.apply.progress import PhaseLines, ProgressBar
 from reconciler.apply.replace import plan_with_replaces
 from reconciler.apply.report import describe_change
@@ -79,7 +80,7 @@ def _read_saved_plan(path: str) -> Plan:
     except OSError as exc:
         raise AuthPolicyError(f"cannot read plan file {path}: {exc.strerror}") from None
     try:
-        return plan_from_json(text)
+        return plan_from_json(text, path)
     except AuthPolicyError:
         raise
     except (ValueError, KeyError, TypeError) as exc:
@@ -160,12 +161,13 @@ def _summary(report: ApplyReport, audit_path: Path) -> list[str]:
         lines.append(f"  skipped: {describe_change(outcome.change)}: {outcome.message}")
     for problem in report.problems[:SHOW_FAILURES]:
         lines.append(f"  does not hold: {problem}")
+    not_started = sum(1 for o in report.outcomes if o.message == INTERRUPTED)
     head = (
-        f"{counts['applied']} applied, {counts['failed']} failed, {counts['skipped']} skipped, "
-        f"{counts['not_found']} not found ({report.retries} retries)"
+        f"{counts['applied']} applied, {counts['failed']} failed, "
+        f"{counts['skipped'] - not_started} skipped, {counts['not_found']} not found "
+        f"({report.retries} retries)"
     )
     if report.interrupted:
-        not_started = sum(1 for o in report.outcomes if o.message.startswith("not started"))
         done = len(report.outcomes) - not_started
         lines.append(
             f"Apply interrupted: {done} change(s) done ({head}), {not_started} not started. "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
 from pathlib import Path
 
@@ -202,3 +204,41 @@ def test_nothing_to_do_exits_0_without_an_audit_file(world: World, tmp_path: Pat
     world.plan = Plan(tenant=TENANT, fingerprint="sha256:none", changes=())
     assert cli.main(["apply"]) == 0
     assert not (tmp_path / ".authpolicy").exists()
+
+
+def test_ctrl_c_finishes_in_flight_calls_and_leaves_a_whole_audit_log(
+    world: World, tmp_path: Path, capsys
+) -> None:
+    world.tenant = FakeTenant.with_users(100, policies={"Block": []})
+    world.plan = Plan(
+        tenant=TENANT, fingerprint="sha256:one", changes=tuple(user(i) for i in range(100))
+    )
+    sent: list[int] = []
+
+    def interrupt_on_third_batch(writes) -> None:
+        sent.append(len(writes))
+        if len(sent) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    world.tenant.before_user_batch = interrupt_on_third_batch
+    audit = tmp_path / "audit.jsonl"
+    code = cli.main(
+        ["apply", "--auto-approve", "--max-concurrency", "1", "--audit-log", str(audit)]
+    )
+
+    assert code == 130
+    applied = len(world.tenant.writes)
+    assert 30 <= applied < 100
+    records = audit_lines(audit)
+    assert len(records) == 100
+    assert sum(r["result"] == "applied" for r in records) == applied
+    assert {r["message"] for r in records if r["result"] == "skipped"} == {
+        "not started: apply was interrupted"
+    }
+    out, err = capsys.readouterr()
+    assert "Stopping: waiting for the calls in flight to finish" in err
+    assert out.splitlines()[-2] == (
+        f"Apply interrupted: {applied} change(s) done ({applied} applied, 0 failed, "
+        f"0 skipped, 0 not found (0 retries)), {100 - applied} not started. "
+        "Run apply again to finish."
+    )
