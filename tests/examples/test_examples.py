@@ -1,0 +1,171 @@
+"""The CI examples under examples/ and .pre-commit-hooks.yaml: they parse, every `authpolicy`
+command line in them is accepted by the real argument parser, and they keep the promises made
+in docs/gitops.md (no stored secret, OIDC, one apply at a time, the renderer's comment marker)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yml"))
+GITHUB = {p.name: p for p in (ROOT / "examples" / "github").glob("*.yml")}
+AZURE = ROOT / "examples" / "azure-devops" / "azure-pipelines.yml"
+HOOKS = ROOT / ".pre-commit-hooks.yaml"
+
+# Shell syntax that ends the authpolicy command on a line.
+_SHELL_STOP = {">", ">>", "2>", "2>&1", "|", "||", "&&", ";", "<"}
+
+
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+# Keys whose values are shell scripts: GitHub `run`, Azure DevOps `script` / `inlineScript`.
+_SCRIPT_KEYS = {"run", "script", "inlineScript"}
+
+
+def _scripts(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _SCRIPT_KEYS and isinstance(value, str):
+                yield value
+            else:
+                yield from _scripts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _scripts(value)
+
+
+def authpolicy_commands(path: Path) -> list[list[str]]:
+    """Every `authpolicy ...` command in the file's scripts, as argv without `authpolicy`."""
+    commands: list[list[str]] = []
+    for script in _scripts(_load(path)):
+        joined = re.sub(r"\\\n\s*", " ", script)  # line continuations
+        for line in joined.splitlines():
+            line = line.strip()
+            if not line.startswith("authpolicy "):
+                continue
+            argv: list[str] = []
+            for word in shlex.split(line)[1:]:
+                if word in _SHELL_STOP or word.startswith((">", "2>")):
+                    break
+                argv.append(word)
+            commands.append(argv)
+    return commands
+
+
+def test_there_are_examples_for_github_and_azure_devops() -> None:
+    assert sorted(GITHUB) == ["authpolicy-apply.yml", "authpolicy-drift.yml", "authpolicy-pr.yml"]
+    assert AZURE.is_file()
+
+
+@pytest.mark.parametrize("path", [*EXAMPLES, HOOKS], ids=lambda p: p.name)
+def test_every_file_parses_as_yaml(path: Path) -> None:
+    assert _load(path)
+
+
+@pytest.mark.parametrize("path", [*EXAMPLES, HOOKS], ids=lambda p: p.name)
+def test_every_authpolicy_command_line_parses(path: Path) -> None:
+    commands = authpolicy_commands(path) if path != HOOKS else []
+    if path == HOOKS:
+        for hook in _load(HOOKS):
+            commands.append(shlex.split(hook["entry"])[1:] + list(hook.get("args", [])))
+    assert commands, f"{path.name} runs no authpolicy command"
+    parser = build_parser()
+    for argv in commands:
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{path.name}: `authpolicy {' '.join(argv)}` is not accepted by the CLI")
+
+
+def _verbs(path: Path) -> list[str]:
+    return [argv[0] for argv in authpolicy_commands(path)]
+
+
+def test_the_workflows_run_what_the_issue_asks() -> None:
+    pr = authpolicy_commands(GITHUB["authpolicy-pr.yml"])
+    assert pr[0] == ["validate", "-c", "policies.yaml"]
+    plan = pr[1]
+    assert plan[0] == "plan" and plan[plan.index("--format") + 1] == "markdown"
+    assert "--out" in plan and "--detailed-exitcode" in plan
+    apply = authpolicy_commands(GITHUB["authpolicy-apply.yml"])
+    assert [a[:2] for a in apply] == [["apply", "reviewed/plan.json"]]
+    assert "--auto-approve" in apply[0]
+    assert _verbs(GITHUB["authpolicy-drift.yml"]) == ["drift"]
+    assert _verbs(AZURE) == ["validate", "plan", "apply", "drift"]
+
+
+def test_github_workflows_use_oidc_and_no_stored_secret() -> None:
+    for name, path in GITHUB.items():
+        text = path.read_text(encoding="utf-8")
+        workflow = _load(path)
+        assert workflow["permissions"]["id-token"] == "write", name
+        assert "secrets." not in text, name
+        assert "AZURE_CLIENT_SECRET" not in text and "CERTIFICATE" not in text, name
+        assert "audience=api://AzureADTokenExchange" in text, name
+        assert "AZURE_FEDERATED_TOKEN_FILE=" in text, name
+        # YAML 1.1 reads the key `on` as True.
+        assert True in workflow or "on" in workflow, name
+
+
+def test_applies_never_overlap_and_are_never_cancelled() -> None:
+    workflow = _load(GITHUB["authpolicy-apply.yml"])
+    assert workflow["concurrency"] == {"group": "authpolicy-apply", "cancel-in-progress": False}
+    assert workflow[True]["push"]["branches"] == ["main"]
+    assert workflow["jobs"]["apply"]["environment"] == "authpolicy-apply"
+    pipeline = _load(AZURE)
+    assert pipeline["lockBehavior"] == "sequential"
+
+
+def test_drift_runs_nightly() -> None:
+    workflow = _load(GITHUB["authpolicy-drift.yml"])
+    assert re.fullmatch(r"\d+ \d+ \* \* \*", workflow[True]["schedule"][0]["cron"])
+    assert re.fullmatch(r"\d+ \d+ \* \* \*", _load(AZURE)["schedules"][0]["cron"])
+
+
+def test_azure_devops_uses_workload_identity_federation() -> None:
+    text = AZURE.read_text(encoding="utf-8")
+    assert "secret" not in text.casefold()
+    assert text.count("addSpnToEnvironment: true") == 3
+    assert text.count("printf '%s' \"${idToken}\"") == 3
+
+
+def _renderer_marker() -> str:
+    import reconciler.render as render
+
+    for name in dir(render):
+        if "MARKER" in name.upper() and isinstance(getattr(render, name), str):
+            return str(getattr(render, name))
+    pytest.fail("reconciler.render exposes no comment marker constant")
+
+
+def test_the_comment_marker_is_the_markdown_renderers() -> None:
+    marker = _renderer_marker()
+    pr = _load(GITHUB["authpolicy-pr.yml"])
+    comment_step = next(
+        s
+        for s in pr["jobs"]["plan"]["steps"]
+        if s.get("uses", "").startswith("actions/github-script")
+    )
+    assert comment_step["env"]["MARKER"] == marker
+    assert _load(AZURE)["variables"]["PLAN_MARKER"] == marker
+
+
+def test_pre_commit_hook_runs_validate_on_policies_yaml_only() -> None:
+    (hook,) = _load(HOOKS)
+    assert hook["id"] == "authpolicy-validate"
+    assert hook["entry"] == "authpolicy validate"
+    assert hook["pass_filenames"] is False
+    files = re.compile(hook["files"])
+    assert files.search("policies.yaml") and files.search("tenants/prod/policies.yml")
+    assert not files.search("policies.yaml.bak") and not files.search("mypolicies.yaml")
