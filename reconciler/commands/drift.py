@@ -1,15 +1,23 @@
-"""`authpolicy drift` (not built yet)."""
+"""`authpolicy drift`: the read-only plan for schedules. Exit 2 when the tenant has drifted
+from the file (any change pending), 0 when it matches, 1 on errors."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from reconciler.model import ExitCode
+from reconciler.plan.pipeline import add_plan_source_arguments, plan_from_args
+from reconciler.render.options import add_render_arguments, check_render_arguments, render_for
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="policies.yaml")
+    add_plan_source_arguments(parser)
+    add_render_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("authpolicy drift: not implemented yet", file=sys.stderr)
-    return 1
+    check_render_arguments(args)
+    plan = plan_from_args(args).plan
+    sys.stdout.write(render_for(plan, args, sys.stdout))
+    return ExitCode.CHANGES if plan.has_changes else ExitCode.OK

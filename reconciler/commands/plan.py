@@ -1,15 +1,72 @@
-"""`authpolicy plan` (not built yet)."""
+"""`authpolicy plan`: show the changes that would make the tenant match the file.
+
+Exit codes: 0 no changes (or any plan without --detailed-exitcode), 2 changes pending with
+--detailed-exitcode, 3 with --detailed-exitcode when a safety guard would block apply,
+1 errors. --out is written first, owner-only, even for a guarded plan, so it can be reviewed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+
+from reconciler.errors import AuthPolicyError
+from reconciler.model import ExitCode, Plan
+from reconciler.plan.pipeline import add_plan_source_arguments, plan_from_args
+from reconciler.render import plan_to_json
+from reconciler.render.options import add_render_arguments, check_render_arguments, render_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="policies.yaml")
+    add_plan_source_arguments(parser)
+    parser.add_argument(
+        "--out", metavar="PLAN.json", help="also save the JSON plan here (for apply PLAN.json)"
+    )
+    add_render_arguments(parser)
+    parser.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when there are changes, 3 when a safety guard would block apply",
+    )
+
+
+def write_plan_file(path: str, plan: Plan) -> None:
+    """Save the JSON plan atomically with owner-only permissions (0600): it names users."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".authpolicy-plan-", dir=directory)
+    except OSError as exc:
+        raise AuthPolicyError(f"cannot write the plan to {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp made it 0600
+            handle.write(plan_to_json(plan))
+        os.replace(temporary, path)
+    except OSError as exc:
+        os.unlink(temporary)
+        raise AuthPolicyError(f"cannot write the plan to {path}: {exc.strerror}") from None
+
+
+def exit_code_for(plan: Plan, detailed: bool) -> int:
+    if not detailed or not plan.has_changes:
+        return ExitCode.OK
+    return ExitCode.BLOCKED if plan.blocked else ExitCode.CHANGES
+
+
+def _progress(read: int, total: int | None) -> None:
+    of = f" of {total:,}" if total else ""
+    print(f"\rreading the tenant: {read:,}{of} objects", end="", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("authpolicy plan: not implemented yet", file=sys.stderr)
-    return 1
+    check_render_arguments(args)
+    progress = _progress if sys.stderr.isatty() else None
+    plan = plan_from_args(args, progress=progress).plan
+    if progress is not None:
+        print(file=sys.stderr)
+    if args.out:
+        write_plan_file(args.out, plan)
+        print(f"Saved the plan to {args.out} ({plan.fingerprint})", file=sys.stderr)
+    sys.stdout.write(render_for(plan, args, sys.stdout))
+    return exit_code_for(plan, args.detailed_exitcode)

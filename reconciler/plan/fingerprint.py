@@ -1,0 +1,120 @@
+"""The plan fingerprint: sha256 over the canonical config and the live objects the plan read.
+
+Each input gets its own digest (`Plan.inputs`) so that a stale saved plan can say WHAT moved
+(the config, the policies, the default, the users, the groups); the fingerprint is the hash of
+the tenant name and those digests. Nothing volatile (time, random ids, read order) goes in:
+lists are sorted, and only the fields the planner reads are hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from operator import attrgetter
+from typing import Any
+
+from reconciler.model import PROTOCOL_NAMES, DesiredState, MatchSpec, TenantSnapshot
+from reconciler.plan.needs import snapshot_needs
+
+INPUT_NAMES: tuple[str, ...] = ("config", "policies", "default", "users", "groups")
+
+
+def _digest(data: Any) -> str:
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _allow_list(allow: frozenset[str]) -> list[str]:
+    return [name for name in PROTOCOL_NAMES if name in allow]
+
+
+def _match_data(spec: MatchSpec | None) -> Any:
+    if spec is None:
+        return None
+    if spec.match_all:
+        return "all"
+    return {
+        key: list(getattr(spec, key))
+        for key in spec.__dataclass_fields__
+        if key != "match_all" and getattr(spec, key)
+    }
+
+
+def canonical_config(desired: DesiredState) -> dict[str, Any]:
+    """The desired state as plain data: what it means, not how the file spelled or laid it out.
+
+    Policy order does not matter (sorted); rule order does (first match wins).
+    """
+    safety = desired.safety
+    return {
+        "version": desired.version,
+        "tenant": desired.tenant,
+        "policies": sorted(
+            ({"name": p.name, "allow": _allow_list(p.allow)} for p in desired.policies),
+            key=lambda p: (p["name"].casefold(), p["name"]),
+        ),
+        "remove_policies": sorted(desired.remove_policies, key=lambda n: (n.casefold(), n)),
+        "prune_policies": desired.prune_policies,
+        "default_policy": (
+            {"manage": True, "name": desired.default_policy}
+            if desired.manage_default
+            else {"manage": False}
+        ),
+        "assignments": {
+            "unmatched": desired.assignments.unmatched,
+            "revoke_sessions": desired.assignments.revoke_sessions,
+            "rules": [
+                {
+                    "name": r.name,
+                    "policy": r.policy,
+                    "match": _match_data(r.match),
+                    "except": _match_data(r.except_),
+                }
+                for r in desired.assignments.rules
+            ],
+        },
+        "safety": {
+            "max_user_changes": str(safety.max_user_changes) if safety.max_user_changes else None,
+            "max_policy_deletes": (
+                str(safety.max_policy_deletes) if safety.max_policy_deletes else None
+            ),
+        },
+    }
+
+
+def input_digests(desired: DesiredState, snapshot: TenantSnapshot) -> dict[str, str]:
+    """One digest per input, in INPUT_NAMES order."""
+    needs = snapshot_needs(desired)
+    attributes = sorted(needs.attributes)
+    user_rows = [
+        [u.id, u.upn, u.recipient_type, u.policy, *(getattr(u, a) for a in attributes)]
+        for u in sorted(snapshot.users, key=attrgetter("id"))
+    ]
+    wanted_groups = {g.casefold() for g in needs.groups}
+    groups = {
+        name: sorted(members)
+        for name, members in snapshot.groups.items()
+        if name.casefold() in wanted_groups
+    }
+    # Groups asked for but absent are part of what was read, too.
+    for name in wanted_groups - {n.casefold() for n in groups}:
+        groups[name] = None  # type: ignore[assignment]
+    return {
+        "config": _digest(canonical_config(desired)),
+        "policies": _digest(sorted([p.name, _allow_list(p.allow)] for p in snapshot.policies)),
+        "default": _digest(snapshot.default_policy),
+        "users": _digest({"attributes": attributes, "users": user_rows}),
+        "groups": _digest(groups),
+    }
+
+
+def fingerprint_of(tenant: str, inputs: Mapping[str, str]) -> str:
+    """The plan fingerprint: a hash of the tenant and the per-input digests."""
+    return _digest({"tenant": tenant, "inputs": dict(inputs)})
+
+
+def moved_inputs(saved: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
+    """The names of the inputs whose digest differs between a saved plan and now."""
+    names = list(INPUT_NAMES) + sorted(set(saved) | set(current) - set(INPUT_NAMES))
+    return [n for n in names if saved.get(n) != current.get(n)]

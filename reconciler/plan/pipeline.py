@@ -1,0 +1,111 @@
+"""load config -> open tenant -> read snapshot -> plan: shared by plan, drift, apply, report.
+
+Commands call `add_plan_source_arguments(parser)` and `plan_from_args(args)`; nothing here
+prints (the commands do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from reconciler.model import DesiredState, Plan, TenantSnapshot
+from reconciler.plan.needs import snapshot_needs
+from reconciler.plan.planner import make_plan
+from reconciler.tenant.base import ProgressCallback, Tenant
+
+log = logging.getLogger(__name__)
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+
+
+class PlanRun(NamedTuple):
+    desired: DesiredState
+    tenant: Tenant
+    snapshot: TenantSnapshot
+    plan: Plan
+
+
+def add_plan_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """-c/--config and the tenant connection flags."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        default="policies.yaml",
+        metavar="FILE",
+        help="the desired state (default: policies.yaml)",
+    )
+    try:
+        from reconciler.tenant.connect import add_connection_arguments
+    except ModuleNotFoundError as exc:  # the tenant package is built in parallel
+        if exc.name != "reconciler.tenant.connect":
+            raise
+        return
+    add_connection_arguments(parser)
+
+
+def _identifiers(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
+    """Every name the connected tenant is known by (GUID, initial domain, ...), casefolded."""
+    names = {tenant.name, snapshot.tenant}
+    for attribute in ("tenant_id", "tenant_domain", "initial_domain"):
+        value = getattr(tenant, attribute, None)
+        if isinstance(value, str):
+            names.add(value)
+    for value in getattr(tenant, "domains", None) or ():
+        if isinstance(value, str):
+            names.add(value)
+    return {n.casefold() for n in names if n}
+
+
+def tenant_warning(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> str | None:
+    """A warning when policies.yaml names another tenant than the one connected (plan is
+    read-only, so it warns; apply refuses)."""
+    if not desired.tenant:
+        return None
+    known = _identifiers(tenant, snapshot)
+    if desired.tenant.casefold() in known:
+        return None
+    wanted_is_guid = bool(_GUID.match(desired.tenant))
+    if all(bool(_GUID.match(n)) != wanted_is_guid for n in known):
+        return (
+            f'policies.yaml names tenant "{desired.tenant}" and this plan was made against '
+            f'"{snapshot.tenant}"; one is a GUID and the other a domain, so they could not be '
+            "compared here (apply checks)"
+        )
+    return (
+        f'policies.yaml names tenant "{desired.tenant}" but this plan was made against '
+        f'"{snapshot.tenant}"; apply refuses to run against another tenant'
+    )
+
+
+def plan_from_args(
+    args: argparse.Namespace,
+    environ: Mapping[str, str] = os.environ,
+    progress: ProgressCallback | None = None,
+) -> PlanRun:
+    """Load args.config, connect, read what the rules need, and plan.
+
+    Raises ConfigError, ConnectionSettingsError, AuthenticationError, TenantError, PlanError.
+    """
+    from reconciler.desired import load_desired_state
+    from reconciler.tenant.connect import open_tenant
+
+    desired = load_desired_state(args.config)
+    tenant = open_tenant(args, environ=environ)
+    snapshot = tenant.read_snapshot(snapshot_needs(desired), progress)
+    return PlanRun(desired, tenant, snapshot, plan_for(desired, tenant, snapshot))
+
+
+def plan_for(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> Plan:
+    """make_plan, plus the warnings only the pipeline can give (which tenant we talk to)."""
+    plan = make_plan(desired, snapshot)
+    warning = tenant_warning(desired, tenant, snapshot)
+    if warning is not None:
+        log.warning("%s", warning)
+        plan = dataclasses.replace(plan, warnings=(warning, *plan.warnings))
+    return plan

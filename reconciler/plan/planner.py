@@ -1,0 +1,451 @@
+"""make_plan: the pure function from (DesiredState, TenantSnapshot) to a Plan.
+
+Effective policy everywhere: the user's direct policy, else the organization default, else
+none ("no policy layer": Basic auth is not blocked by a policy). Policy names compare
+case-insensitively; changes name policies the way the file declares them (user changes'
+`after`, the default) or the way the tenant spells them (updates and deletes of tenant objects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reconciler.errors import PlanError
+from reconciler.model import (
+    PHASE_ORDER,
+    PROTOCOL_NAMES,
+    PROTOCOLS,
+    Allowed,
+    Change,
+    DefaultChange,
+    DesiredState,
+    FieldChange,
+    Guard,
+    Plan,
+    PolicyCreate,
+    PolicyDelete,
+    PolicySpec,
+    PolicyUpdate,
+    TenantPolicy,
+    TenantSnapshot,
+    UserChange,
+)
+from reconciler.plan.fingerprint import fingerprint_of, input_digests
+from reconciler.plan.rules import RuleEvaluation, UserIndex, evaluate_rules
+
+ALL_ALLOWED: Allowed = frozenset(PROTOCOL_NAMES)
+UNMATCHED_RULE = "(unmatched)"  # the `rule` of a change made by `assignments.unmatched: clear`
+NAMES_SHOWN = 10  # how many users an error or warning names before "and N more"
+
+
+def _fold(name: str | None) -> str | None:
+    return None if name is None else name.casefold()
+
+
+def quoted(name: str | None) -> str:
+    """A policy/rule/user name for a message: in double quotes; None reads as (none)."""
+    return "(none)" if name is None else f'"{name}"'
+
+
+def name_list(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
+    """`a, b, c` or `a, b, ... and 7 more`: who, without flooding a one-line message."""
+    listed = ", ".join(names[:shown])
+    rest = len(names) - shown
+    return f"{listed} and {rest} more" if rest > 0 else listed
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyTable:
+    """Policy switches before and after the plan, by casefolded name."""
+
+    before: dict[str, Allowed]
+    after: dict[str, Allowed]
+
+    def allowed_before(self, folded: str | None) -> Allowed:
+        # None = no policy layer: everything allowed. A dangling name (the tenant holds a link
+        # to a policy it does not list) counts as allowing nothing, so that moving away from
+        # it is never hidden as "not weaker".
+        return ALL_ALLOWED if folded is None else self.before.get(folded, frozenset())
+
+    def allowed_after(self, folded: str | None) -> Allowed:
+        return ALL_ALLOWED if folded is None else self.after.get(folded, frozenset())
+
+    def weakens(self, before: str | None, after: str | None) -> bool:
+        """Does moving from effective `before` (now) to `after` (after the plan) allow more?"""
+        return not self.allowed_after(after) <= self.allowed_before(before)
+
+
+def _tenant_policies(snapshot: TenantSnapshot) -> dict[str, TenantPolicy]:
+    policies: dict[str, TenantPolicy] = {}
+    for policy in sorted(snapshot.policies, key=lambda p: (p.name.casefold(), p.name)):
+        policies.setdefault(policy.name.casefold(), policy)
+    return policies
+
+
+def _policy_changes(
+    declared: dict[str, PolicySpec], tenant: dict[str, TenantPolicy]
+) -> tuple[list[PolicyCreate], list[PolicyUpdate]]:
+    creates: list[PolicyCreate] = []
+    updates: list[PolicyUpdate] = []
+    for folded in sorted(declared):
+        spec = declared[folded]
+        existing = tenant.get(folded)
+        if existing is None:
+            # Creating a policy weakens nothing by itself; moving users onto it may.
+            creates.append(PolicyCreate(policy=spec.name, after=spec.allow))
+            continue
+        # All 12 switches are compared: one flipped in the admin center is drift even when
+        # the file never mentions it.
+        fields = tuple(
+            FieldChange(name, name in existing.allow, name in spec.allow)
+            for name in PROTOCOL_NAMES
+            if (name in existing.allow) != (name in spec.allow)
+        )
+        if fields:
+            updates.append(
+                PolicyUpdate(
+                    policy=existing.name,
+                    fields=fields,
+                    weakens=any(f.after and not f.before for f in fields),
+                )
+            )
+    return creates, updates
+
+
+def _policies_to_delete(
+    desired: DesiredState, declared: dict[str, PolicySpec], tenant: dict[str, TenantPolicy]
+) -> list[str]:
+    """Folded names of tenant policies to delete: remove_policies, or the undeclared (prune)."""
+    both = sorted({n for n in desired.remove_policies if n.casefold() in declared})
+    if both:
+        raise PlanError(
+            f"policy {quoted(both[0])} is both declared under policies and listed in "
+            "remove_policies; keep it in one place"
+        )
+    doomed = {n.casefold() for n in desired.remove_policies if n.casefold() in tenant}
+    if desired.prune_policies:
+        doomed |= {folded for folded in tenant if folded not in declared}
+    return sorted(doomed)
+
+
+def _resolve(
+    name: str,
+    declared: dict[str, PolicySpec],
+    tenant: dict[str, TenantPolicy],
+    doomed: set[str],
+    what: str,
+) -> str:
+    """The spelling to write for a policy the file refers to (declared first, then tenant)."""
+    folded = name.casefold()
+    if folded in declared:
+        return declared[folded].name
+    if folded in tenant and folded not in doomed:
+        return tenant[folded].name
+    if folded in doomed:
+        raise PlanError(f"{what} {quoted(name)}, which this plan deletes")
+    raise PlanError(f"{what} {quoted(name)}, which is neither declared nor in the tenant")
+
+
+def make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
+    """Diff the desired state against the tenant: the changes, in execution order.
+
+    Pure: no I/O, no clock. Raises PlanError when the desired state cannot be planned, e.g. a
+    policy to delete that users would still hold after the plan (naming how many and who).
+    """
+    declared = {spec.name.casefold(): spec for spec in desired.policies}
+    tenant = _tenant_policies(snapshot)
+    creates, updates = _policy_changes(declared, tenant)
+    doomed_list = _policies_to_delete(desired, declared, tenant)
+    doomed = set(doomed_list)
+
+    after_switches = {folded: p.allow for folded, p in tenant.items() if folded not in doomed}
+    after_switches.update({folded: spec.allow for folded, spec in declared.items()})
+    table = _PolicyTable(before={f: p.allow for f, p in tenant.items()}, after=after_switches)
+
+    # The default after the plan.
+    default_before = snapshot.default_policy
+    default_after = default_before
+    if desired.manage_default:
+        default_after = (
+            None
+            if desired.default_policy is None
+            else _resolve(desired.default_policy, declared, tenant, doomed, "default_policy is")
+        )
+    default_changes = _fold(default_after) != _fold(default_before)
+    default_before_f, default_after_f = _fold(default_before), _fold(default_after)
+
+    rules = desired.assignments.rules
+    targets = [
+        None
+        if rule.policy is None
+        else _resolve(rule.policy, declared, tenant, doomed, f"rule {quoted(rule.name)} assigns")
+        for rule in rules
+    ]
+    targets_f = [_fold(t) for t in targets]
+    rule_names = [rule.name for rule in rules]
+    evaluation = evaluate_rules(rules, UserIndex(snapshot.users, snapshot.groups))
+    rule_of_user = evaluation.rule_of_user
+    clear_unmatched = desired.assignments.unmatched == "clear"
+
+    # One pass over the users: their changes, and what the plan does to everyone's
+    # effective policy (for affected counts, held-policy checks and warnings).
+    user_changes: list[tuple[str, str, UserChange]] = []
+    weakens_cache: dict[tuple[str | None, str | None], bool] = {}
+    fold_cache: dict[str, str] = {}
+    effective_after_count: dict[str | None, int] = {}
+    holders: dict[str, list[str]] = {}
+    dangling: dict[str, list[str]] = {}
+    unmatched: list[str] = []
+    default_affected = 0
+    relying_after = 0
+    for position, user in enumerate(snapshot.users):
+        before = user.policy
+        if before is None:
+            before_f = None
+        else:
+            before_f = fold_cache.get(before)
+            if before_f is None:
+                before_f = fold_cache[before] = before.casefold()
+            if before_f not in tenant:
+                dangling.setdefault(before, []).append(user.upn)
+        rule = rule_of_user[position]
+        if rule >= 0:
+            after, after_f, rule_name = targets[rule], targets_f[rule], rule_names[rule]
+        elif clear_unmatched:
+            after, after_f, rule_name = None, None, UNMATCHED_RULE
+            unmatched.append(user.upn)
+        else:
+            after, after_f, rule_name = before, before_f, ""
+        effective_before_f = before_f if before_f is not None else default_before_f
+        effective_after_f = after_f if after_f is not None else default_after_f
+        if after_f != before_f:
+            key = (effective_before_f, effective_after_f)
+            weakens = weakens_cache.get(key)
+            if weakens is None:
+                weakens = weakens_cache[key] = (
+                    effective_before_f != effective_after_f
+                    and table.weakens(effective_before_f, effective_after_f)
+                )
+            change = UserChange(
+                kind="user_assign" if after is not None else "user_clear",
+                user=user.upn,
+                user_id=user.id,
+                before=before,
+                after=after,
+                rule=rule_name,
+                weakens=weakens,
+            )
+            user_changes.append((user.upn.casefold(), user.id, change))
+        if after_f is None:
+            relying_after += 1
+            if default_changes and effective_before_f != default_after_f:
+                default_affected += 1
+        elif after_f in doomed:
+            holders.setdefault(after_f, []).append(user.upn)
+        effective_after_count[effective_after_f] = (
+            effective_after_count.get(effective_after_f, 0) + 1
+        )
+
+    _refuse_held_deletes(doomed_list, tenant, holders, default_after_f)
+
+    changes: list[Change] = [*creates]
+    changes += [
+        PolicyUpdate(
+            policy=u.policy,
+            fields=u.fields,
+            weakens=u.weakens,
+            affected_users=effective_after_count.get(u.policy.casefold(), 0),
+        )
+        for u in updates
+    ]
+    if default_changes:
+        changes.append(
+            DefaultChange(
+                before=default_before,
+                after=default_after,
+                affected_users=default_affected,
+                weakens=default_after is None or table.weakens(default_before_f, default_after_f),
+            )
+        )
+    user_changes.sort(key=lambda item: (item[0], item[1]))
+    changes += [change for _, _, change in user_changes]
+    changes += [PolicyDelete(policy=tenant[folded].name) for folded in doomed_list]
+    # Already built in phase order; the stable sort keeps it true should phases be added.
+    changes.sort(key=lambda c: PHASE_ORDER[c.kind])
+
+    inputs = input_digests(desired, snapshot)
+    return Plan(
+        tenant=snapshot.tenant,
+        fingerprint=fingerprint_of(snapshot.tenant, inputs),
+        changes=tuple(changes),
+        warnings=tuple(
+            _warnings(
+                desired,
+                snapshot,
+                evaluation,
+                targets_f,
+                default_after,
+                dangling,
+                unmatched,
+                effective_after_count.get(None, 0),
+            )
+        ),
+        guards=tuple(_guards(desired, snapshot, changes, relying_after)),
+        inputs=inputs,
+    )
+
+
+def _refuse_held_deletes(
+    doomed: list[str],
+    tenant: dict[str, TenantPolicy],
+    holders: dict[str, list[str]],
+    default_after: str | None,
+) -> None:
+    """A policy the tenant would still use after the plan is an error, not a delete."""
+    problems: list[str] = []
+    for folded in doomed:
+        name = quoted(tenant[folded].name)
+        held_by = sorted(holders.get(folded, ()), key=lambda u: (u.casefold(), u))
+        if held_by:
+            problems.append(
+                f"cannot delete policy {name}: {plural(len(held_by), 'user')} would still hold "
+                f"it after this plan (no rule moves them): {name_list(held_by)}"
+            )
+        if folded == default_after:
+            problems.append(
+                f"cannot delete policy {name}: it is the organization default and stays so "
+                "(set default_policy to another policy)"
+            )
+    if problems:
+        raise PlanError("; ".join(problems))
+
+
+def _guards(
+    desired: DesiredState,
+    snapshot: TenantSnapshot,
+    changes: Sequence[Change],
+    relying_after: int,
+) -> list[Guard]:
+    """Safety guards: the plan is still complete; apply refuses without --force."""
+    guards: list[Guard] = []
+    safety = desired.safety
+    user_changes = sum(1 for c in changes if isinstance(c, UserChange))
+    if safety.max_user_changes is not None:
+        total = len(snapshot.users)
+        limit = safety.max_user_changes.resolve(total)
+        if user_changes > limit:
+            of_total = f" ({limit:,} of {total:,} users)" if safety.max_user_changes.percent else ""
+            guards.append(
+                Guard(
+                    name="max_user_changes",
+                    message=(
+                        f"{user_changes:,} user changes exceed safety.max_user_changes "
+                        f"{safety.max_user_changes}{of_total}; review the plan, then apply "
+                        "with --force"
+                    ),
+                    count=user_changes,
+                    limit=limit,
+                )
+            )
+    deletes = sum(1 for c in changes if isinstance(c, PolicyDelete))
+    if safety.max_policy_deletes is not None:
+        limit = safety.max_policy_deletes.resolve(len(snapshot.policies))
+        if deletes > limit:
+            guards.append(
+                Guard(
+                    name="max_policy_deletes",
+                    message=(
+                        f"{deletes:,} policy deletes exceed safety.max_policy_deletes "
+                        f"{safety.max_policy_deletes}; review the plan, then apply with --force"
+                    ),
+                    count=deletes,
+                    limit=limit,
+                )
+            )
+    for change in changes:
+        if isinstance(change, DefaultChange) and change.after is None:
+            guards.append(
+                Guard(
+                    name="default_cleared",
+                    message=(
+                        f"this plan clears the organization default policy {quoted(change.before)}"
+                        f" ({plural(relying_after, 'user')} would rely on no default); apply "
+                        "with --force to confirm"
+                    ),
+                    count=1,
+                    limit=0,
+                )
+            )
+    return guards
+
+
+def _warnings(
+    desired: DesiredState,
+    snapshot: TenantSnapshot,
+    evaluation: RuleEvaluation,
+    targets_f: list[str | None],
+    default_after: str | None,
+    dangling: dict[str, list[str]],
+    unmatched: list[str],
+    unprotected_after: int,
+) -> list[str]:
+    """Things an admin must know, in a fixed order (each group sorted)."""
+    warnings: list[str] = []
+    rules = desired.assignments.rules
+    for position, rule in enumerate(rules):
+        if evaluation.governed_counts[position]:
+            continue
+        if evaluation.matched_counts[position]:
+            warnings.append(
+                f"rule {quoted(rule.name)} governs no user: every user it matches is taken by "
+                "an earlier rule"
+            )
+        else:
+            warnings.append(f"rule {quoted(rule.name)} matches no user")
+    for group in sorted(evaluation.missing_groups, key=lambda g: (g.casefold(), g)):
+        warnings.append(f"group {quoted(group)} (member_of) was not found in the tenant")
+    if unmatched:
+        upns = sorted(unmatched, key=lambda u: (u.casefold(), u))
+        warnings.append(
+            f"{plural(len(upns), 'user')} match no rule and get no direct policy "
+            f"(assignments.unmatched: clear): {name_list(upns)}"
+        )
+    used = {t for t in targets_f if t is not None} | {_fold(default_after)}
+    for spec in sorted(desired.policies, key=lambda s: (s.name.casefold(), s.name)):
+        if spec.name.casefold() not in used:
+            warnings.append(
+                f"policy {quoted(spec.name)} is declared but no rule assigns it and it is not "
+                "the default"
+            )
+    for spec in sorted(desired.policies, key=lambda s: (s.name.casefold(), s.name)):
+        ineffective = [p.name for p in PROTOCOLS if p.name in spec.allow and not p.still_effective]
+        if ineffective:
+            warnings.append(
+                f"policy {quoted(spec.name)} allows {', '.join(ineffective)}: Basic auth for "
+                "these was switched off service-wide and allowing it no longer has any effect "
+                "in Exchange Online (only smtp still does)"
+            )
+    known = {p.name.casefold() for p in snapshot.policies}
+    for name in sorted(dangling, key=lambda n: (n.casefold(), n)):
+        upns = sorted(dangling[name], key=lambda u: (u.casefold(), u))
+        warnings.append(
+            f"{plural(len(upns), 'user')} hold policy {quoted(name)}, which does not exist in "
+            f"the tenant: {name_list(upns)}"
+        )
+    if snapshot.default_policy is not None and snapshot.default_policy.casefold() not in known:
+        warnings.append(
+            f"the organization default {quoted(snapshot.default_policy)} does not exist in the "
+            "tenant"
+        )
+    if unprotected_after:
+        warnings.append(
+            f"{plural(unprotected_after, 'user')} will have no authentication policy after this "
+            "plan (no direct policy and no organization default): no policy blocks Basic auth "
+            "for them"
+        )
+    return warnings

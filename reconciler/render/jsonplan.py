@@ -1,0 +1,312 @@
+"""The plan JSON (DESIGN.md, format_version 1) and its exact inverse.
+
+Byte-identical for identical plans: keys in a fixed order (as DESIGN.md lists them), no
+timestamps, UTF-8 as is (`ensure_ascii=False`: UPNs stay readable), one change per line so a
+100,000-user plan stays diffable and greppable, and a trailing newline.
+
+Additive extensions to DESIGN.md's document: `inputs` (one digest per input, so a stale plan
+can say what moved), `affected_users` on policy_update, and `summary.policy_replace` (only
+when the plan has replaces, which plain planning never makes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.errors import PlanError
+from reconciler.model import (
+    PROTOCOL_NAMES,
+    Change,
+    DefaultChange,
+    FieldChange,
+    Guard,
+    Plan,
+    PolicyCreate,
+    PolicyDelete,
+    PolicyReplace,
+    PolicyUpdate,
+    UserChange,
+    switches_of,
+)
+
+FORMAT_VERSION = 1
+SUMMARY_KINDS: tuple[str, ...] = (
+    "policy_create",
+    "policy_update",
+    "policy_delete",
+    "default_change",
+    "user_assign",
+    "user_clear",
+)
+
+
+def summary_of(changes: tuple[Change, ...]) -> dict[str, int]:
+    """Counts per change kind, in DESIGN.md's order, plus `total`."""
+    counts = dict.fromkeys(SUMMARY_KINDS, 0)
+    replaces = 0
+    for change in changes:
+        if change.kind == "policy_replace":
+            replaces += 1
+        else:
+            counts[change.kind] += 1
+    if replaces:
+        counts["policy_replace"] = replaces
+    counts["total"] = len(changes)
+    return counts
+
+
+def _fields_to_dict(fields: tuple[FieldChange, ...]) -> dict[str, dict[str, bool]]:
+    return {f.protocol: {"before": f.before, "after": f.after} for f in fields}
+
+
+def change_to_dict(change: Change) -> dict[str, Any]:
+    """One change as DESIGN.md's JSON object (keys in a fixed order)."""
+    data: dict[str, Any] = {"kind": change.kind}
+    if isinstance(change, PolicyCreate):
+        data |= {"policy": change.policy, "after": switches_of(change.after)}
+    elif isinstance(change, PolicyUpdate):
+        data |= {
+            "policy": change.policy,
+            "fields": _fields_to_dict(change.fields),
+            "affected_users": change.affected_users,
+        }
+    elif isinstance(change, PolicyReplace):
+        data |= {
+            "policy": change.policy,
+            "fields": _fields_to_dict(change.fields),
+            "after": switches_of(change.after),
+            "holders": list(change.holders),
+            "is_default": change.is_default,
+        }
+    elif isinstance(change, PolicyDelete):
+        data |= {"policy": change.policy}
+    elif isinstance(change, DefaultChange):
+        data |= {
+            "before": change.before,
+            "after": change.after,
+            "affected_users": change.affected_users,
+        }
+    else:
+        data |= {
+            "user": change.user,
+            "user_id": change.user_id,
+            "before": change.before,
+            "after": change.after,
+            "rule": change.rule,
+        }
+    if change.weakens:
+        data["weakens"] = True
+    return data
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def plan_to_json(plan: Plan) -> str:
+    """The plan as format_version 1 JSON; identical plans give identical bytes."""
+    guards = [
+        {"name": g.name, "message": g.message, "count": g.count, "limit": g.limit}
+        for g in plan.guards
+    ]
+    lines = [
+        "{",
+        f'  "format_version": {FORMAT_VERSION},',
+        f'  "tenant": {_dumps(plan.tenant)},',
+        f'  "fingerprint": {_dumps(plan.fingerprint)},',
+        f'  "inputs": {_dumps(dict(plan.inputs))},',
+        f'  "summary": {_dumps(summary_of(plan.changes))},',
+    ]
+    if plan.changes:
+        lines.append('  "changes": [')
+        body = [f"    {_dumps(change_to_dict(c))}" for c in plan.changes]
+        lines.append(",\n".join(body))
+        lines.append("  ],")
+    else:
+        lines.append('  "changes": [],')
+    lines.append(f'  "warnings": {_dumps(list(plan.warnings))},')
+    lines.append(f'  "guards": {_dumps(guards)}')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Typed access to a parsed plan that turns every surprise into a one-line PlanError."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> PlanError:
+        return PlanError(f"{self.source} is not a valid authpolicy plan: {where}: {problem}")
+
+    def obj(self, value: Any, where: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, "expected an object")
+        return value
+
+    def key(self, data: Mapping[str, Any], key: str, where: str) -> Any:
+        if key not in data:
+            raise self.fail(where, f"missing {key!r}")
+        return data[key]
+
+    def text(self, data: Mapping[str, Any], key: str, where: str) -> str:
+        value = self.key(data, key, where)
+        if not isinstance(value, str):
+            raise self.fail(f"{where}.{key}", "expected a string")
+        return value
+
+    def optional_text(self, data: Mapping[str, Any], key: str, where: str) -> str | None:
+        value = self.key(data, key, where)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(f"{where}.{key}", "expected a string or null")
+        return value
+
+    def integer(self, data: Mapping[str, Any], key: str, where: str) -> int:
+        value = self.key(data, key, where)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(f"{where}.{key}", "expected an integer")
+        return value
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, "expected true or false")
+        return value
+
+    def switches(self, value: Any, where: str) -> frozenset[str]:
+        data = self.obj(value, where)
+        if set(data) != set(PROTOCOL_NAMES):
+            raise self.fail(where, "expected exactly the 12 protocol switches")
+        return frozenset(name for name in PROTOCOL_NAMES if self.boolean(data[name], where))
+
+    def fields(self, value: Any, where: str) -> tuple[FieldChange, ...]:
+        data = self.obj(value, where)
+        result = []
+        for name in PROTOCOL_NAMES:  # canonical order, whatever order the file has
+            if name in data:
+                field = self.obj(data[name], f"{where}.{name}")
+                result.append(
+                    FieldChange(
+                        name,
+                        self.boolean(self.key(field, "before", where), f"{where}.{name}.before"),
+                        self.boolean(self.key(field, "after", where), f"{where}.{name}.after"),
+                    )
+                )
+        unknown = sorted(set(data) - set(PROTOCOL_NAMES))
+        if unknown:
+            raise self.fail(where, f"unknown protocol {unknown[0]!r}")
+        return tuple(result)
+
+    def change(self, value: Any, where: str) -> Change:
+        data = self.obj(value, where)
+        kind = self.text(data, "kind", where)
+        weakens = self.boolean(data.get("weakens", False), f"{where}.weakens")
+        if kind == "policy_create":
+            return PolicyCreate(
+                policy=self.text(data, "policy", where),
+                after=self.switches(self.key(data, "after", where), f"{where}.after"),
+                weakens=weakens,
+            )
+        if kind == "policy_update":
+            return PolicyUpdate(
+                policy=self.text(data, "policy", where),
+                fields=self.fields(self.key(data, "fields", where), f"{where}.fields"),
+                weakens=weakens,
+                affected_users=self.integer(data, "affected_users", where)
+                if "affected_users" in data
+                else 0,
+            )
+        if kind == "policy_replace":
+            holders = self.key(data, "holders", where)
+            if not isinstance(holders, list) or not all(isinstance(h, str) for h in holders):
+                raise self.fail(f"{where}.holders", "expected a list of user ids")
+            return PolicyReplace(
+                policy=self.text(data, "policy", where),
+                fields=self.fields(self.key(data, "fields", where), f"{where}.fields"),
+                after=self.switches(self.key(data, "after", where), f"{where}.after"),
+                holders=tuple(holders),
+                is_default=self.boolean(self.key(data, "is_default", where), f"{where}.is_default"),
+                weakens=weakens,
+            )
+        if kind == "policy_delete":
+            return PolicyDelete(policy=self.text(data, "policy", where), weakens=weakens)
+        if kind == "default_change":
+            return DefaultChange(
+                before=self.optional_text(data, "before", where),
+                after=self.optional_text(data, "after", where),
+                affected_users=self.integer(data, "affected_users", where),
+                weakens=weakens,
+            )
+        if kind in ("user_assign", "user_clear"):
+            after = self.optional_text(data, "after", where)
+            if (kind == "user_clear") != (after is None):
+                raise self.fail(f"{where}.after", f"does not fit kind {kind!r}")
+            return UserChange(
+                kind=kind,  # type: ignore[arg-type]  # narrowed by the test above
+                user=self.text(data, "user", where),
+                user_id=self.text(data, "user_id", where),
+                before=self.optional_text(data, "before", where),
+                after=after,
+                rule=self.text(data, "rule", where),
+                weakens=weakens,
+            )
+        raise self.fail(f"{where}.kind", f"unknown change kind {kind!r}")
+
+
+def plan_from_json(text: str, source: str = "the plan file") -> Plan:
+    """Read a plan written by plan_to_json: the exact inverse, or a one-line PlanError."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(
+            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    reader = _Reader(source)
+    top = reader.obj(data, "the document")
+    version = top.get("format_version")
+    if version != FORMAT_VERSION:
+        raise PlanError(
+            f"{source} has plan format_version {json.dumps(version)}; this authpolicy reads "
+            f"format_version {FORMAT_VERSION} (make the plan again with this version)"
+        )
+    changes_data = reader.key(top, "changes", "the document")
+    if not isinstance(changes_data, list):
+        raise reader.fail("changes", "expected a list")
+    changes = tuple(reader.change(c, f"changes[{i}]") for i, c in enumerate(changes_data))
+    warnings = reader.key(top, "warnings", "the document")
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise reader.fail("warnings", "expected a list of strings")
+    guards_data = reader.key(top, "guards", "the document")
+    if not isinstance(guards_data, list):
+        raise reader.fail("guards", "expected a list")
+    guards = []
+    for i, value in enumerate(guards_data):
+        where = f"guards[{i}]"
+        g = reader.obj(value, where)
+        guards.append(
+            Guard(
+                name=reader.text(g, "name", where),
+                message=reader.text(g, "message", where),
+                count=reader.integer(g, "count", where),
+                limit=reader.integer(g, "limit", where),
+            )
+        )
+    inputs = reader.obj(top.get("inputs", {}), "inputs")
+    if not all(isinstance(v, str) for v in inputs.values()):
+        raise reader.fail("inputs", "expected string digests")
+    summary = reader.obj(reader.key(top, "summary", "the document"), "summary")
+    if dict(summary) != summary_of(changes):
+        raise reader.fail("summary", "the counts do not match the changes (was the file edited?)")
+    return Plan(
+        tenant=reader.text(top, "tenant", "the document"),
+        fingerprint=reader.text(top, "fingerprint", "the document"),
+        changes=changes,
+        warnings=tuple(warnings),
+        guards=tuple(guards),
+        inputs=dict(inputs),
+        format_version=FORMAT_VERSION,
+    )

@@ -1,0 +1,96 @@
+"""Plan lines shared by the text and Markdown renderers: `+ ~ -` first, then the object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.render.escape import quoted, visible
+from reconciler.render.view import PlanView, PolicyRow, UserGroup
+
+WEAKENS = "[weakens security]"
+ARROW = "→"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    symbol: str  # "+", "~", "-", "-/+"
+    text: str
+    detail: bool = False  # a continuation line under the object above it
+    weakens: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    title: str
+    lines: tuple[Line, ...]
+
+
+def _state(allowed: bool) -> str:
+    return "allowed" if allowed else "blocked"
+
+
+def _users(count: int) -> str:
+    return f"{count:,} user" if count == 1 else f"{count:,} users"
+
+
+def _policy_lines(row: PolicyRow) -> list[Line]:
+    head = f"{row.verb} policy {quoted(row.name)}"
+    if row.verb == "update" and row.affected_users is not None:
+        head += f"  (effective for {_users(row.affected_users)})"
+    if row.verb == "replace":
+        head += f"  (removed and created again; {_users(row.holders)} re-pointed)"
+    if row.weakens:
+        head += f"  {WEAKENS}"
+    lines = [Line(row.symbol, head, weakens=row.weakens)]
+    if row.allow is not None and row.verb == "create":
+        allow = ", ".join(row.allow) if row.allow else "nothing (Basic auth blocked everywhere)"
+        lines.append(Line(row.symbol, f"allow: {allow}", detail=True))
+    for field in row.fields:
+        text = f"{field.protocol}: {_state(field.before)} {ARROW} {_state(field.after)}"
+        if field.weakens:
+            text += f"  {WEAKENS}"
+        lines.append(Line(row.symbol, text, detail=True, weakens=field.weakens))
+    return lines
+
+
+def _user_group_lines(group: UserGroup, show_users: int | None) -> list[Line]:
+    head = (
+        f"{_users(len(group.users))}: {quoted(group.before)} {ARROW} {quoted(group.after)}"
+        f"  (rule {quoted(group.rule)})"
+    )
+    if group.weakens:
+        head += f"  {WEAKENS}"
+    lines = [Line(group.symbol, head, weakens=group.weakens)]
+    shown = group.users if show_users is None else group.users[:show_users]
+    lines += [Line(group.symbol, visible(user), detail=True) for user in shown]
+    hidden = len(group.users) - len(shown)
+    if hidden:
+        lines.append(
+            Line(group.symbol, f"... and {hidden:,} more (--show-users all lists every one)", True)
+        )
+    return lines
+
+
+def plan_sections(view: PlanView, show_users: int | None) -> list[Section]:
+    """The plan's changes as titled sections, in execution order."""
+    sections: list[Section] = []
+    if view.policies:
+        lines = [line for row in view.policies for line in _policy_lines(row)]
+        sections.append(Section("Policies", tuple(lines)))
+    if view.default is not None:
+        d = view.default
+        text = (
+            f"default policy: {quoted(d.before)} {ARROW} {quoted(d.after)}"
+            f"  ({_users(d.affected_users)} change effective policy)"
+        )
+        if d.weakens:
+            text += f"  {WEAKENS}"
+        symbol = "+" if d.before is None else "-" if d.after is None else "~"
+        sections.append(Section("Organization default", (Line(symbol, text, weakens=d.weakens),)))
+    if view.user_groups:
+        lines = [line for g in view.user_groups for line in _user_group_lines(g, show_users)]
+        sections.append(Section("Users", tuple(lines)))
+    if view.deletes:
+        lines = [line for row in view.deletes for line in _policy_lines(row)]
+        sections.append(Section("Policies to delete (after the users have moved)", tuple(lines)))
+    return sections

@@ -1,0 +1,184 @@
+"""The one view-model every human renderer draws from: rows of kind, object, before, after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reconciler.model import (
+    PROTOCOL_NAMES,
+    DefaultChange,
+    Plan,
+    PolicyCreate,
+    PolicyDelete,
+    PolicyReplace,
+    PolicyUpdate,
+    UserChange,
+)
+from reconciler.render.escape import mask_emails, mask_upn
+from reconciler.render.jsonplan import summary_of
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRow:
+    protocol: str
+    before: bool
+    after: bool
+
+    @property
+    def weakens(self) -> bool:
+        return self.after and not self.before
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRow:
+    symbol: str  # "+" create, "~" update, "-/+" replace, "-" delete
+    verb: str  # create | update | replace | delete
+    name: str
+    fields: tuple[FieldRow, ...] = ()
+    allow: tuple[str, ...] | None = None  # the whole allow list, for create/replace
+    affected_users: int | None = None
+    holders: int = 0
+    weakens: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultRow:
+    before: str | None
+    after: str | None
+    affected_users: int
+    weakens: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserGroup:
+    """Users that make the same move for the same rule."""
+
+    symbol: str  # "+" from none, "-" to none, "~" from one policy to another
+    before: str | None
+    after: str | None
+    rule: str
+    users: tuple[str, ...]  # display names (masked when asked), in plan order
+    weakens: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    tenant: str
+    fingerprint: str
+    summary: dict[str, int]
+    policies: tuple[PolicyRow, ...]  # creates, updates, replaces (execution order)
+    default: DefaultRow | None
+    user_groups: tuple[UserGroup, ...]
+    deletes: tuple[PolicyRow, ...]
+    warnings: tuple[str, ...]
+    guards: tuple[str, ...]
+    weakening: int  # how many changes weaken security
+    total: int
+
+    @property
+    def user_changes(self) -> int:
+        return self.summary["user_assign"] + self.summary["user_clear"]
+
+
+def _allow_list(allow: frozenset[str]) -> tuple[str, ...]:
+    return tuple(name for name in PROTOCOL_NAMES if name in allow)
+
+
+def _fold_key(name: str | None) -> tuple[int, str, str]:
+    return (0, "", "") if name is None else (1, name.casefold(), name)
+
+
+def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
+    """The plan, grouped and ordered for people. Masks UPNs everywhere when asked."""
+    show: Callable[[str], str] = mask_upn if mask_users else str
+    text: Callable[[str], str] = mask_emails if mask_users else str
+    policies: list[PolicyRow] = []
+    deletes: list[PolicyRow] = []
+    default: DefaultRow | None = None
+    groups: dict[tuple[str, str | None, str | None, str], list[str]] = {}
+    group_weakens: dict[tuple[str, str | None, str | None, str], bool] = {}
+    for change in plan.changes:
+        if isinstance(change, PolicyCreate):
+            policies.append(
+                PolicyRow("+", "create", change.policy, allow=_allow_list(change.after))
+            )
+        elif isinstance(change, PolicyUpdate):
+            policies.append(
+                PolicyRow(
+                    "~",
+                    "update",
+                    change.policy,
+                    fields=tuple(FieldRow(f.protocol, f.before, f.after) for f in change.fields),
+                    affected_users=change.affected_users,
+                    weakens=change.weakens,
+                )
+            )
+        elif isinstance(change, PolicyReplace):
+            policies.append(
+                PolicyRow(
+                    "-/+",
+                    "replace",
+                    change.policy,
+                    fields=tuple(FieldRow(f.protocol, f.before, f.after) for f in change.fields),
+                    allow=_allow_list(change.after),
+                    holders=len(change.holders),
+                    weakens=change.weakens,
+                )
+            )
+        elif isinstance(change, PolicyDelete):
+            deletes.append(PolicyRow("-", "delete", change.policy, weakens=change.weakens))
+        elif isinstance(change, DefaultChange):
+            default = DefaultRow(change.before, change.after, change.affected_users, change.weakens)
+        elif isinstance(change, UserChange):
+            symbol = "+" if change.before is None else "-" if change.after is None else "~"
+            key = (symbol, change.before, change.after, change.rule)
+            groups.setdefault(key, []).append(show(change.user))
+            group_weakens[key] = group_weakens.get(key, False) or change.weakens
+    user_groups = [
+        UserGroup(*key, users=tuple(users), weakens=group_weakens[key])
+        for key, users in groups.items()
+    ]
+    # Biggest moves first; ties in a fixed order so output is stable.
+    user_groups.sort(key=lambda g: (-len(g.users), _fold_key(g.after), _fold_key(g.before), g.rule))
+    return PlanView(
+        tenant=plan.tenant,
+        fingerprint=plan.fingerprint,
+        summary=summary_of(plan.changes),
+        policies=tuple(policies),
+        default=default,
+        user_groups=tuple(user_groups),
+        deletes=tuple(deletes),
+        warnings=tuple(text(w) for w in plan.warnings),
+        guards=tuple(text(g.message) for g in plan.guards),
+        weakening=sum(1 for c in plan.changes if c.weakens),
+        total=len(plan.changes),
+    )
+
+
+def summary_line(view: PlanView) -> str:
+    """One line of counts, Terraform style."""
+    s = view.summary
+    if not view.total:
+        return "No changes. The tenant matches the desired state."
+    parts = [
+        f"{s['policy_create']} to create",
+        f"{s['policy_update'] + s.get('policy_replace', 0)} to update",
+        f"{s['policy_delete']} to delete",
+    ]
+    parts.append("default changes" if s["default_change"] else "default unchanged")
+    users = view.user_changes
+    parts.append(
+        f"{users:,} user change{'s' if users != 1 else ''}"
+        f" ({s['user_assign']:,} assign, {s['user_clear']:,} clear)"
+    )
+    line = "Plan: " + ", ".join(parts) + "."
+    if view.weakening:
+        line += f" {view.weakening:,} weaken{'s' if view.weakening == 1 else ''} security."
+    return line
+
+
+PROPAGATION_NOTE = (
+    "Exchange Online applies policy changes within 24 hours; users whose sessions are revoked "
+    "(assignments.revoke_sessions) get them within about 30 minutes."
+)
