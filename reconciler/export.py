@@ -20,10 +20,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 
+import jsonschema
 import yaml
 
 from reconciler.desired import limits
+from reconciler.desired.schema import load_schema
 from reconciler.model import (
     PROTOCOL_BY_NAME,
     PROTOCOL_NAMES,
@@ -93,6 +96,24 @@ def _allow_list(allow: Iterable[str]) -> list[str]:
     return [name for name in PROTOCOL_NAMES if name in allowed]
 
 
+@cache
+def _checkers() -> dict[str, jsonschema.Draft202012Validator]:
+    """Validators for the values export writes, from the loader's own schema, so export never
+    writes a value that `validate` would refuse."""
+    schema = load_schema()
+    defs = schema["$defs"]
+    return {
+        "policy": jsonschema.Draft202012Validator(defs["policyName"]),
+        "upn": jsonschema.Draft202012Validator(defs["match"]["properties"]["users"]["items"]),
+        "tenant": jsonschema.Draft202012Validator(schema["properties"]["tenant"]),
+    }
+
+
+def expressible(kind: str, value: str) -> bool:
+    """Can `value` be written as a `kind` (policy, upn, tenant) in a valid policies.yaml?"""
+    return bool(_checkers()[kind].is_valid(value))
+
+
 def _user_sort_key(user: TenantUser) -> tuple[str, str]:
     return (user.upn.casefold(), user.upn)
 
@@ -107,30 +128,41 @@ def export_policies_yaml(snapshot: TenantSnapshot) -> ExportResult:
     `limits.MAX_FILE_BYTES` or `limits.MAX_NODES`), the holders of the largest policies are
     left out, largest first, and the file says so.
     """
-    policies = sorted(snapshot.policies, key=lambda p: (p.name.casefold(), p.name))
+    every_policy = sorted(snapshot.policies, key=lambda p: (p.name.casefold(), p.name))
+    # A name the file format cannot hold (control characters, over 64 characters) is left
+    # undeclared: with `prune_policies: false` the plan leaves undeclared policies alone.
+    policies = [p for p in every_policy if expressible("policy", p.name)]
+    inexpressible = {p.name for p in every_policy} - {p.name for p in policies}
     default = snapshot.policy(snapshot.default_policy)
     default_name = default.name if default is not None else None
 
     holders: dict[str, list[TenantUser]] = defaultdict(list)
     relying_on_default: list[TenantUser] = []
-    skipped: list[str] = []
+    skipped: list[str] = [
+        f"policy {name!r}: its name cannot be written in policies.yaml; not declared, "
+        "its holders are left as they are"
+        for name in sorted(inexpressible)
+    ]
     for user in snapshot.users:
         if user.policy is None:
             relying_on_default.append(user)
             continue
         held = snapshot.policy(user.policy)
+        who = user.upn or user.id
         if held is None:
             skipped.append(
-                f"{user.upn or user.id}: holds policy {user.policy!r}, which does not exist "
+                f"{who}: holds policy {user.policy!r}, which does not exist "
                 "in the tenant (dangling link); left as is"
             )
-            continue
-        if not user.upn or len(user.upn) > limits.MAX_STRING:
+        elif held.name in inexpressible:
+            skipped.append(f"{who}: holds the undeclared policy {held.name!r}; left as is")
+        elif not expressible("upn", user.upn):
             skipped.append(
-                f"{user.id}: has no usable UPN to match on; holds {held.name!r}; left as is"
+                f"{user.id} (UPN {user.upn!r}): the UPN cannot be written as a `users:` "
+                f"match; holds {held.name!r}; left as is"
             )
-            continue
-        holders[held.name].append(user)
+        else:
+            holders[held.name].append(user)
     for users in holders.values():
         users.sort(key=_user_sort_key)
     skipped.sort()
@@ -138,7 +170,14 @@ def export_policies_yaml(snapshot: TenantSnapshot) -> ExportResult:
     unlisted: list[str] = []
     while True:
         text = _render(
-            snapshot, policies, default_name, holders, relying_on_default, skipped, unlisted
+            snapshot,
+            policies,
+            default_name,
+            default_name in inexpressible,
+            holders,
+            relying_on_default,
+            skipped,
+            unlisted,
         )
         listed = sum(len(v) for k, v in holders.items() if k not in unlisted)
         # Every listed UPN is one YAML value; the rest of the document is a few per policy.
@@ -181,6 +220,7 @@ def _render(
     snapshot: TenantSnapshot,
     policies: list[TenantPolicy],
     default_name: str | None,
+    default_undeclared: bool,
     holders: dict[str, list[TenantUser]],
     relying_on_default: list[TenantUser],
     skipped: list[str],
@@ -230,7 +270,10 @@ def _render(
         )
     add("")
     add("version: 1")
-    add(f"tenant: {yaml_scalar(snapshot.tenant)}")
+    if expressible("tenant", snapshot.tenant):
+        add(f"tenant: {yaml_scalar(snapshot.tenant)}")
+    else:
+        add(_comment(f"tenant: left out: {snapshot.tenant!r} is not a tenant GUID or domain"))
     add("")
 
     # ---------------------------------------------------------------- policies
