@@ -140,17 +140,9 @@ def test_azure_devops_uses_workload_identity_federation() -> None:
     assert text.count("printf '%s' \"${idToken}\"") == 3
 
 
-def _renderer_marker() -> str:
-    import reconciler.render as render
-
-    for name in dir(render):
-        if "MARKER" in name.upper() and isinstance(getattr(render, name), str):
-            return str(getattr(render, name))
-    pytest.fail("reconciler.render exposes no comment marker constant")
-
-
 def test_the_comment_marker_is_the_markdown_renderers() -> None:
-    marker = _renderer_marker()
+    from reconciler.render.markdown import MARKER as marker
+
     pr = _load(GITHUB["authpolicy-pr.yml"])
     comment_step = next(
         s
