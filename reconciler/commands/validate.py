@@ -37,7 +37,8 @@ def summary(state: DesiredState) -> str:
     if state.remove_policies:
         parts.append(f"{len(state.remove_policies)} to remove")
     if state.manage_default:
-        parts.append(f"default {state.default_policy!r}" if state.default_policy else "default cleared")
+        default = state.default_policy
+        parts.append(f"default {default!r}" if default else "default cleared")
     return f"{state.source}: OK ({', '.join(parts)})"
 
 

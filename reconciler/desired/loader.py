@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path as FilePath
+from typing import Any
 
 from reconciler.desired import limits
 from reconciler.desired.problems import DOCUMENT, Finding, Path, Problem, render_path
@@ -201,7 +202,7 @@ def _match_spec(spec: object) -> MatchSpec:
     if spec == "all":
         return MatchSpec(match_all=True)
     assert isinstance(spec, dict)
-    values = {key: tuple(spec.get(key, ())) for key in MATCH_KEYS}
+    values: dict[str, Any] = {key: tuple(spec.get(key, ())) for key in MATCH_KEYS}
     # One spelling per recipient type, so the planner can compare with Get-User's values.
     values["recipient_type"] = tuple(
         RECIPIENT_TYPE_BY_FOLDED[v.casefold()] for v in values["recipient_type"]

@@ -91,7 +91,7 @@ def render_path(path: Path, rule_names: Sequence[str | None] = ()) -> str:
                     label = name
             parts.append(f"[{printable(label)}]")
         else:
-            parts.append(("." if parts else "") + printable(part))
+            parts.append(("." if parts else "") + (printable(part) if part else "''"))
     return "".join(parts)
 
 

@@ -60,20 +60,22 @@ def schema_findings(doc: Document) -> list[Finding]:
 def _translate(error: ValidationError, doc: Document) -> Iterator[tuple[Path, bool, str]]:
     """(path, at_key, message) for one jsonschema error; some errors give several lines."""
     path: Path = tuple(error.absolute_path)
-    value = error.instance
-    kind = error.validator
+    value: Any = error.instance
+    kind = str(error.validator)
+    schema: Any = error.schema
+    expected: Any = error.validator_value
     if "propertyNames" in error.absolute_schema_path:  # a bad policy name: the key is at fault
         yield (*path, value), True, _name_message(value, kind, "policy name")
         return
     if kind == "additionalProperties":
-        allowed = list(error.schema.get("properties", {}))
+        allowed = list(schema.get("properties", {}))
         noun = "match key" if path and path[-1] in ("match", "except") else "key"
         for key in value:
             if key not in allowed:
                 yield (*path, key), True, f"unknown {noun} {quoted(key)}" + suggestion(key, allowed)
         return
     if kind == "required":
-        for key in error.validator_value:
+        for key in expected:
             if key not in value:
                 yield (*path, key), False, _missing_message(path, key)
         return
@@ -93,13 +95,13 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[tuple[Path, bo
     if kind == "anyOf":
         yield from _translate_any_of(error, doc)
         return
-    yield path, False, _message(path, value, kind, error)
+    yield path, False, _message(path, value, kind, expected)
 
 
 def _translate_any_of(error: ValidationError, doc: Document) -> Iterator[tuple[Path, bool, str]]:
     """Report the branch the value was evidently meant for, or say what was expected."""
     path: Path = tuple(error.absolute_path)
-    value = error.instance
+    value: Any = error.instance
     branches: dict[int, list[ValidationError]] = {}
     for sub in error.context or ():
         branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
@@ -118,16 +120,21 @@ def _translate_any_of(error: ValidationError, doc: Document) -> Iterator[tuple[P
         yield (
             path,
             False,
-            f"must be 'all' or a mapping of match keys, got {describe_type(value)} {_shown(value)}",
+            f"must be 'all' or a mapping of match keys, got {_got(value)}",
         )
         return
-    yield path, False, f"must be {_expected(path)}, got {describe_type(value)} {_shown(value)}"
+    yield path, False, f"must be {_expected(path)}, got {_got(value)}"
 
 
 def _shown(value: object) -> str:
-    if isinstance(value, list | dict):
+    if isinstance(value, list | dict) or value is None:
         return ""
     return quoted(value)
+
+
+def _got(value: object) -> str:
+    """`a string 'x'`, `a list`, `null`: what the user wrote, for "must be X, got Y"."""
+    return f"{describe_type(value)} {_shown(value)}".rstrip()
 
 
 def _expected(path: Path) -> str:
@@ -164,10 +171,10 @@ def _name_message(value: object, kind: str, noun: str) -> str:
             f"{noun} {quoted(text)} contains a control character ({quoted(bad)[1:-1]}); "
             "newlines, tabs and other control characters are not allowed"
         )
-    return f"{noun} must be a string, got {describe_type(value)} {_shown(value)}"
+    return f"{noun} must be a string, got {_got(value)}"
 
 
-def _message(path: Path, value: object, kind: str, error: ValidationError) -> str:
+def _message(path: Path, value: Any, kind: str, expected: Any) -> str:
     last = path[-1] if path else None
     parent = path[-2] if len(path) >= 2 else None
     # Names of policies (in remove_policies, default_policy, a rule's policy) and of rules.
@@ -177,7 +184,6 @@ def _message(path: Path, value: object, kind: str, error: ValidationError) -> st
     if last == "name" and path[:2] == ("assignments", "rules") and kind != "type":
         return _name_message(value, kind, "rule name")
     if kind == "type":
-        expected = error.validator_value
         words = (
             " or ".join(_TYPE_WORDS[t] for t in expected)
             if isinstance(expected, list)
@@ -190,20 +196,21 @@ def _message(path: Path, value: object, kind: str, error: ValidationError) -> st
             words, hint = "a mapping", " with `allow: [...]`"
         elif last == "except":
             words = "a mapping of match keys ('all' is not allowed in except)"
-        got = f"{describe_type(value)} {_shown(value)}".rstrip()
-        return f"must be {words}{hint}, got {got}"
+        if not path:
+            words, hint = "a mapping", " of settings (`version: 1`, `policies:`, ...)"
+        return f"must be {words}{hint}, got {_got(value)}"
     if kind == "enum":
-        choices = [str(c) for c in error.validator_value]
+        choices = [str(c) for c in expected]
         if parent == "allow":
             return f"unknown protocol {quoted(value)}" + (
                 suggestion(str(value), choices) or f"; protocols are: {', '.join(choices)}"
             )
         listed = ", ".join(quoted(c) for c in choices)
-        return f"{_shown(value)} is not one of {listed}" + suggestion(str(value), choices)
+        return f"{quoted(value)} is not one of {listed}" + suggestion(str(value), choices)
     if kind == "const":
         if path == ("version",):
-            return f"unsupported version {_shown(value)}; this authpolicy reads version 1"
-        return f"must be {quoted(error.validator_value)}"
+            return f"unsupported version {quoted(value)}; this authpolicy reads version 1"
+        return f"must be {quoted(expected)}"
     if kind == "minItems":
         return "is empty, so it would match nobody; list at least one value or remove the key"
     if kind == "minProperties":
@@ -213,12 +220,12 @@ def _message(path: Path, value: object, kind: str, error: ValidationError) -> st
     if kind == "minimum":
         return f"must be 0 or more, got {_shown(value)}"
     if kind == "maxLength":
-        return f"is {len(str(value))} characters; the limit is {error.validator_value}"
+        return f"is {len(str(value))} characters; the limit is {expected}"
     if kind in ("maxItems", "maxProperties"):
-        return f"has more than {error.validator_value} entries; that is the limit"
+        return f"has more than {expected} entries; that is the limit"
     if kind == "pattern":
         return _pattern_message(path, value)
-    return str(error.message)
+    return f"is not valid here ({kind})"
 
 
 def _pattern_message(path: Path, value: object) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 from yaml import events
@@ -33,6 +34,12 @@ from reconciler.desired.problems import (
     quoted,
     render_path,
 )
+
+_CParser: Any
+try:  # libyaml's event parser, when PyYAML was built with it
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # pragma: no cover - depends on the PyYAML build
+    _CParser = None
 
 Position = tuple[int, int]  # 1-based line, column
 
@@ -52,6 +59,7 @@ _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 
 _TAG_PREFIX = "tag:yaml.org,2002:"
+_REPARSE_LIMIT = 256 * 1024  # re-read broken files up to this size for a portable message
 _SCALAR_TAGS = {"str", "int", "float", "bool", "null"}
 
 
@@ -131,15 +139,37 @@ def decode(data: bytes) -> str:
 
 def parse(text: str) -> Document:
     """Parse YAML text into a Document. Raises FileProblem when it is not usable YAML."""
-    composer = _Composer(text)
     try:
-        return composer.document()
+        return _Composer(_event_source(text)).document()
     except yaml.MarkedYAMLError as exc:
-        raise FileProblem(_syntax_problem(text, exc)) from None
+        raise FileProblem(_syntax_problem(text, _portable_error(text, exc))) from None
     except yaml.YAMLError as exc:  # errors without a position (rare: reader errors)
-        raise FileProblem(
-            Problem(1, 1, DOCUMENT, f"not valid YAML: {printable(str(exc))}")
-        ) from None
+        message = f"not valid YAML: {printable(str(exc))}"
+        raise FileProblem(Problem(1, 1, DOCUMENT, message)) from None
+
+
+def _event_source(text: str) -> Any:
+    """A YAML event parser: libyaml's when PyYAML has it (about 50 times faster), else PyYAML's."""
+    if _CParser is not None:
+        return _CParser(text)
+    return _Parser(text)
+
+
+def _portable_error(text: str, exc: yaml.MarkedYAMLError) -> yaml.MarkedYAMLError:
+    """The same syntax error as PyYAML's pure-Python parser words it.
+
+    libyaml and PyYAML word errors differently; re-reading a small broken file with the
+    Python parser gives the same message on every machine. Large files keep libyaml's.
+    """
+    if _CParser is None or len(text) > _REPARSE_LIMIT:
+        return exc
+    parser = _Parser(text)
+    try:
+        while parser.get_event() is not None and not parser.check_event(events.StreamEndEvent):
+            pass
+    except yaml.MarkedYAMLError as python_error:
+        return python_error
+    return exc
 
 
 def _line_column(text: str, offset: int) -> Position:
@@ -174,19 +204,33 @@ def _over_limit(limit: int, noun: str) -> str:
 
 
 class _Parser(Reader, Scanner, Parser):
-    """PyYAML's pure-Python event parser (same messages on every machine, libyaml or not)."""
+    """PyYAML's pure-Python event parser, with a cap on flow nesting (`[[[[...`), which its
+    scanner otherwise handles in quadratic time."""
 
     def __init__(self, text: str) -> None:
         Reader.__init__(self, text)
         Scanner.__init__(self)
         Parser.__init__(self)
 
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= limits.MAX_DEPTH:
+            mark = self.get_mark()
+            raise FileProblem(
+                Problem(
+                    mark.line + 1,
+                    mark.column + 1,
+                    DOCUMENT,
+                    f"nested more than {limits.MAX_DEPTH} levels deep",
+                )
+            )
+        super().fetch_flow_collection_start(TokenClass)
+
 
 class _Composer:
     """Turns parser events into plain data, recording positions and refusing what we don't take."""
 
-    def __init__(self, text: str) -> None:
-        self._events = _Parser(text)
+    def __init__(self, event_source: Any) -> None:
+        self._events = event_source
         self._doc = Document(data=None)
         self._nodes = 0
 
@@ -212,10 +256,10 @@ class _Composer:
             )
         return self._doc
 
-    def _problem(self, mark: yaml.Mark, where: str, message: str) -> Problem:
+    def _problem(self, mark: Any, where: str, message: str) -> Problem:
         return Problem(mark.line + 1, mark.column + 1, where, message)
 
-    def _note(self, mark: yaml.Mark, path: Path, message: str, *, broken: bool = False) -> None:
+    def _note(self, mark: Any, path: Path, message: str, *, broken: bool = False) -> None:
         """Record a problem that does not stop reading.
 
         `broken`: the value at `path` was dropped, so later checks must skip it.
@@ -224,7 +268,7 @@ class _Composer:
         if broken:
             self._doc.broken.add(path)
 
-    def _fatal(self, mark: yaml.Mark, message: str, path: Path = ()) -> FileProblem:
+    def _fatal(self, mark: Any, message: str, path: Path = ()) -> FileProblem:
         return FileProblem(self._problem(mark, render_path(path), message))
 
     def _value(self, path: Path, depth: int) -> object:
@@ -247,7 +291,7 @@ class _Composer:
             return self._sequence(path, depth)
         return self._mapping(path, depth)
 
-    def _check_tag(self, tag: str | None, allowed: set[str], mark: yaml.Mark, path: Path) -> bool:
+    def _check_tag(self, tag: str | None, allowed: set[str], mark: Any, path: Path) -> bool:
         if tag is None or tag in ("!", "?"):
             return True
         if tag.startswith(_TAG_PREFIX) and tag[len(_TAG_PREFIX) :] in allowed:
@@ -328,6 +372,7 @@ class _Composer:
                 self._skip()
                 continue
             ev.get_event()
+            key_mark: Any = key_event.start_mark
             key = key_event.value
             if len(result) == limit and key not in result:
                 raise self._fatal(
@@ -345,8 +390,8 @@ class _Composer:
                 )
                 self._skip()
                 continue
-            first_seen[key] = key_event.start_mark.line + 1
-            self._doc.keys[child] = (key_event.start_mark.line + 1, key_event.start_mark.column + 1)
+            first_seen[key] = key_mark.line + 1
+            self._doc.keys[child] = (key_mark.line + 1, key_mark.column + 1)
             result[key] = self._value(child, depth + 1)
         ev.get_event()
         return result if tag_ok else None
@@ -384,7 +429,7 @@ class _Composer:
             path,
         )
 
-    def _too_many(self, mark: yaml.Mark, path: Path) -> FileProblem:
+    def _too_many(self, mark: Any, path: Path) -> FileProblem:
         return self._fatal(
             mark,
             f"the file has more than {limits.MAX_NODES:,} values; that is the limit "
