@@ -1,15 +1,137 @@
-"""`authpolicy emulator` (not built yet)."""
+"""`authpolicy emulator serve`: run the local Exchange Online emulator in the foreground.
+
+Prints the connection as KEY=VALUE lines (ready for `export` or a .env file), serves until
+Ctrl-C, then saves the tenant state atomically and exits 0. The logic lives in
+reconciler.emulator; this module only parses arguments and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from pathlib import Path
+from types import FrameType
+
+from reconciler.emulator import Emulator, EmulatorSettings
+
+DEFAULT_STATE_DIR = Path.home() / ".authpolicy" / "emulator"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="policies.yaml")
+    """Arguments of `authpolicy emulator`."""
+    sub = parser.add_subparsers(dest="emulator_command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="serve the emulator in the foreground until Ctrl-C")
+    serve.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    serve.add_argument("--users", type=int, default=2000, help="synthetic tenant size")
+    serve.add_argument("--seed", type=int, default=1, help="synthetic tenant seed")
+    serve.add_argument(
+        "--state",
+        type=Path,
+        help="tenant state file: loaded when it exists, saved on exit "
+        "(default: STATE_DIR/tenant.json)",
+    )
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"keys, CA, certificates and state (default {DEFAULT_STATE_DIR})",
+    )
+    serve.add_argument(
+        "--fresh", action="store_true", help="ignore an existing state file; generate anew"
+    )
+    serve.add_argument("--app", default="writer", help="app whose credential is printed")
+    serve.add_argument("--latency-ms", type=float, default=0.0, help="base latency per request")
+    serve.add_argument(
+        "--latency-per-object-ms", type=float, default=0.0, help="latency per returned object"
+    )
+    serve.add_argument(
+        "--budget", type=int, default=0, help="requests per app per window; 0 = unlimited"
+    )
+    serve.add_argument("--budget-window", type=float, default=60.0, help="seconds per window")
+    serve.add_argument(
+        "--max-concurrent", type=int, default=0, help="concurrent requests per tenant; 0 = no cap"
+    )
+    serve.add_argument(
+        "--remove-referenced",
+        choices=("reject", "orphan", "clear"),
+        default="reject",
+        help="removing a policy still in use: reject | orphan the links | clear them",
+    )
+    serve.add_argument(
+        "--cursor-expiry", type=float, default=1800.0, help="nextLink lifetime in seconds"
+    )
+    serve.add_argument(
+        "--control", action="store_true", help="enable /_emulator/{stats,state,reset,faults}"
+    )
+
+
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("authpolicy emulator: not implemented yet", file=sys.stderr)
-    return 1
+    """Dispatch `authpolicy emulator <command>`."""
+    if getattr(args, "emulator_command", None) != "serve":
+        print("usage: authpolicy emulator serve [options]  (see --help)", file=sys.stderr)
+        return 1
+    if not _loopback(args.host):
+        print("error: the emulator only listens on loopback (127.0.0.1)", file=sys.stderr)
+        return 1
+    state_dir: Path = args.state_dir.expanduser()
+    state_file: Path = (args.state or state_dir / "tenant.json").expanduser()
+    if args.fresh and state_file.exists():
+        state_file.unlink()
+    try:
+        settings = EmulatorSettings(
+            users=args.users,
+            seed=args.seed,
+            state_dir=state_dir,
+            state_file=state_file,
+            host="127.0.0.1" if args.host == "localhost" else args.host,
+            port=args.port,
+            control_api=args.control,
+            latency_base_ms=args.latency_ms,
+            latency_per_object_ms=args.latency_per_object_ms,
+            throttle_budget=args.budget,
+            throttle_window_seconds=args.budget_window,
+            max_concurrent_per_tenant=args.max_concurrent,
+            remove_referenced=args.remove_referenced,
+            cursor_expiry_seconds=args.cursor_expiry,
+        )
+        emulator = Emulator(settings)
+        emulator.start()
+    except (ValueError, OSError) as exc:
+        print(f"error: cannot start the emulator: {exc}", file=sys.stderr)
+        return 1
+    try:
+        env = emulator.connection_env(app=args.app)
+    except ValueError as exc:
+        emulator.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for key in (
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AUTHPOLICY_ENDPOINT",
+        "AUTHPOLICY_CA_BUNDLE",
+    ):
+        print(f"{key}={env[key]}")
+    print(f"# tenant {emulator.tenant_domain}; state file {emulator.state_path}; Ctrl-C to stop")
+    sys.stdout.flush()
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        emulator.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        emulator.stop()
+    print(f"# state saved to {emulator.state_path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,265 @@
+"""`Emulator`: start the HTTPS emulator in-process (tests, demo) or in the foreground (CLI)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from reconciler.emulator.identity import (
+    AppRegistration,
+    IdentityService,
+    load_or_create_apps,
+)
+from reconciler.emulator.pki import load_or_create_pki, write_atomic
+from reconciler.emulator.server import EmulatorHTTPServer, EmulatorService, make_ssl_context
+from reconciler.emulator.settings import EmulatorSettings
+from reconciler.emulator.state import TenantState
+from reconciler.emulator.synthetic import generate_tenant
+
+log = logging.getLogger("authpolicy.emulator")
+
+CREDENTIALS = ("secret", "certificate", "federated")
+
+
+class Emulator:
+    """A running Exchange Online emulator (context manager).
+
+    >>> with Emulator(EmulatorSettings(users=100)) as emu:
+    ...     env = emu.connection_env(app="writer")
+    """
+
+    def __init__(self, settings: EmulatorSettings | None = None) -> None:
+        self.settings = settings or EmulatorSettings()
+        self.settings.validate()
+        self._own_state_dir = self.settings.state_dir is None
+        self.state_dir = Path(
+            self.settings.state_dir
+            if self.settings.state_dir is not None
+            else tempfile.mkdtemp(prefix="authpolicy-emulator-")
+        )
+        self.state_path = (
+            Path(self.settings.state_file)
+            if self.settings.state_file is not None
+            else self.state_dir / "tenant.json"
+        )
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._service: EmulatorService | None = None
+        self._apps: dict[str, AppRegistration] = {}
+
+    # ----------------------------------------------------------------- lifecycle
+    def _initial_state(self) -> TenantState:
+        settings = self.settings
+        if settings.state_file is not None and Path(settings.state_file).exists():
+            return TenantState.load(Path(settings.state_file))
+        return TenantState(
+            generate_tenant(
+                settings.users,
+                settings.seed,
+                tenant_domain=settings.tenant_domain,
+                user_domain=settings.user_domain,
+            )
+        )
+
+    def start(self) -> Emulator:
+        """Create keys (first run), load or generate the tenant, and start serving."""
+        if self._server is not None:
+            return self
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pki = load_or_create_pki(self.state_dir / "pki")
+        self._apps = load_or_create_apps(self.state_dir / "identity")
+        state = self._initial_state()
+        identity = IdentityService(pki, self._apps, state.tenant_id, state.domain)
+        service = EmulatorService(self.settings, state, identity, self._initial_state)
+        server = EmulatorHTTPServer(
+            (self.settings.host, self.settings.port),
+            service,
+            make_ssl_context(str(pki.server_cert_path), str(pki.server_key_path)),
+        )
+        port = server.server_address[1]
+        service.endpoint = f"https://{self.settings.host}:{port}"
+        self._pki = pki
+        self._service = service
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="authpolicy-emulator", daemon=True
+        )
+        self._thread.start()
+        log.info("emulator listening on %s (tenant %s)", service.endpoint, state.domain)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, save the tenant (when configured), clean a temporary state dir."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.close_all_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.settings.save_on_exit and not (
+            self._own_state_dir and self.settings.state_file is None
+        ):
+            self.save_state()
+        if self._own_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Block until interrupted (Ctrl-C raises KeyboardInterrupt to the caller)."""
+        if self._thread is None:
+            self.start()
+        assert self._thread is not None
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def service(self) -> EmulatorService:
+        """The running service (raises when not started)."""
+        if self._service is None:
+            raise RuntimeError("the emulator is not running")
+        return self._service
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL of both the login authority and the admin API: https://127.0.0.1:PORT."""
+        return self.service.endpoint
+
+    @property
+    def ca_path(self) -> Path:
+        """PEM of the emulator's CA (trust this file)."""
+        return self._pki.ca_path
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant GUID."""
+        return self.service.state.tenant_id
+
+    @property
+    def tenant_domain(self) -> str:
+        """The initial domain, e.g. contoso.onmicrosoft.com."""
+        return self.service.state.domain
+
+    @property
+    def authority(self) -> str:
+        """The msal authority URL for this tenant."""
+        return f"{self.endpoint}/{self.tenant_id}"
+
+    def app(self, name: str) -> AppRegistration:
+        """A registered app: writer | reader | no_permission | no_role."""
+        try:
+            return self._apps[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown app {name!r}; choose one of {', '.join(sorted(self._apps))}"
+            ) from None
+
+    # ----------------------------------------------------------------- connections
+    def connection_env(self, app: str = "writer", credential: str = "secret") -> dict[str, str]:
+        """Environment variables that connect the reconciler to this emulator as `app`."""
+        registration = self.app(app)
+        env = {
+            "AZURE_TENANT_ID": self.tenant_id,
+            "AZURE_CLIENT_ID": registration.client_id,
+            "AUTHPOLICY_ENDPOINT": self.endpoint,
+            "AUTHPOLICY_CA_BUNDLE": str(self.ca_path),
+        }
+        if credential == "secret":
+            env["AZURE_CLIENT_SECRET"] = registration.secret
+        elif credential == "certificate":
+            if registration.certificate is None:
+                raise ValueError(f"app {app!r} has no certificate credential")
+            env["AZURE_CLIENT_CERTIFICATE_PATH"] = str(registration.certificate.path)
+        elif credential == "federated":
+            if registration.federated_subject is None:
+                raise ValueError(f"app {app!r} has no federated credential")
+            token = self.issue_federated_token(subject=registration.federated_subject)
+            path = self.state_dir / "identity" / f"federated-{app}.jwt"
+            write_atomic(path, token.encode("ascii"))
+            env["AZURE_FEDERATED_TOKEN_FILE"] = str(path)
+        else:
+            raise ValueError(f"credential must be one of {', '.join(CREDENTIALS)}")
+        return env
+
+    def issue_federated_token(
+        self, subject: str | None = None, ttl: int = 600, audience: str | None = None
+    ) -> str:
+        """A JWT from the trusted test issuer (default subject: the writer app's)."""
+        settings = self.service.settings
+        return self.service.identity.issue_federated_token(
+            subject or (self.app("writer").federated_subject or ""),
+            ttl,
+            audience or settings.federated_audience,
+            settings.federated_issuer,
+        )
+
+    def issue_access_token(
+        self,
+        app: str = "writer",
+        *,
+        resource: str = "https://outlook.office365.com",
+        lifetime: int = 3599,
+        **claim_overrides: Any,
+    ) -> str:
+        """Mint an access token directly (tests craft expired/foreign/wrong-audience ones).
+
+        A claim override of None removes that claim.
+        """
+        return self.service.identity.mint(
+            self.app(app), resource, lifetime, overrides=claim_overrides or None
+        )
+
+    # ----------------------------------------------------------------- observation
+    def stats(self) -> dict[str, Any]:
+        """Requests by cmdlet and status, writes that changed state vs no-ops, the write log."""
+        return self.service.stats_dict()
+
+    def write_log(self) -> list[dict[str, Any]]:
+        """State-changing writes, in order: cmdlet, identity, target, params, time."""
+        return list(self.service.stats_dict()["write_log"])
+
+    def reset_stats(self) -> None:
+        """Zero the statistics."""
+        self.service.reset(state=False)
+
+    def reset_state(self) -> None:
+        """Restore the tenant as it was at start (and zero the statistics)."""
+        self.service.reset(state=True)
+
+    def set_faults(self, **changes: Any) -> None:
+        """Change run-time settings (faults, throttling, latency, unverified behaviours)."""
+        self.service.set_faults(changes)
+        self.settings = self.service.settings
+
+    def dump_state(self) -> dict[str, Any]:
+        """The tenant as a JSON-able dict (the state file format)."""
+        return self.service.state.to_dict()
+
+    def save_state(self, path: Path | None = None) -> Path:
+        """Write the tenant atomically (default: the state file)."""
+        target = path or self.state_path
+        self.service.state.save(target)
+        return target
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        """The live settings as a dict."""
+        return json.loads(json.dumps(dataclasses.asdict(self.service.settings), default=str))

@@ -1,0 +1,943 @@
+"""The HTTPS front: routing, authentication, throttling, faults, paging and statistics.
+
+One `EmulatorService` holds the tenant, the cmdlet engine, the identity service and the
+run-time settings; `EmulatorHTTPServer` is a threading HTTP/1.1 keep-alive server that wraps
+each accepted socket in TLS in its worker thread (so a slow handshake never blocks accept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import secrets
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from reconciler.emulator import wire
+from reconciler.emulator.cmdlets import CmdletEngine, CmdletResult, Selector
+from reconciler.emulator.identity import (
+    EXCHANGE_ROLES,
+    MANAGE_AS_APP,
+    RECIPIENT_WRITE_ROLES,
+    WRITE_ROLES,
+    IdentityService,
+    TokenError,
+)
+from reconciler.emulator.settings import EmulatorSettings, apply_runtime_changes
+from reconciler.emulator.state import TenantState
+
+log = logging.getLogger("authpolicy.emulator")
+
+MAX_PAGE_SIZE = 1000
+MAX_BATCH = 10
+MAX_BODY = 4 * 1024 * 1024
+
+
+class _Reset(Exception):
+    """Close the connection with a TCP reset instead of answering."""
+
+
+@dataclass
+class Response:
+    """An HTTP answer before it is written."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    cmdlet: str = "-"
+    reset: bool = False
+
+
+@dataclass
+class _Cursor:
+    items: list[Any]
+    render: Any
+    end: int  # index after the last object this cursor may return (ResultSize)
+    offset: int
+    select: Selector | None
+    body_hash: str
+    truncated: bool
+    cmdlet: str
+    created: float
+
+
+@dataclass
+class Stats:
+    """Counters the tests read to prove what the client did."""
+
+    requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    token_requests: Counter[int] = field(default_factory=Counter)
+    writes_changed_state: int = 0
+    writes_noop: int = 0
+    writes_dry_run: int = 0
+    write_log: list[dict[str, Any]] = field(default_factory=list)
+    throttled: int = 0
+    concurrency_rejected: int = 0
+    faults_injected: Counter[str] = field(default_factory=Counter)
+    objects_returned: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able snapshot."""
+        by_cmdlet: dict[str, dict[str, int]] = {}
+        for (cmdlet, status), count in sorted(self.requests.items()):
+            by_cmdlet.setdefault(cmdlet, {})[str(status)] = count
+        return {
+            "requests": by_cmdlet,
+            "requests_total": sum(self.requests.values()),
+            "token_requests": {str(k): v for k, v in sorted(self.token_requests.items())},
+            "writes_changed_state": self.writes_changed_state,
+            "writes_noop": self.writes_noop,
+            "writes_dry_run": self.writes_dry_run,
+            "write_log": [dict(entry) for entry in self.write_log],
+            "throttled": self.throttled,
+            "concurrency_rejected": self.concurrency_rejected,
+            "faults_injected": dict(self.faults_injected),
+            "objects_returned": self.objects_returned,
+        }
+
+
+class EmulatorService:
+    """Everything behind the sockets; thread-safe."""
+
+    def __init__(
+        self,
+        settings: EmulatorSettings,
+        state: TenantState,
+        identity: IdentityService,
+        reload_state: Any,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.identity = identity
+        self.engine = CmdletEngine(state, lambda: self.settings)
+        self._reload_state = reload_state
+        self.endpoint = ""  # set once the port is known
+        self.stats = Stats()
+        self._stats_lock = threading.Lock()
+        self._cursors: dict[str, _Cursor] = {}
+        self._cursor_lock = threading.Lock()
+        self._last_cursor_sweep = time.monotonic()
+        self._throttle: dict[str, tuple[float, int]] = {}
+        self._throttle_lock = threading.Lock()
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._fault_lock = threading.Lock()
+        self._rng = random.Random(settings.fault_seed)
+        self._revoked_at: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ settings
+    def set_faults(self, changes: dict[str, Any]) -> None:
+        """Change run-time settings (ValueError on unknown names or bad values)."""
+        with self._fault_lock:
+            updated = apply_runtime_changes(self.settings, changes)
+            if "fault_seed" in changes:
+                self._rng = random.Random(updated.fault_seed)
+            self.settings = updated
+
+    def reset(self, *, state: bool) -> None:
+        """Zero the statistics; with state=True also restore the tenant as it was at start."""
+        with self._stats_lock:
+            self.stats = Stats()
+        if state:
+            new_state = self._reload_state()
+            self.state = new_state
+            self.engine.state = new_state
+            with self._cursor_lock:
+                self._cursors.clear()
+
+    def _roll(self, fault: str) -> bool:
+        """Decide whether to inject `fault` now (one-shots first, then the rate)."""
+        with self._fault_lock:
+            settings = self.settings
+            if fault in settings.one_shot:
+                settings.one_shot.remove(fault)
+                hit = True
+            else:
+                rate = float(getattr(settings, f"{fault}_rate"))
+                hit = rate > 0 and self._rng.random() < rate
+        if hit:
+            with self._stats_lock:
+                self.stats.faults_injected[fault] += 1
+        return hit
+
+    def count(self, cmdlet: str, status: int, objects: int = 0) -> None:
+        """Record one answered request."""
+        with self._stats_lock:
+            self.stats.requests[(cmdlet, status)] += 1
+            self.stats.objects_returned += objects
+
+    # ------------------------------------------------------------------- identity
+    def openid_configuration(self, tenant: str) -> Response:
+        """The tenant discovery document msal reads."""
+        if not self.identity.knows_tenant(tenant):
+            err = TokenError(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
+            return _json(400, err.body())
+        base = f"{self.endpoint}/{self.identity.tenant_id}"
+        doc = {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{self.endpoint}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid"],
+            "tenant_region_scope": "NA",
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+        }
+        return _json(200, doc)
+
+    def instance_discovery(self, query: dict[str, list[str]]) -> Response:
+        """The answer to msal's instance discovery (when a client does not turn it off)."""
+        authorize = (query.get("authorization_endpoint") or [""])[0]
+        path = urlsplit(authorize).path.strip("/").split("/")
+        tenant = path[0] if path and path[0] else "common"
+        host = urlsplit(self.endpoint).netloc
+        return _json(
+            200,
+            {
+                "tenant_discovery_endpoint": (
+                    f"{self.endpoint}/{tenant}/v2.0/.well-known/openid-configuration"
+                ),
+                "api-version": "1.1",
+                "metadata": [
+                    {"preferred_network": host, "preferred_cache": host, "aliases": [host]}
+                ],
+            },
+        )
+
+    def jwks(self) -> Response:
+        """The public key that verifies access tokens."""
+        from jwt.algorithms import RSAAlgorithm
+
+        jwk = json.loads(RSAAlgorithm.to_jwk(self.identity.pki.signing_key.public_key()))
+        jwk.update({"kid": self.identity.pki.signing_kid, "use": "sig"})
+        return _json(200, {"keys": [jwk]})
+
+    def token(self, tenant: str, raw_body: bytes) -> Response:
+        """POST /{tenant}/oauth2/v2.0/token."""
+        form = {k: v[0] for k, v in parse_qs(raw_body.decode("utf-8", "replace")).items()}
+        settings = self.settings
+        try:
+            answer = self.identity.token_request(
+                tenant,
+                form,
+                f"{self.endpoint}/{self.identity.tenant_id}/oauth2/v2.0/token",
+                lifetime=settings.token_lifetime_seconds,
+                revoked=settings.revoked_apps,
+                federated_issuer=settings.federated_issuer,
+                federated_audience=settings.federated_audience,
+            )
+            response = _json(200, answer)
+        except TokenError as exc:
+            response = _json(exc.status, exc.body())
+        response.headers["Cache-Control"] = "no-store, no-cache"
+        with self._stats_lock:
+            self.stats.token_requests[response.status] += 1
+        return response
+
+    def _www_authenticate(self, error: str) -> dict[str, str]:
+        value = (
+            f'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
+            f'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+            f'token_types="app_asserted_user_v1 service_asserted_app_v1", '
+            f'authorization_uri="{self.endpoint}/common/oauth2/authorize", '
+            f'error="invalid_token", error_description="{error}"'
+        )
+        return {"WWW-Authenticate": value}
+
+    def _unauthorized(self, reason: str) -> Response:
+        # Exchange gives 401 with an empty body; the reason only in WWW-Authenticate.
+        return Response(401, b"", self._www_authenticate(reason))
+
+    def _forbidden(self) -> Response:
+        if self.settings.forbidden_body == "nul_gzip":
+            return Response(
+                403,
+                b"\x00" * 64,
+                {"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
+        return Response(403, b"")
+
+    def authenticate(
+        self, headers: Any, tenant: str
+    ) -> tuple[dict[str, Any] | None, Response | None]:
+        """Check the bearer token for this tenant; (claims, None) or (None, error response)."""
+        auth = headers.get("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None, self._unauthorized("Bearer token is missing.")
+        settings = self.settings
+        claims, reason = self.identity.verify_access_token(
+            token.strip(), settings.accepted_audiences
+        )
+        if claims is None:
+            return None, self._unauthorized(reason)
+        if not self.identity.knows_tenant(tenant) or claims.get("tid") != self.identity.tenant_id:
+            return None, self._unauthorized("The token's tenant does not match the request.")
+        app = self.identity.app_by_client_id(str(claims.get("appid", "")))
+        if app is not None and app.name in settings.revoked_apps:
+            return None, self._unauthorized("The application's credentials were revoked.")
+        early = settings.token_early_expiry_seconds
+        if early is not None and time.time() - float(claims.get("iat", 0)) >= early:
+            return None, self._unauthorized("Lifetime validation failed, the token is expired.")
+        if MANAGE_AS_APP not in (claims.get("roles") or []):
+            return None, self._unauthorized("The token has no Exchange.ManageAsApp permission.")
+        wids = set(claims.get("wids") or [])
+        if not wids & EXCHANGE_ROLES:
+            body = {
+                "error": {
+                    "code": "Forbidden",
+                    "message": (
+                        f"The role assigned to application {claims.get('appid')} isn't supported "
+                        "in this scenario. Please check online documentation for assigning "
+                        "correct Directory Roles to Azure AD Application for EXO App-Only "
+                        "Authentication."
+                    ),
+                }
+            }
+            return None, _json(403, body)
+        return claims, None
+
+    def _throttle_check(self, claims: dict[str, Any]) -> Response | None:
+        settings = self.settings
+        budget = settings.throttle_budget
+        if budget <= 0:
+            return None
+        key = str(claims.get("appid"))
+        now = time.monotonic()
+        window = settings.throttle_window_seconds
+        with self._throttle_lock:
+            start, used = self._throttle.get(key, (now, 0))
+            if now - start >= window:
+                start, used = now, 0
+            if used >= budget:
+                retry = max(0.001, window - (now - start))
+                with self._stats_lock:
+                    self.stats.throttled += 1
+                response = _json(
+                    429,
+                    {
+                        "error": {
+                            "code": "TooManyRequests",
+                            "message": "Too many requests. Please retry after the time given in "
+                            "the Retry-After header.",
+                        }
+                    },
+                )
+                response.headers["Retry-After"] = f"{retry:.3f}"
+                return response
+            self._throttle[key] = (start, used + 1)
+        return None
+
+    def _acquire_slot(self) -> bool:
+        cap = self.settings.max_concurrent_per_tenant
+        with self._inflight_lock:
+            if cap > 0 and self._inflight >= cap:
+                return False
+            self._inflight += 1
+            return True
+
+    def _release_slot(self) -> None:
+        with self._inflight_lock:
+            self._inflight -= 1
+
+    # ------------------------------------------------------------------- admin API
+    def admin_request(
+        self, tenant: str, action: str, query: dict[str, list[str]], headers: Any, body: bytes
+    ) -> Response:
+        """POST /adminapi/beta/{tenant}/InvokeCommand | $batch."""
+        claims, failure = self.authenticate(headers, tenant)
+        if failure is not None:
+            self.count("-", failure.status)
+            return failure
+        assert claims is not None
+        throttled = self._throttle_check(claims)
+        if throttled is not None:
+            self.count("-", 429)
+            return throttled
+        if not self._acquire_slot():
+            with self._stats_lock:
+                self.stats.concurrency_rejected += 1
+            self.count("-", self.settings.concurrency_status)
+            return Response(
+                self.settings.concurrency_status,
+                wire.CONCURRENCY_TEXT.encode("utf-8"),
+                {"Content-Type": "text/plain; charset=utf-8"},
+            )
+        started = time.monotonic()
+        try:
+            for status, fault in ((503, "error_503"), (504, "error_504")):
+                if self._roll(fault):
+                    self.count("-", status)
+                    return Response(
+                        status,
+                        b"<html><body>Service Unavailable</body></html>"
+                        if status == 503
+                        else b"<html><body>Gateway Timeout</body></html>",
+                        {"Content-Type": "text/html"},
+                    )
+            if action == "$batch":
+                response, objects = self._batch(tenant, claims, query, headers, body)
+            else:
+                response, objects = self._invoke(
+                    tenant, claims, query, headers.get("Prefer"), body, transport_faults=True
+                )
+            self._sleep_latency(objects, started)
+            return response
+        finally:
+            self._release_slot()
+
+    def _sleep_latency(self, objects: int, started: float) -> None:
+        settings = self.settings
+        delay = (settings.latency_base_ms + settings.latency_per_object_ms * objects) / 1000.0
+        remaining = delay - (time.monotonic() - started)
+        if remaining > 0:
+            time.sleep(remaining)
+
+    def _batch(
+        self,
+        tenant: str,
+        claims: dict[str, Any],
+        query: dict[str, list[str]],
+        headers: Any,
+        body: bytes,
+    ) -> tuple[Response, int]:
+        try:
+            doc = json.loads(body or b"null")
+            requests = doc["requests"]
+            if not isinstance(requests, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            self.count("$batch", 400)
+            return _error_response(_bad_request("The batch request body is not valid.")), 0
+        if len(requests) > MAX_BATCH:
+            self.count("$batch", 400)
+            return _error_response(
+                _bad_request(
+                    f"The number of requests in the batch ({len(requests)}) exceeds the "
+                    f"maximum of {MAX_BATCH}."
+                )
+            ), 0
+        responses = []
+        objects = 0
+        for item in requests:
+            item = item if isinstance(item, dict) else {}
+            item_id = str(item.get("id", ""))
+            url = urlsplit(str(item.get("url", "")))
+            parts = [p for p in url.path.split("/") if p]
+            inner_headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
+            prefer = next((v for k, v in inner_headers.items() if k.lower() == "prefer"), None)
+            if (
+                len(parts) != 4
+                or parts[0].lower() != "adminapi"
+                or parts[2].lower() != tenant.lower()
+                or parts[3].lower() != "invokecommand"
+            ):
+                status, resp_headers, resp_body = (
+                    400,
+                    {},
+                    _bad_request(
+                        "The batch member's url must be this tenant's InvokeCommand."
+                    ).body(),
+                )
+            else:
+                raw = item.get("body")
+                inner_body = raw.encode("utf-8") if isinstance(raw, str) else wire.dumps(raw)
+                throttled = self._throttle_check(claims)
+                if throttled is not None:
+                    inner, count = throttled, 0
+                else:
+                    inner, count = self._invoke(
+                        tenant,
+                        claims,
+                        parse_qs(url.query),
+                        {"Prefer": prefer}.get("Prefer"),
+                        inner_body,
+                        transport_faults=False,
+                    )
+                objects += count
+                status, resp_headers = inner.status, dict(inner.headers)
+                try:
+                    resp_body = json.loads(inner.body) if inner.body else None
+                except ValueError:
+                    resp_body = None
+            responses.append(
+                {"id": item_id, "status": status, "headers": resp_headers, "body": resp_body}
+            )
+        self.count("$batch", 200)
+        return _json(200, {"responses": responses}), objects
+
+    def _invoke(
+        self,
+        tenant: str,
+        claims: dict[str, Any],
+        query: dict[str, list[str]],
+        prefer: str | None,
+        body: bytes,
+        *,
+        transport_faults: bool,
+    ) -> tuple[Response, int]:
+        """One InvokeCommand: parse, authorise the cmdlet, run or page, wrap."""
+        try:
+            doc = json.loads(body or b"null")
+            cmdlet_input = doc["CmdletInput"]
+            name = cmdlet_input["CmdletName"]
+            parameters = cmdlet_input.get("Parameters") or {}
+            if not isinstance(parameters, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.count("-", 400)
+            return _error_response(_bad_request("The request body is not a valid CmdletInput.")), 0
+        spec = self.engine.lookup(name)
+        if spec is None:
+            self.count(str(name)[:60], 403)
+            return self._forbidden(), 0
+        wids = set(claims.get("wids") or [])
+        if spec.write and not (
+            wids & WRITE_ROLES or (spec.recipient_write and wids & RECIPIENT_WRITE_ROLES)
+        ):
+            self.count(spec.name, 403)
+            return self._forbidden(), 0
+        body_hash = hashlib.sha256(
+            json.dumps(cmdlet_input, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        ).hexdigest()
+        select_text = (query.get("$select") or [""])[0]
+        select = Selector(select_text.split(",")) if select_text else None
+        page_size = _page_size(prefer, self.settings.default_page_size)
+        skiptoken = (query.get("$skiptoken") or [None])[0]
+        if skiptoken is not None:
+            response, objects = self._next_page(tenant, skiptoken, body_hash, page_size, spec.name)
+            self.count(spec.name, response.status, objects)
+            return response, objects
+        if spec.write and transport_faults and self._roll("reset_before_write"):
+            self.count(spec.name, 0)
+            return Response(0, reset=True, cmdlet=spec.name), 0
+        try:
+            result = self.engine.run(spec, parameters)
+        except wire.CmdletError as exc:
+            self.count(spec.name, exc.status)
+            return _error_response(exc), 0
+        if result.write:
+            self._record_write(result)
+            if transport_faults and not result.dry_run and self._roll("reset_after_write"):
+                self.count(spec.name, 0)
+                return Response(0, reset=True, cmdlet=spec.name), 0
+            response = self._write_response(tenant, result)
+            objects = len(result.items)
+        else:
+            response, objects = self._first_page(
+                tenant, result, select, page_size, body_hash, spec.name, query
+            )
+        response = self._maybe_malform(response)
+        self.count(spec.name, response.status, objects)
+        return response, objects
+
+    def _record_write(self, result: CmdletResult) -> None:
+        with self._stats_lock:
+            if result.dry_run:
+                self.stats.writes_dry_run += 1
+            elif result.changed:
+                self.stats.writes_changed_state += 1
+                stamp = wire.format_date(_utcnow())
+                for entry in result.log:
+                    self.stats.write_log.append({**entry, "time": stamp})
+            else:
+                self.stats.writes_noop += 1
+
+    def _write_response(self, tenant: str, result: CmdletResult) -> Response:
+        mode = self.settings.write_response
+        extra = {}
+        if result.confirmation is not None:
+            extra["@adminapi.confirmationmessage"] = result.confirmation
+        if result.items and result.render is not None:
+            value = [result.render(item, None) for item in result.items]
+            return _json(
+                200,
+                wire.envelope(self.endpoint, tenant, value, warnings=result.warnings, extra=extra),
+            )
+        if mode == "no_content" and not result.confirmation:
+            return Response(204, b"")
+        body = wire.envelope(
+            self.endpoint,
+            tenant,
+            None if mode == "null" else [],
+            warnings=result.warnings,
+            include_value=mode != "absent",
+            extra=extra,
+        )
+        return _json(200, body)
+
+    def _first_page(
+        self,
+        tenant: str,
+        result: CmdletResult,
+        select: Selector | None,
+        page_size: int,
+        body_hash: str,
+        cmdlet: str,
+        query: dict[str, list[str]],
+    ) -> tuple[Response, int]:
+        items = result.items
+        end = len(items) if result.limit is None else min(result.limit, len(items))
+        truncated = result.limit is not None and len(items) > result.limit
+        cursor = _Cursor(
+            items=list(items) if end > page_size else [],
+            render=result.render,
+            end=end,
+            offset=0,
+            select=select,
+            body_hash=body_hash,
+            truncated=truncated,
+            cmdlet=cmdlet,
+            created=time.monotonic(),
+        )
+        if end <= page_size:
+            cursor.items = list(items[:end])
+        return self._serve_page(tenant, cursor, page_size, result.warnings)
+
+    def _next_page(
+        self, tenant: str, token: str, body_hash: str, page_size: int, cmdlet: str
+    ) -> tuple[Response, int]:
+        now = time.monotonic()
+        expiry = self.settings.cursor_expiry_seconds
+        with self._cursor_lock:
+            cursor = self._cursors.get(token)
+        if (
+            cursor is None
+            or now - cursor.created > expiry
+            or cursor.body_hash != body_hash
+            or cursor.cmdlet != cmdlet
+        ):
+            return _error_response(wire.pagination_expired()), 0
+        return self._serve_page(tenant, cursor, page_size, [])
+
+    def _serve_page(
+        self, tenant: str, cursor: _Cursor, page_size: int, warnings: list[str]
+    ) -> tuple[Response, int]:
+        stop = min(cursor.offset + page_size, cursor.end)
+        render = cursor.render
+        select = cursor.select
+        value = [render(item, select) for item in cursor.items[cursor.offset : stop]]
+        warnings = list(warnings)
+        next_link = None
+        if stop < cursor.end:
+            token = secrets.token_urlsafe(18)
+            follow = _Cursor(**{**cursor.__dict__, "offset": stop, "created": time.monotonic()})
+            with self._cursor_lock:
+                self._sweep_cursors()
+                self._cursors[token] = follow
+            select_part = (
+                "$select=" + quote(",".join(select.names), safe=",") + "&" if select else ""
+            )
+            next_link = (
+                f"{self.endpoint}/adminapi/beta/{tenant}/InvokeCommand?{select_part}"
+                f"$skiptoken={token}"
+            )
+        if next_link is not None or cursor.truncated:
+            warnings.append(wire.MORE_RESULTS_WARNING)
+        body = wire.envelope(self.endpoint, tenant, value, warnings=warnings, next_link=next_link)
+        return _json(200, body), len(value)
+
+    def _sweep_cursors(self) -> None:
+        now = time.monotonic()
+        if now - self._last_cursor_sweep < 60:
+            return
+        self._last_cursor_sweep = now
+        expiry = self.settings.cursor_expiry_seconds
+        for key in [k for k, c in self._cursors.items() if now - c.created > expiry]:
+            del self._cursors[key]
+
+    def _maybe_malform(self, response: Response) -> Response:
+        if response.status != 200:
+            return response
+        if self._roll("nul_gzip_403"):
+            return Response(
+                403, b"\x00" * 64, {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+            )
+        if self._roll("non_json"):
+            return Response(
+                200,
+                b"<html><head><title>Object moved</title></head><body>Object moved</body></html>",
+                {"Content-Type": "text/html"},
+            )
+        if self._roll("missing_value"):
+            doc = json.loads(response.body)
+            doc.pop("value", None)
+            return _json(200, doc)
+        if self._roll("truncated_json"):
+            return Response(
+                200, response.body[: max(1, len(response.body) // 2)], dict(response.headers)
+            )
+        if b"@odata.nextLink" in response.body and self._roll("foreign_next_link"):
+            doc = json.loads(response.body)
+            link = urlsplit(doc["@odata.nextLink"])
+            doc["@odata.nextLink"] = link._replace(netloc="attacker.example:443").geturl()
+            return _json(200, doc)
+        return response
+
+    # ------------------------------------------------------------------- control API
+    def control(self, method: str, action: str, body: bytes) -> Response:
+        """/_emulator/{stats,state,reset,faults} (only when control_api is on)."""
+        if method == "GET" and action == "stats":
+            return _json(200, self.stats_dict())
+        if method == "GET" and action == "state":
+            return _json(200, self.state.to_dict())
+        if method == "GET" and action == "faults":
+            return _json(200, _settings_view(self.settings))
+        if method == "POST" and action in ("reset", "faults"):
+            try:
+                doc = json.loads(body or b"{}")
+                if not isinstance(doc, dict):
+                    raise ValueError("the body must be a JSON object")
+                if action == "reset":
+                    self.reset(state=bool(doc.get("state", False)))
+                else:
+                    self.set_faults(doc)
+            except (ValueError, TypeError) as exc:
+                return _json(400, {"error": str(exc)})
+            return _json(200, _settings_view(self.settings))
+        return _json(404, {"error": "unknown control endpoint"})
+
+    def stats_dict(self) -> dict[str, Any]:
+        """Snapshot of the statistics."""
+        with self._stats_lock:
+            return self.stats.as_dict()
+
+
+def _settings_view(settings: EmulatorSettings) -> dict[str, Any]:
+    out = {}
+    for key, value in settings.__dict__.items():
+        out[key] = str(value) if key in ("state_dir", "state_file") and value else value
+    return out
+
+
+def _utcnow() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def _page_size(prefer: str | None, default: int) -> int:
+    if prefer:
+        for part in prefer.replace(";", ",").split(","):
+            key, _, value = part.strip().partition("=")
+            if key.strip().lower() == "odata.maxpagesize":
+                try:
+                    size = int(value.strip())
+                except ValueError:
+                    continue
+                if size >= 1:
+                    return min(size, MAX_PAGE_SIZE)
+    return default
+
+
+def _bad_request(text: str) -> wire.CmdletError:
+    return wire.CmdletError(
+        400, "BadRequest", "Invalid Operation", "System.ArgumentException", text, with_details=False
+    )
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(status, wire.dumps(body), {"Content-Type": wire.JSON_CONTENT_TYPE})
+
+
+def _error_response(exc: wire.CmdletError) -> Response:
+    response = _json(exc.status, exc.body())
+    response.headers.update(exc.headers())
+    return response
+
+
+# ============================================================================ HTTP plumbing
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # without it, keep-alive answers crawl at ~25/s
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    timeout = 120  # idle keep-alive connections
+    server: EmulatorHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _read_body(self) -> bytes | None:
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            return None
+        if length < 0 or length > MAX_BODY:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        body = self._read_body() if method == "POST" else b""
+        if body is None:
+            self._send(Response(413, b""))
+            self.close_connection = True
+            return
+        try:
+            response = self._route(method, body)
+        except Exception:  # a bug must answer 500, never kill the connection silently
+            log.exception("emulator: unhandled error for %s %s", method, self.path)
+            response = _json(
+                500,
+                {"error": {"code": "InternalServerError", "message": "Internal emulator error"}},
+            )
+        if response.reset:
+            self._reset_connection()
+            return
+        self._send(response)
+
+    def _route(self, method: str, body: bytes) -> Response:
+        service = self.server.service
+        url = urlsplit(self.path)
+        parts = [p for p in url.path.split("/") if p]
+        query = parse_qs(url.query, keep_blank_values=True)
+        lowered = [p.lower() for p in parts]
+        if len(parts) == 4 and lowered[0] == "adminapi":
+            if lowered[1] != "beta":
+                return Response(405, b"", {"Allow": ""})
+            if method != "POST":
+                return Response(405, b"", {"Allow": "POST"})
+            if lowered[3] == "invokecommand":
+                return service.admin_request(parts[2], "InvokeCommand", query, self.headers, body)
+            if lowered[3] == "$batch":
+                return service.admin_request(parts[2], "$batch", query, self.headers, body)
+            return Response(404, b"")
+        if len(parts) == 2 and lowered[0] == "_emulator":
+            if not service.settings.control_api:
+                return Response(404, b"")
+            return service.control(method, lowered[1], body)
+        if lowered[-3:] == ["v2.0", ".well-known", "openid-configuration"] and len(parts) == 4:
+            return service.openid_configuration(parts[0])
+        if lowered[-2:] == [".well-known", "openid-configuration"] and len(parts) == 3:
+            return service.openid_configuration(parts[0])
+        if lowered == ["common", "discovery", "instance"]:
+            return service.instance_discovery(query)
+        if len(parts) >= 3 and lowered[1] == "discovery" and lowered[-1] == "keys":
+            return service.jwks()
+        if len(parts) == 4 and lowered[1:] == ["oauth2", "v2.0", "token"]:
+            if method != "POST":
+                return Response(405, b"", {"Allow": "POST"})
+            return service.token(parts[0], body)
+        return Response(404, b"")
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.send_header("request-id", secrets.token_hex(16))
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if response.body and self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def _reset_connection(self) -> None:
+        """Drop the connection with RST (SO_LINGER 0) without answering.
+
+        The socket is closed by the server after the handler returns; with linger 0 that close
+        sends a TCP reset, which the client sees as "connection reset by peer".
+        """
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    """Threading keep-alive HTTPS server; TLS handshakes happen in the worker threads."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: EmulatorService,
+        ssl_context: ssl.SSLContext,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.service = service
+        self.ssl_context = ssl_context
+        self._connections: set[Any] = set()
+        self._connections_lock = threading.Lock()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Wrap the socket in TLS (in this worker thread) and serve it."""
+        request.settimeout(30)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("emulator: TLS handshake failed: %s", exc)
+            return
+        with self._connections_lock:
+            self._connections.add(tls)
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            with self._connections_lock:
+                self._connections.discard(tls)
+            try:
+                tls.close()
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Connection-level errors are normal (clients hang up); log quietly."""
+        log.debug("emulator: connection error from %s", client_address, exc_info=True)
+
+    def close_all_connections(self) -> None:
+        """Wake and close every open keep-alive connection (on stop)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def make_ssl_context(cert_path: str, key_path: str) -> ssl.SSLContext:
+    """Server TLS context (TLS 1.2+)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_path, key_path)
+    return context

@@ -1,0 +1,147 @@
+"""Every knob of the emulator in one dataclass.
+
+Settings fall in two groups: start-up settings (tenant size, seed, where state lives, port) and
+run-time settings (faults, throttling, latency, and the behaviours that the reference marks as
+unverified), which `Emulator.set_faults(**kw)` and `POST /_emulator/faults` may change while the
+server runs. docs/emulator.md documents each one, its default and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REMOVE_REFERENCED_CHOICES = ("reject", "orphan", "clear")
+WRITE_RESPONSE_CHOICES = ("empty", "absent", "null", "no_content")
+FORBIDDEN_BODY_CHOICES = ("nul_gzip", "empty")
+
+# Malformed-response injections (hardening tests for the client). Each has a `<name>_rate` setting
+# and may be queued as a one-shot with `one_shot=[name, ...]`.
+MALFORMED_KINDS = (
+    "non_json",  # 200 with an HTML body
+    "nul_gzip_403",  # 403 whose body is NUL bytes declared as gzip
+    "missing_value",  # 200 envelope without "value"
+    "truncated_json",  # 200 whose JSON is cut in half
+    "foreign_next_link",  # a page whose @odata.nextLink points at another host
+)
+# Transport faults: also rates or one-shots.
+TRANSPORT_FAULTS = ("error_503", "error_504", "reset_before_write", "reset_after_write")
+
+
+@dataclass
+class EmulatorSettings:
+    """Configuration of one emulator instance (see docs/emulator.md for each field)."""
+
+    # --- start-up: tenant and storage --------------------------------------------------------
+    users: int = 2000
+    seed: int = 1
+    state_dir: Path | str | None = None  # keys, certificates, state; a temp dir when None
+    state_file: Path | str | None = None  # load the tenant from here (and save back) when set
+    save_on_exit: bool = True  # write state_file (or state_dir/tenant.json) atomically on stop
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+    tenant_domain: str = "contoso.onmicrosoft.com"
+    user_domain: str = "contoso.com"
+    control_api: bool = False  # serve /_emulator/* (stats, state, reset, faults)
+
+    # --- identity ------------------------------------------------------------------------------
+    accepted_audiences: tuple[str, ...] = (
+        "https://outlook.office365.com",
+        "https://outlook.office.com",
+    )
+    token_lifetime_seconds: int = 3599
+    # The API treats tokens older than this as expired although their exp says otherwise
+    # (models tokens that "expire early", e.g. revoked sessions). None = honour exp.
+    token_early_expiry_seconds: float | None = None
+    revoked_apps: tuple[str, ...] = ()  # app names whose credentials (and live tokens) are refused
+    federated_issuer: str = "https://token.emulator.invalid"
+    federated_audience: str = "api://AzureADTokenExchange"
+
+    # --- unverified behaviours (conservative defaults) ----------------------------------------
+    remove_referenced: str = "reject"  # reject | orphan | clear
+    null_reference_policies: tuple[
+        str, ...
+    ] = ()  # names Set-AuthenticationPolicy fails for; "*" = all
+    missing_policy_identity_returns_all: bool = True  # Get-AuthenticationPolicy -Identity <missing>
+    accept_external_directory_object_id: bool = False  # as -Identity of Get-User/Set-User
+    write_response: str = (
+        "empty"  # Set/Remove answers: empty value | absent | null | no_content (204)
+    )
+    new_returns_object: bool = True  # New-AuthenticationPolicy returns the created object
+    forbidden_body: str = "nul_gzip"  # body of 403 for unknown/unauthorised cmdlets
+    default_page_size: int = 1000  # page size without a Prefer header
+    cursor_expiry_seconds: float = 1800.0
+
+    # --- load ---------------------------------------------------------------------------------
+    throttle_budget: int = 0  # requests per app per window; 0 = unlimited
+    throttle_window_seconds: float = 60.0
+    max_concurrent_per_tenant: int = 0  # 0 = unlimited
+    concurrency_status: int = 429
+    latency_base_ms: float = 0.0
+    latency_per_object_ms: float = 0.0
+
+    # --- fault injection (rates are probabilities 0..1 per adminapi request) -------------------
+    error_503_rate: float = 0.0
+    error_504_rate: float = 0.0
+    reset_before_write_rate: float = 0.0
+    reset_after_write_rate: float = 0.0
+    non_json_rate: float = 0.0
+    nul_gzip_403_rate: float = 0.0
+    missing_value_rate: float = 0.0
+    truncated_json_rate: float = 0.0
+    foreign_next_link_rate: float = 0.0
+    one_shot: list[str] = field(default_factory=list)  # faults applied once each, in order
+    fault_seed: int | None = None  # seed of the fault dice; None = nondeterministic
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line message when a setting is out of range."""
+        if self.remove_referenced not in REMOVE_REFERENCED_CHOICES:
+            raise ValueError(
+                f"remove_referenced must be one of {', '.join(REMOVE_REFERENCED_CHOICES)}"
+            )
+        if self.write_response not in WRITE_RESPONSE_CHOICES:
+            raise ValueError(f"write_response must be one of {', '.join(WRITE_RESPONSE_CHOICES)}")
+        if self.forbidden_body not in FORBIDDEN_BODY_CHOICES:
+            raise ValueError(f"forbidden_body must be one of {', '.join(FORBIDDEN_BODY_CHOICES)}")
+        if self.users < 0:
+            raise ValueError("users must be >= 0")
+        if not 1 <= self.default_page_size <= 1000:
+            raise ValueError("default_page_size must be between 1 and 1000")
+        for name in (*TRANSPORT_FAULTS, *MALFORMED_KINDS):
+            rate = getattr(self, f"{name}_rate")
+            if not 0.0 <= float(rate) <= 1.0:
+                raise ValueError(f"{name}_rate must be between 0 and 1")
+        for shot in self.one_shot:
+            if shot not in (*TRANSPORT_FAULTS, *MALFORMED_KINDS):
+                raise ValueError(f"unknown one-shot fault {shot!r}")
+
+
+# Settings that only make sense at start-up; everything else may change at run time.
+STARTUP_ONLY = frozenset(
+    {"users", "seed", "state_dir", "state_file", "host", "port", "tenant_domain", "user_domain"}
+)
+
+
+def runtime_setting_names() -> frozenset[str]:
+    """Names that `set_faults` accepts."""
+    return frozenset(f.name for f in dataclasses.fields(EmulatorSettings)) - STARTUP_ONLY
+
+
+def apply_runtime_changes(settings: EmulatorSettings, changes: dict[str, Any]) -> EmulatorSettings:
+    """Return a copy of settings with `changes` applied; ValueError for unknown or bad values."""
+    allowed = runtime_setting_names()
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ValueError(f"unknown or start-up-only setting(s): {', '.join(unknown)}")
+    coerced: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key in {"revoked_apps", "null_reference_policies", "accepted_audiences"}:
+            value = tuple(value or ())
+        if key == "one_shot":
+            value = list(value or ())
+        coerced[key] = value
+    updated = dataclasses.replace(settings, **coerced)
+    updated.validate()
+    return updated
