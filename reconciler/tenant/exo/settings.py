@@ -1,0 +1,199 @@
+"""Connection settings: which cloud, which tenant, which app, which credential, which endpoint.
+
+Everything here is plain data and validation; nothing talks to the network. The values come
+from the environment variables of DESIGN.md, which flags may override (see
+`reconciler.tenant.connect`). Secrets are never held here as text: a credential is described
+by where it lives (an environment variable or a file), and read by `credentials.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from reconciler.errors import ConnectionSettingsError
+
+
+@dataclass(frozen=True, slots=True)
+class Cloud:
+    """Where one Microsoft cloud keeps its Exchange admin API and its Entra ID authority."""
+
+    name: str
+    exchange_host: str  # base of /adminapi/beta/{tenant}/InvokeCommand
+    authority_host: str  # Entra ID login host
+    scope: str  # token scope: the Exchange resource + /.default
+
+
+# exo-adminapi.md §1.3 and §2. The DoD and China hosts conflict between sources; we follow the
+# v2.0 Admin API docs and CSS-Exchange for DoD (outlook-dod.office365.us, also the scope a public
+# sample uses) and the module's ConnectionUri for China. --exchange-host and --scope override
+# both, because the reference says to keep them configurable.
+CLOUDS: dict[str, Cloud] = {
+    "commercial": Cloud(
+        "commercial",
+        "https://outlook.office365.com",
+        "https://login.microsoftonline.com",
+        "https://outlook.office365.com/.default",
+    ),
+    "gcc-high": Cloud(
+        "gcc-high",
+        "https://outlook.office365.us",
+        "https://login.microsoftonline.us",
+        "https://outlook.office365.us/.default",
+    ),
+    "dod": Cloud(
+        "dod",
+        "https://outlook-dod.office365.us",
+        "https://login.microsoftonline.us",
+        "https://outlook-dod.office365.us/.default",
+    ),
+    "china": Cloud(
+        "china",
+        "https://partner.outlook.cn",
+        "https://login.chinacloudapi.cn",
+        "https://partner.outlook.cn/.default",
+    ),
+}
+
+CredentialKind = Literal["secret", "certificate", "federated"]
+CREDENTIAL_KINDS: tuple[CredentialKind, ...] = ("secret", "certificate", "federated")
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSource:
+    """Where the app's credential lives. The secret itself is read later, only when needed.
+
+    - secret: `secret_env` names the variable holding it, or `path` a file holding it;
+    - certificate: `path` is a PEM (certificate + key) or PFX file, `password_env` the variable
+      that holds the PFX / key password, if any;
+    - federated: `path` is a token file, re-read at every token request (it is rotated).
+    """
+
+    kind: CredentialKind
+    path: str | None = None
+    secret_env: str | None = None
+    password_env: str | None = None
+    origin: str = ""  # how it was configured, for messages, e.g. "AZURE_CLIENT_SECRET"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """Everything needed to reach one tenant's Exchange Online as one app."""
+
+    tenant: str  # GUID or initial *.onmicrosoft.com domain
+    client_id: str
+    cloud: Cloud
+    credential: CredentialSource
+    endpoint: str | None = None  # AUTHPOLICY_ENDPOINT: replaces both hosts (the emulator)
+    ca_bundle: str | None = None  # AUTHPOLICY_CA_BUNDLE: extra CA to trust
+    exchange_host: str | None = None  # override of cloud.exchange_host
+    scope: str | None = None  # override of cloud.scope
+
+    @property
+    def authority(self) -> str:
+        """The Entra ID authority URL msal is given."""
+        host = self.endpoint or self.cloud.authority_host
+        return f"{host}/{self.tenant}"
+
+    @property
+    def adminapi_base(self) -> str:
+        """`{host}/adminapi/beta/{tenant}`: InvokeCommand and $batch live below it."""
+        host = self.endpoint or self.exchange_host or self.cloud.exchange_host
+        return f"{host}/adminapi/beta/{self.tenant}"
+
+    @property
+    def token_scope(self) -> str:
+        return self.scope or self.cloud.scope
+
+    @property
+    def api_origin(self) -> str:
+        """scheme://host:port of the admin API: the only place a token may be sent."""
+        return origin_of(self.adminapi_base)
+
+
+def origin_of(url: str) -> str:
+    """Normalised scheme://host:port of a URL (default ports made explicit)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    host = (parts.hostname or "").lower()
+    return f"{scheme}://{host}:{port}"
+
+
+def cloud_named(name: str, origin: str = "AUTHPOLICY_CLOUD") -> Cloud:
+    """The cloud for a name given by the user, or a one-line error listing the valid ones."""
+    cloud = CLOUDS.get(name.strip().lower())
+    if cloud is None:
+        raise ConnectionSettingsError(
+            f"{origin}={name!r} is not a known cloud; use one of: {', '.join(CLOUDS)}"
+        )
+    return cloud
+
+
+def check_tenant(tenant: str, origin: str = "AZURE_TENANT_ID") -> str:
+    """A tenant GUID or domain, stripped; a one-line error for anything else."""
+    value = tenant.strip()
+    if not value:
+        raise ConnectionSettingsError(
+            f"{origin} is empty: set it to the tenant GUID or the initial *.onmicrosoft.com domain"
+        )
+    if not (_GUID.match(value) or _DOMAIN.match(value)):
+        raise ConnectionSettingsError(
+            f"{origin}={value!r} is neither a tenant GUID nor a domain: set it to the tenant GUID "
+            "or the initial *.onmicrosoft.com domain"
+        )
+    return value.lower() if _GUID.match(value) else value
+
+
+def is_guid(value: str) -> bool:
+    return bool(_GUID.match(value))
+
+
+def check_client_id(client_id: str, origin: str = "AZURE_CLIENT_ID") -> str:
+    """The application (client) id, stripped; a one-line error when empty or malformed."""
+    value = client_id.strip()
+    if not value:
+        raise ConnectionSettingsError(
+            f"{origin} is empty: set it to the application (client) id of the app registration"
+        )
+    if any(c.isspace() or c in "/?#" for c in value):
+        raise ConnectionSettingsError(
+            f"{origin} is not an application id: expected a GUID such as "
+            "00000000-0000-0000-0000-000000000000"
+        )
+    return value
+
+
+def check_https_base(url: str, origin: str) -> str:
+    """An https://host[:port] base URL without path, query or credentials; trailing / dropped."""
+    value = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise ConnectionSettingsError(f"{origin}={value!r} is not a valid URL") from None
+    if parts.scheme.lower() != "https":
+        raise ConnectionSettingsError(
+            f"{origin}={value!r} must be an https:// URL (TLS is always verified; for the "
+            "emulator also set AUTHPOLICY_CA_BUNDLE to its CA)"
+        )
+    if not parts.hostname:
+        raise ConnectionSettingsError(f"{origin}={value!r} has no host")
+    if parts.username or parts.password:
+        raise ConnectionSettingsError(f"{origin} must not contain a user name or password")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConnectionSettingsError(
+            f"{origin}={value!r} must be a base URL such as https://127.0.0.1:8443 "
+            "(no path or query)"
+        )
+    netloc = parts.hostname if port is None else f"{parts.hostname}:{port}"
+    if ":" in (parts.hostname or "") and port is not None:  # IPv6 literal
+        netloc = f"[{parts.hostname}]:{port}"
+    return f"https://{netloc}"

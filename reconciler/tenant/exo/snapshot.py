@@ -1,0 +1,239 @@
+"""Turning the admin API's objects into the snapshot's compact value types.
+
+Pure functions (no HTTP): JSON objects of Get-AuthenticationPolicy, Get-User, Get-CASMailbox in;
+`TenantPolicy`, `TenantUser` out; and the nested-group expansion over a member-listing function.
+Users are converted page by page as they arrive, so raw JSON pages never pile up; repeated
+strings (recipient types, policy names, departments) are interned to keep 100k users small.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.errors import TenantError
+from reconciler.model import PROTOCOLS, TenantPolicy, TenantUser
+
+log = logging.getLogger(__name__)
+
+POLICY_SWITCHES: tuple[str, ...] = tuple(p.switch for p in PROTOCOLS)
+POLICY_SELECT: tuple[str, ...] = ("Name", "Identity", "Guid", "DistinguishedName", *POLICY_SWITCHES)
+ORG_SELECT: tuple[str, ...] = ("Name", "Identity", "Guid", "DefaultAuthenticationPolicy")
+
+# policies.yaml match keys -> Get-User properties (exo-authpolicy-semantics.md §3.3).
+ATTRIBUTE_PROPERTIES: Mapping[str, str] = {
+    "department": "Department",
+    "company": "Company",
+    "office": "Office",
+    "title": "Title",
+    "city": "City",
+    "country": "CountryOrRegion",
+}
+USER_CORE_SELECT: tuple[str, ...] = (
+    "ExternalDirectoryObjectId",
+    "UserPrincipalName",
+    "Name",
+    "Guid",
+    "RecipientTypeDetails",
+    "AuthenticationPolicy",
+    "StsRefreshTokensValidFrom",
+    "DisplayName",
+)
+GROUP_MEMBER_SELECT: tuple[str, ...] = (
+    "Name",
+    "Guid",
+    "ExternalDirectoryObjectId",
+    "RecipientTypeDetails",
+)
+CAS_SELECT: tuple[str, ...] = (
+    "Name",
+    "Guid",
+    "ExternalDirectoryObjectId",
+    "SmtpClientAuthenticationDisabled",
+)
+# RecipientTypeDetails of groups whose members we can list (and recurse into).
+UNIFIED_GROUP_TYPES = frozenset({"GroupMailbox"})
+DISTRIBUTION_GROUP_TYPES = frozenset(
+    {
+        "MailUniversalDistributionGroup",
+        "MailUniversalSecurityGroup",
+        "MailNonUniversalGroup",
+        "RoomList",
+        "NonUniversalGroup",
+        "UniversalDistributionGroup",
+        "UniversalSecurityGroup",
+    }
+)
+DYNAMIC_GROUP_TYPES = frozenset({"DynamicDistributionGroup"})
+
+
+def user_select(attributes: Iterable[str]) -> list[str]:
+    """$select for Get-User: the core fields plus only the attributes the rules use."""
+    extra = [ATTRIBUTE_PROPERTIES[a] for a in sorted(set(attributes)) if a in ATTRIBUTE_PROPERTIES]
+    unknown = sorted(set(attributes) - set(ATTRIBUTE_PROPERTIES))
+    if unknown:
+        raise TenantError(f"cannot read user attribute(s) {', '.join(unknown)} from Exchange")
+    return [*USER_CORE_SELECT, *extra]
+
+
+def _text(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, dict):  # an ADObjectId as an object (other serialization levels)
+        value = value.get("Name") or value.get("Identity") or value.get("DistinguishedName")
+        if value is None:
+            return None
+    text = str(value)
+    return text if text.strip() else None
+
+
+def _interned(value: str | None) -> str | None:
+    return sys.intern(value) if value is not None else None
+
+
+def policy_from_json(obj: Mapping[str, Any]) -> TenantPolicy:
+    """A Get-AuthenticationPolicy object as a TenantPolicy (all 12 switches)."""
+    name = _text(obj, "Name") or _text(obj, "Identity")
+    if not name:
+        raise TenantError("Get-AuthenticationPolicy returned a policy without a name")
+    allow = frozenset(p.name for p in PROTOCOLS if _as_bool(obj.get(p.switch)))
+    return TenantPolicy(
+        name=name,
+        allow=allow,
+        guid=str(obj.get("Guid") or ""),
+        distinguished_name=str(obj.get("DistinguishedName") or ""),
+    )
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):  # some serializers send "True"/"False"
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is None:
+        return None
+    return _as_bool(value)
+
+
+def policy_name_from_reference(value: str | None, policies_by_key: Mapping[str, str]) -> str | None:
+    """A policy reference (name, DN or GUID as Exchange may show it) as the policy's name."""
+    if value is None:
+        return None
+    return policies_by_key.get(value.casefold(), value)
+
+
+@dataclass(slots=True)
+class UserRow:
+    """A converted Get-User object plus the Exchange GUID used as the Set-User identity."""
+
+    user: TenantUser
+    exchange_guid: str
+
+
+def user_from_json(
+    obj: Mapping[str, Any],
+    attributes: Iterable[str],
+    policies_by_key: Mapping[str, str],
+    smtp_overrides: Mapping[str, bool] | None = None,
+) -> UserRow | None:
+    """A Get-User object as a TenantUser; None for an object without ExternalDirectoryObjectId
+    (it has no Entra identity, so the planner could not write to it by id)."""
+    user_id = _text(obj, "ExternalDirectoryObjectId")
+    if not user_id:
+        return None
+    guid = str(obj.get("Guid") or "")
+    values: dict[str, Any] = {}
+    for attribute in attributes:
+        prop = ATTRIBUTE_PROPERTIES.get(attribute)
+        if prop:
+            values[attribute] = _interned(_text(obj, prop))
+    smtp = None
+    if smtp_overrides:
+        smtp = smtp_overrides.get(user_id.lower())
+        if smtp is None and guid:
+            smtp = smtp_overrides.get(guid.lower())
+    upn = _text(obj, "UserPrincipalName") or ""
+    user = TenantUser(
+        id=user_id.lower(),
+        upn=upn,
+        identity=_text(obj, "Name") or _text(obj, "Identity") or upn,
+        recipient_type=_interned(_text(obj, "RecipientTypeDetails") or "User") or "User",
+        policy=_interned(
+            policy_name_from_reference(_text(obj, "AuthenticationPolicy"), policies_by_key)
+        ),
+        display_name=_text(obj, "DisplayName") or "",
+        sts_refresh_tokens_valid_from=_text(obj, "StsRefreshTokensValidFrom"),
+        smtp_client_auth_disabled=smtp,
+        **values,
+    )
+    return UserRow(user, guid.lower())
+
+
+def smtp_override_of(obj: Mapping[str, Any]) -> tuple[list[str], bool] | None:
+    """Keys (ExternalDirectoryObjectId, Guid) and the override of a Get-CASMailbox object; None
+    when the mailbox follows the organization setting (null)."""
+    value = _optional_bool(obj.get("SmtpClientAuthenticationDisabled"))
+    if value is None:
+        return None
+    keys = [str(obj[k]).lower() for k in ("ExternalDirectoryObjectId", "Guid") if obj.get(k)]
+    return (keys, value) if keys else None
+
+
+# --------------------------------------------------------------------------- groups
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRef:
+    """A group found in the tenant: its GUID (for member listing) and kind."""
+
+    name: str
+    guid: str
+    recipient_type: str
+
+
+MemberLister = Callable[[GroupRef], list[dict[str, Any]]]
+
+
+def is_group_type(recipient_type: str) -> bool:
+    return (
+        recipient_type in UNIFIED_GROUP_TYPES
+        or recipient_type in DISTRIBUTION_GROUP_TYPES
+        or recipient_type in DYNAMIC_GROUP_TYPES
+    )
+
+
+def expand_group(root: GroupRef, list_members: MemberLister) -> frozenset[str]:
+    """Ids (ExternalDirectoryObjectId, lower-case) of every non-group member of `root`, nested
+    groups expanded. Safe on cycles: each group is visited once per expansion."""
+    members: set[str] = set()
+    visited: set[str] = set()
+    stack = [root]
+    while stack:
+        group = stack.pop()
+        key = group.guid.lower() or group.name.casefold()
+        if key in visited:
+            continue
+        visited.add(key)
+        if group.recipient_type in DYNAMIC_GROUP_TYPES:
+            # Membership is a filter evaluated at send time; listing it is not supported.
+            log.warning(
+                "group %r is a dynamic distribution group: its members are not expanded", group.name
+            )
+            continue
+        for member in list_members(group):
+            rtd = str(member.get("RecipientTypeDetails") or "")
+            if is_group_type(rtd):
+                stack.append(
+                    GroupRef(str(member.get("Name") or ""), str(member.get("Guid") or ""), rtd)
+                )
+                continue
+            member_id = member.get("ExternalDirectoryObjectId")
+            if member_id:
+                members.add(str(member_id).lower())
+    return frozenset(members)

@@ -1,0 +1,632 @@
+"""`ExoTenant`: the `Tenant` protocol over the admin API.
+
+Reads a complete snapshot (or raises), and makes the five kinds of writes. Every write is made
+at most once in effect: when a write fails ambiguously (the connection dropped after sending, a
+timeout, a 504) the object is read back and the write is sent again only if it did not take
+effect; `WriteResult.attempts` counts the sends.
+
+Throttling contract for the executor (which calls `set_user_policies` from several threads):
+- each result's `attempts` > 1 means the client had to retry (throttling or transient errors);
+- when a whole group of writes stays throttled through the client's own retry rounds, nothing
+  of it having been applied, `set_user_policies` raises `ExoThrottledError` (a
+  `TenantThrottledError`, with `retry_after`) so the executor can shrink its concurrency and
+  send the group again later;
+- `client.stats` counts requests, throttled answers and retries; `on_throttle` (constructor)
+  is called for every throttled answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.errors import TenantError, TenantNotFoundError
+from reconciler.model import PROTOCOL_BY_NAME, PROTOCOLS, Allowed, SnapshotNeeds, TenantSnapshot
+from reconciler.tenant.base import ProgressCallback, UserWrite, WriteResult
+from reconciler.tenant.exo.client import AdminApiClient, BatchItem, BatchOutcome
+from reconciler.tenant.exo.errors import (
+    ExoAlreadyExistsError,
+    ExoConnectionError,
+    ExoError,
+    ExoNotFoundError,
+    ExoPaginationExpiredError,
+    ExoThrottledError,
+)
+from reconciler.tenant.exo.settings import is_guid
+from reconciler.tenant.exo.snapshot import (
+    CAS_SELECT,
+    GROUP_MEMBER_SELECT,
+    ORG_SELECT,
+    POLICY_SELECT,
+    UNIFIED_GROUP_TYPES,
+    GroupRef,
+    expand_group,
+    is_group_type,
+    policy_from_json,
+    smtp_override_of,
+    user_from_json,
+    user_select,
+)
+
+log = logging.getLogger(__name__)
+
+_SAFE_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+_GROUP_ATTR = "member_of"
+
+
+def sts_timestamp(now: dt.datetime | None = None) -> str:
+    """UTC "YYYY-MM-DDTHH:MM:SS" without Z: how the module sends a DateTime (§4)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFacts:
+    """What the tenant told us about itself (for the apply tenant guard)."""
+
+    configured: str
+    initial_domain: str | None = None  # Get-OrganizationConfig Name/Identity
+    tenant_guid: str | None = None  # the token's tid claim
+
+    def matches(self, name: str) -> bool:
+        """Is `name` (policies.yaml `tenant:`) this tenant, by GUID or initial domain?"""
+        folded = name.strip().casefold()
+        return folded in {
+            v.casefold() for v in (self.configured, self.initial_domain, self.tenant_guid) if v
+        }
+
+
+class ExoTenant:
+    """The Tenant protocol over HTTPS. Thread-safe for concurrent `set_user_policies` calls."""
+
+    def __init__(
+        self,
+        client: AdminApiClient,
+        *,
+        use_batch: bool = True,
+        max_write_rounds: int = 4,
+        max_read_restarts: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.use_batch = use_batch
+        self.max_write_rounds = max_write_rounds
+        self.max_read_restarts = max_read_restarts
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        # ExternalDirectoryObjectId -> Exchange GUID, from the last snapshot: Set-User's
+        # documented identities are name, UPN, DN and GUID, not the Entra object id.
+        self._exchange_guids: dict[str, str] = {}
+        self._initial_domain: str | None = None
+
+    # ------------------------------------------------------------------ tenant facts
+
+    @property
+    def name(self) -> str:
+        """The tenant as configured (GUID or initial *.onmicrosoft.com domain)."""
+        return self.client.settings.tenant
+
+    @property
+    def initial_domain(self) -> str | None:
+        """The tenant's initial domain, once Get-OrganizationConfig was read."""
+        return self._initial_domain
+
+    @property
+    def tenant_guid(self) -> str | None:
+        """The tenant GUID from the token's `tid` claim (or the configured GUID)."""
+        if is_guid(self.name):
+            return self.name
+        tid = self.client.tokens.claims().get("tid")
+        return str(tid) if tid else None
+
+    def facts(self) -> TenantFacts:
+        """Configured name, initial domain and GUID (reads the org config if not yet read)."""
+        if self._initial_domain is None:
+            self._read_org()
+        return TenantFacts(self.name, self._initial_domain, self.tenant_guid)
+
+    # ------------------------------------------------------------------ reads
+
+    def _read_policies(self) -> list[Any]:
+        rows = self.client.invoke("Get-AuthenticationPolicy", {}, select=POLICY_SELECT)
+        return [policy_from_json(row) for row in rows]
+
+    def _read_org(self) -> dict[str, Any]:
+        rows = self.client.invoke("Get-OrganizationConfig", {}, select=ORG_SELECT)
+        if not rows:
+            raise TenantError("Get-OrganizationConfig returned nothing")
+        org = rows[0]
+        domain = org.get("Name") or org.get("Identity")
+        if isinstance(domain, str) and domain:
+            self._initial_domain = domain
+        return org
+
+    def read_snapshot(
+        self, needs: SnapshotNeeds, progress: ProgressCallback | None = None
+    ) -> TenantSnapshot:
+        """Read everything `needs` asks for, completely, or raise (never a partial snapshot).
+
+        Requests without groups or SMTP settings: 2 + ceil(users / 1000).
+        A group the rules name that does not exist is an error (`TenantNotFoundError` naming
+        it): matching nobody silently would make a rule quietly do something else.
+        """
+        policies = self._read_policies()
+        org = self._read_org()
+        policies_by_key: dict[str, str] = {}
+        for policy in policies:
+            for key in (policy.name, policy.guid, policy.distinguished_name):
+                if key:
+                    policies_by_key[key.casefold()] = policy.name
+        default_ref = org.get("DefaultAuthenticationPolicy")
+        default = (
+            policies_by_key.get(str(default_ref).casefold(), str(default_ref))
+            if default_ref
+            else None
+        )
+        smtp_org: bool | None = None
+        smtp_overrides: dict[str, bool] | None = None
+        if needs.smtp_settings:
+            smtp_org, smtp_overrides = self._read_smtp_settings()
+        users = self._read_users(needs, policies_by_key, smtp_overrides, progress)
+        groups: dict[str, frozenset[str]] = {}
+        if needs.groups:
+            groups = self._read_groups(needs.groups)
+        return TenantSnapshot(
+            tenant=self.name,
+            policies=tuple(sorted(policies, key=lambda p: p.name.casefold())),
+            default_policy=default,
+            users=users,
+            groups=groups,
+            smtp_auth_disabled_org=smtp_org,
+            smtp_settings_read=needs.smtp_settings,
+        )
+
+    def _read_users(
+        self,
+        needs: SnapshotNeeds,
+        policies_by_key: Mapping[str, str],
+        smtp_overrides: Mapping[str, bool] | None,
+        progress: ProgressCallback | None,
+    ) -> tuple[Any, ...]:
+        select = user_select(needs.attributes)
+        attributes = tuple(sorted(needs.attributes))
+        for restart in range(self.max_read_restarts + 1):
+            users: list[Any] = []
+            guids: dict[str, str] = {}
+            try:
+                for page in self.client.iter_pages(
+                    "Get-User", {"ResultSize": "Unlimited"}, select=select
+                ):
+                    for obj in page:
+                        row = user_from_json(obj, attributes, policies_by_key, smtp_overrides)
+                        if row is None:
+                            continue
+                        users.append(row.user)
+                        if row.exchange_guid:
+                            guids[row.user.id] = row.exchange_guid
+                    del page  # the raw JSON of a page is dropped as soon as it is converted
+                    if progress is not None:
+                        progress(len(users), None)
+            except ExoPaginationExpiredError as exc:
+                if restart >= self.max_read_restarts:
+                    raise TenantError(
+                        f"reading users failed: Exchange refused the next page {restart + 1} "
+                        f"time(s) ({exc.exchange_text or exc}); nothing was changed, try again"
+                    ) from None
+                log.warning("the Get-User cursor expired; reading all users again")
+                continue
+            with self._lock:
+                self._exchange_guids = guids
+            users.sort(key=lambda u: u.upn.casefold())
+            return tuple(users)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_smtp_settings(self) -> tuple[bool | None, dict[str, bool]]:
+        rows = self.client.invoke(
+            "Get-TransportConfig", {}, select=["SmtpClientAuthenticationDisabled"]
+        )
+        org_value = rows[0].get("SmtpClientAuthenticationDisabled") if rows else None
+        overrides: dict[str, bool] = {}
+        for page in self.client.iter_pages(
+            "Get-CASMailbox", {"ResultSize": "Unlimited"}, select=CAS_SELECT
+        ):
+            for obj in page:
+                found = smtp_override_of(obj)
+                if found is not None:
+                    keys, value = found
+                    for key in keys:
+                        overrides[key] = value
+        return (None if org_value is None else bool(org_value)), overrides
+
+    def _read_groups(self, names: frozenset[str]) -> dict[str, frozenset[str]]:
+        members_cache: dict[str, list[dict[str, Any]]] = {}
+
+        def list_members(group: GroupRef) -> list[dict[str, Any]]:
+            key = group.guid.lower() or group.name.casefold()
+            if key not in members_cache:
+                identity = group.guid or group.name
+                if group.recipient_type in UNIFIED_GROUP_TYPES:
+                    rows = self.client.invoke(
+                        "Get-UnifiedGroupLinks",
+                        {"Identity": identity, "LinkType": "Members", "ResultSize": "Unlimited"},
+                        select=GROUP_MEMBER_SELECT,
+                    )
+                else:
+                    rows = self.client.invoke(
+                        "Get-DistributionGroupMember",
+                        {"Identity": identity, "ResultSize": "Unlimited"},
+                        select=GROUP_MEMBER_SELECT,
+                    )
+                # Keep only what expansion needs, not the whole JSON.
+                members_cache[key] = [{k: row.get(k) for k in GROUP_MEMBER_SELECT} for row in rows]
+            return members_cache[key]
+
+        out: dict[str, frozenset[str]] = {}
+        for name in sorted(names, key=str.casefold):
+            root = self._resolve_group(name)
+            out[name.casefold()] = expand_group(root, list_members)
+        return out
+
+    def _resolve_group(self, name: str) -> GroupRef:
+        try:
+            rows = self.client.invoke(
+                "Get-Recipient", {"Identity": name}, select=GROUP_MEMBER_SELECT
+            )
+        except ExoNotFoundError:
+            rows = []
+        if not rows:
+            raise TenantNotFoundError(
+                f"the group {name!r} named in the rules (member_of) does not exist in tenant "
+                f"{self.name}; fix the name in policies.yaml or create the group"
+            )
+        if len(rows) > 1:
+            raise TenantError(
+                f"the group name {name!r} matches {len(rows)} recipients; use a unique name"
+            )
+        row = rows[0]
+        rtd = str(row.get("RecipientTypeDetails") or "")
+        if not is_group_type(rtd):
+            raise TenantError(
+                f"{name!r} named in the rules (member_of) is a {rtd or 'recipient'}, not a group"
+            )
+        return GroupRef(str(row.get("Name") or name), str(row.get("Guid") or ""), rtd)
+
+    def read_users(self, user_ids: Sequence[str]) -> Mapping[str, str | None]:
+        """Direct policy of each given user (for verification); missing users are left out."""
+        found = self._direct_policies(list(user_ids))
+        return {uid: policy for uid, (exists, policy) in found.items() if exists}
+
+    def _direct_policies(self, user_ids: list[str]) -> dict[str, tuple[bool, str | None]]:
+        """user id -> (exists, direct policy name). Reads go 10 per $batch when batching."""
+        result: dict[str, tuple[bool, str | None]] = {}
+        select = ["ExternalDirectoryObjectId", "Guid", "AuthenticationPolicy"]
+        known: list[tuple[str, str]] = []
+        for uid in user_ids:
+            guid = self._exchange_guids.get(uid.lower())
+            if guid:
+                known.append((uid, guid))
+            else:
+                row = self._lookup_user(uid)
+                result[uid] = (row is not None, _policy_of(row) if row else None)
+        step = 10 if self.use_batch else 1
+        for start in range(0, len(known), step):
+            chunk = known[start : start + step]
+            if self.use_batch:
+                outcomes = self.client.batch(
+                    [BatchItem("Get-User", {"Identity": g}, select) for _, g in chunk]
+                )
+            else:
+                outcomes = [
+                    self._single(BatchItem("Get-User", {"Identity": g}, select)) for _, g in chunk
+                ]
+            for (uid, guid), outcome in zip(chunk, outcomes, strict=True):
+                if outcome.ok:
+                    rows = outcome.value or []
+                    result[uid] = (bool(rows), _policy_of(rows[0]) if rows else None)
+                elif isinstance(outcome.error, ExoNotFoundError):
+                    result[uid] = (False, None)
+                else:
+                    # Retry this one alone (the client retries it properly), or raise.
+                    rows = self.client.invoke("Get-User", {"Identity": guid}, select=select)
+                    result[uid] = (bool(rows), _policy_of(rows[0]) if rows else None)
+        return result
+
+    def _single(self, item: BatchItem) -> BatchOutcome:
+        try:
+            if item.cmdlet.lower().startswith("get-"):
+                return BatchOutcome(
+                    item, value=self.client.invoke(item.cmdlet, item.parameters, select=item.select)
+                )
+            return BatchOutcome(item, value=self.client.invoke_write(item.cmdlet, item.parameters))
+        except ExoError as exc:
+            return BatchOutcome(item, error=exc)
+
+    def _lookup_user(self, user_id: str) -> dict[str, Any] | None:
+        """Get-User by ExternalDirectoryObjectId (when the last snapshot did not see it)."""
+        if not _SAFE_ID.match(user_id):
+            return None
+        rows = self.client.invoke(
+            "Get-User",
+            {"Filter": f"ExternalDirectoryObjectId -eq '{user_id}'", "ResultSize": 2},
+            select=["ExternalDirectoryObjectId", "Guid", "AuthenticationPolicy", "Name"],
+        )
+        if len(rows) != 1:
+            return None
+        row = rows[0]
+        guid = row.get("Guid")
+        if guid:
+            with self._lock:
+                self._exchange_guids[user_id.lower()] = str(guid).lower()
+        return row
+
+    def _guid_for(self, user_id: str) -> str | None:
+        guid = self._exchange_guids.get(user_id.lower())
+        if guid:
+            return guid
+        row = self._lookup_user(user_id)
+        return str(row["Guid"]).lower() if row and row.get("Guid") else None
+
+    # ------------------------------------------------------------------ policy writes
+
+    def _policy_row(self, name: str) -> dict[str, Any] | None:
+        """The policy named `name`, or None. Filters client-side: Get-AuthenticationPolicy
+        -Identity <missing> may return every policy (exo-authpolicy-semantics.md §9)."""
+        try:
+            rows = self.client.invoke(
+                "Get-AuthenticationPolicy", {"Identity": name}, select=POLICY_SELECT
+            )
+        except ExoNotFoundError:
+            return None
+        for row in rows:
+            if str(row.get("Name") or row.get("Identity") or "").casefold() == name.casefold():
+                return row
+        return None
+
+    def _write(
+        self,
+        cmdlet: str,
+        parameters: Mapping[str, Any],
+        took_effect: Callable[[], bool],
+        *,
+        exists_means_done: bool = False,
+        missing_means_done: bool = False,
+    ) -> int:
+        """Send a write; after an ambiguous failure, re-read and resend only if needed.
+
+        Returns the number of sends. `exists_means_done`: an AlreadyExists answer to a resend
+        means the first send took (New-). `missing_means_done`: a NotFound answer to a resend
+        means the first send took (Remove-).
+        """
+        last: ExoConnectionError | None = None
+        for send in range(1, self.max_write_rounds + 1):
+            try:
+                self.client.invoke_write(cmdlet, parameters)
+                return send
+            except ExoAlreadyExistsError:
+                if send > 1 and exists_means_done:
+                    return send
+                raise
+            except ExoNotFoundError:
+                if send > 1 and missing_means_done:
+                    return send
+                raise
+            except ExoConnectionError as exc:
+                if not exc.maybe_sent:
+                    raise
+                last = exc
+                log.warning("%s: %s; checking whether it took effect", cmdlet, exc)
+                if took_effect():
+                    return send
+        assert last is not None
+        raise TenantError(
+            f"{cmdlet} did not go through after {self.max_write_rounds} sends: {last}"
+        )
+
+    def create_policy(self, name: str, allow: Allowed) -> None:
+        """New-AuthenticationPolicy with all 12 switches given explicitly."""
+        switches = {p.switch: p.name in allow for p in PROTOCOLS}
+
+        def took_effect() -> bool:
+            return self._policy_row(name) is not None
+
+        self._write(
+            "New-AuthenticationPolicy",
+            {"Name": name, **switches, "Confirm": False},
+            took_effect,
+            exists_means_done=True,
+        )
+
+    def update_policy(self, name: str, switches: Mapping[str, bool]) -> None:
+        """Set-AuthenticationPolicy with only the given switches (short protocol names)."""
+        params = {PROTOCOL_BY_NAME[p].switch: bool(v) for p, v in switches.items()}
+
+        def took_effect() -> bool:
+            row = self._policy_row(name)
+            if row is None:
+                raise TenantNotFoundError(f"policy {name!r} no longer exists")
+            return all(bool(row.get(k)) == v for k, v in params.items())
+
+        self._write(
+            "Set-AuthenticationPolicy", {"Identity": name, **params, "Confirm": False}, took_effect
+        )
+
+    def remove_policy(self, name: str) -> None:
+        """Remove-AuthenticationPolicy; TenantNotFoundError when it is already gone."""
+
+        def took_effect() -> bool:
+            return self._policy_row(name) is None
+
+        self._write(
+            "Remove-AuthenticationPolicy",
+            {"Identity": name, "Confirm": False},
+            took_effect,
+            missing_means_done=True,
+        )
+
+    def set_default_policy(self, name: str | None) -> None:
+        """Set-OrganizationConfig -DefaultAuthenticationPolicy (None clears it)."""
+
+        def took_effect() -> bool:
+            current = self._read_org().get("DefaultAuthenticationPolicy")
+            if name is None:
+                return current in (None, "")
+            return _same_policy(current, name, self._policy_row(name))
+
+        self._write(
+            "Set-OrganizationConfig",
+            {"DefaultAuthenticationPolicy": name, "Confirm": False},
+            took_effect,
+        )
+
+    # ------------------------------------------------------------------ user writes
+
+    def set_user_policies(self, writes: Sequence[UserWrite]) -> list[WriteResult]:
+        """Write user assignments; one result per write, in order. See the module docstring for
+        the throttling contract. Up to 10 go in one $batch (unless batching is off); members
+        that fail retryably (throttled, transient) are sent again in the next round."""
+        results: list[WriteResult | None] = [None] * len(writes)
+        attempts = [0] * len(writes)
+        last_error: dict[int, ExoError] = {}
+        pending: list[int] = []
+        guids: dict[int, str] = {}
+        for index, write in enumerate(writes):
+            guid = self._guid_for(write.user_id)
+            if guid is None:
+                results[index] = WriteResult(
+                    write, "not_found", f"user {write.user_id} does not exist in the tenant", 0
+                )
+            else:
+                guids[index] = guid
+                pending.append(index)
+        stamp = sts_timestamp()
+        for round_number in range(1, self.max_write_rounds + 1):
+            if not pending:
+                break
+            retry_next: list[int] = []
+            wait = 0.0
+            outcomes = self._send_user_writes([(i, writes[i], guids[i]) for i in pending], stamp)
+            ambiguous: list[int] = []
+            for index, outcome in zip(pending, outcomes, strict=True):
+                attempts[index] += 1
+                write = writes[index]
+                if outcome.ok:
+                    results[index] = WriteResult(write, "applied", "", attempts[index])
+                    continue
+                error = outcome.error
+                assert error is not None
+                last_error[index] = error
+                if isinstance(error, ExoNotFoundError):
+                    results[index] = WriteResult(write, "not_found", str(error), attempts[index])
+                elif isinstance(error, ExoConnectionError) and error.maybe_sent:
+                    ambiguous.append(index)
+                elif error.retryable:
+                    retry_next.append(index)
+                    if isinstance(error, ExoThrottledError) and error.retry_after is not None:
+                        wait = max(wait, error.retry_after)
+                    else:
+                        wait = max(wait, self.client.retry.backoff(round_number))
+                else:
+                    results[index] = WriteResult(write, "failed", str(error), attempts[index])
+            if ambiguous:
+                state = self._direct_policies([writes[i].user_id for i in ambiguous])
+                for index in ambiguous:
+                    exists, current = state.get(writes[index].user_id, (False, None))
+                    if not exists:
+                        results[index] = WriteResult(
+                            writes[index], "not_found", "the user no longer exists", attempts[index]
+                        )
+                    elif _same_name(current, writes[index].policy):
+                        results[index] = WriteResult(writes[index], "applied", "", attempts[index])
+                    else:
+                        retry_next.append(index)
+            pending = sorted(retry_next)
+            if pending and round_number < self.max_write_rounds:
+                self._sleep(wait)
+        if pending:
+            throttled = [i for i in pending if isinstance(last_error.get(i), ExoThrottledError)]
+            nothing_done = all(r is None for r in results) and len(throttled) == len(writes)
+            if nothing_done:
+                retry_after = max(
+                    (
+                        e.retry_after
+                        for i in throttled
+                        if (e := last_error[i]) is not None
+                        and isinstance(e, ExoThrottledError)
+                        and e.retry_after is not None
+                    ),
+                    default=None,
+                )
+                raise ExoThrottledError(
+                    f"Exchange kept throttling Set-User for {len(writes)} user(s) after "
+                    f"{self.max_write_rounds} rounds",
+                    retry_after=retry_after,
+                    status=429,
+                    cmdlet="Set-User",
+                )
+            for index in pending:
+                error_text = str(last_error.get(index) or "no answer")
+                results[index] = WriteResult(writes[index], "failed", error_text, attempts[index])
+        return [r for r in results if r is not None]
+
+    def _send_user_writes(
+        self, items: list[tuple[int, UserWrite, str]], stamp: str
+    ) -> list[BatchOutcome]:
+        batch_items = [
+            BatchItem("Set-User", _set_user_parameters(w, g, stamp)) for _, w, g in items
+        ]
+        if not self.use_batch:
+            return [self._single(item) for item in batch_items]
+        outcomes: list[BatchOutcome] = []
+        for start in range(0, len(batch_items), 10):
+            chunk = batch_items[start : start + 10]
+            try:
+                outcomes.extend(self.client.batch(chunk))
+            except ExoError as exc:  # the $batch itself failed (after the client's retries)
+                outcomes.extend(BatchOutcome(item, error=exc) for item in chunk)
+        return outcomes
+
+    def batches_for(self, count: int) -> int:
+        """Requests `set_user_policies` needs for `count` writes without retries."""
+        return math.ceil(count / 10) if self.use_batch else count
+
+
+def _set_user_parameters(write: UserWrite, guid: str, stamp: str) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "Identity": guid,
+        "AuthenticationPolicy": write.policy,
+        "Confirm": False,
+    }
+    if write.revoke_sessions:
+        # In the same Set-User call, so the new policy applies within ~30 minutes (§3.2).
+        params["STSRefreshTokensValidFrom"] = stamp
+    return params
+
+
+def _policy_of(row: Mapping[str, Any]) -> str | None:
+    value = row.get("AuthenticationPolicy")
+    if isinstance(value, dict):
+        value = value.get("Name")
+    return str(value) if value else None
+
+
+def _same_name(current: str | None, wanted: str | None) -> bool:
+    if current is None or wanted is None:
+        return current is None and wanted is None
+    return current.casefold() == wanted.casefold()
+
+
+def _same_policy(current: Any, wanted: str, row: Mapping[str, Any] | None) -> bool:
+    if current in (None, ""):
+        return False
+    text = str(current).casefold()
+    keys = {wanted.casefold()}
+    if row:
+        keys |= {str(row.get(k) or "").casefold() for k in ("Guid", "DistinguishedName")}
+    return text in keys

@@ -1,0 +1,121 @@
+"""HTTPS sessions that always verify TLS against exactly the trust we chose.
+
+requests lets `REQUESTS_CA_BUNDLE` / `CURL_CA_BUNDLE` (set on many machines, these included)
+silently replace `Session.verify`, and lets any caller pass `verify=False`. `VerifiedSession`
+does neither: its trust is an `ssl.SSLContext` built once from the system store (plus an extra
+CA), or from only the given CA bundle when everything points at one endpoint (the emulator).
+There is no switch that turns verification off.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from reconciler.errors import ConnectionSettingsError
+
+
+def build_ssl_context(ca_bundle: str | None, *, only_ca_bundle: bool) -> ssl.SSLContext:
+    """The trust store: the CA bundle alone (emulator) or the system store plus the CA bundle."""
+    try:
+        if ca_bundle and only_ca_bundle:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_bundle)
+        else:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            try:  # requests' own default store, so real clouds verify as they would with requests
+                import certifi
+
+                context.load_verify_locations(cafile=certifi.where())
+            except (ImportError, OSError):
+                pass
+            if ca_bundle:
+                context.load_verify_locations(cafile=ca_bundle)
+    except FileNotFoundError:
+        raise ConnectionSettingsError(
+            f"AUTHPOLICY_CA_BUNDLE={ca_bundle}: the file does not exist; check the path"
+        ) from None
+    except PermissionError:
+        raise ConnectionSettingsError(
+            f"AUTHPOLICY_CA_BUNDLE={ca_bundle}: the file is not readable by this user"
+        ) from None
+    except (ssl.SSLError, OSError, ValueError):
+        raise ConnectionSettingsError(
+            f"AUTHPOLICY_CA_BUNDLE={ca_bundle}: not a PEM file of CA certificates"
+        ) from None
+    # Never lowered: these are create_default_context's values, stated so a reader sees them.
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class _PinnedTrustAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections all use one SSLContext, whatever `verify` says."""
+
+    def __init__(self, context: ssl.SSLContext, pool_maxsize: int) -> None:
+        self._context = context
+        super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        proxy_kwargs["ssl_context"] = self._context
+        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> Any:
+        # Ignore `verify` (a path or False): the pinned context alone decides trust.
+        host_params, _ = super().build_connection_pool_key_attributes(request, True, None)
+        return host_params, {"cert_reqs": "CERT_REQUIRED"}
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # requests would point ca_certs at certifi (adding to our context); keep it pinned.
+        if url.lower().startswith("https"):
+            conn.cert_reqs = "CERT_REQUIRED"
+            conn.ca_certs = None
+            conn.ca_cert_dir = None
+
+
+class _RefusePlainHttp(HTTPAdapter):
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        raise requests.exceptions.InvalidURL(
+            f"refusing plain http:// to {request.url}: only https:// is used"
+        )
+
+
+class VerifiedSession(requests.Session):
+    """A requests.Session that always verifies TLS with its own pinned trust store."""
+
+    def __init__(self, context: ssl.SSLContext, pool_maxsize: int = 16) -> None:
+        super().__init__()
+        self.verify = True
+        self.mount("https://", _PinnedTrustAdapter(context, pool_maxsize))
+        self.mount("http://", _RefusePlainHttp())
+
+    def merge_environment_settings(
+        self,
+        url: Any,
+        proxies: Any,
+        stream: Any,
+        verify: Any,
+        cert: Any,
+    ) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        # REQUESTS_CA_BUNDLE and verify=False would land here; trust is the adapter's context.
+        settings["verify"] = True
+        settings["cert"] = None
+        return settings
+
+
+def make_session(
+    ca_bundle: str | None, *, only_ca_bundle: bool, pool_maxsize: int = 16
+) -> VerifiedSession:
+    """A verified session; see `build_ssl_context` for which CAs it trusts."""
+    return VerifiedSession(
+        build_ssl_context(ca_bundle, only_ca_bundle=only_ca_bundle), pool_maxsize
+    )
