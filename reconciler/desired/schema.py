@@ -8,6 +8,7 @@ at the key's line:column.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterator
@@ -75,8 +76,11 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[tuple[Path, bo
                 yield (*path, key), True, f"unknown {noun} {quoted(key)}" + suggestion(key, allowed)
         return
     if kind == "required":
+        known = set(schema.get("properties", {}))
+        misspelt = {_closest(key, known) for key in value if key not in known}
         for key in expected:
-            if key not in value:
+            # `allowed: [smtp]` is reported once, as an unknown key that means `allow`.
+            if key not in value and key not in misspelt:
                 yield (*path, key), False, _missing_message(path, key)
         return
     if kind == "uniqueItems":
@@ -95,7 +99,13 @@ def _translate(error: ValidationError, doc: Document) -> Iterator[tuple[Path, bo
     if kind == "anyOf":
         yield from _translate_any_of(error, doc)
         return
-    yield path, False, _message(path, value, kind, expected)
+    # An empty value (`key:` with nothing after it) is best shown at its key.
+    yield path, value is None, _message(path, value, kind, expected)
+
+
+def _closest(word: str, choices: set[str]) -> str | None:
+    close = difflib.get_close_matches(word.casefold(), sorted(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _translate_any_of(error: ValidationError, doc: Document) -> Iterator[tuple[Path, bool, str]]:
