@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from reconciler.model import PROTOCOL_NAMES, DesiredState, MatchSpec, TenantSnapshot
@@ -87,10 +87,9 @@ def input_digests(desired: DesiredState, snapshot: TenantSnapshot) -> dict[str, 
     """One digest per input, in INPUT_NAMES order."""
     needs = snapshot_needs(desired)
     attributes = sorted(needs.attributes)
-    user_rows = [
-        [u.id, u.upn, u.recipient_type, u.policy, *(getattr(u, a) for a in attributes)]
-        for u in sorted(snapshot.users, key=attrgetter("id"))
-    ]
+    # attrgetter over the users runs in C; the order is the users' ids, not the read order.
+    row_of = attrgetter("id", "upn", "recipient_type", "policy", *attributes)
+    user_rows = sorted(map(row_of, snapshot.users), key=itemgetter(0))
     wanted_groups = {g.casefold() for g in needs.groups}
     groups = {
         name: sorted(members)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 
 from reconciler.model import MATCH_KEYS, MatchSpec, Rule, TenantUser
 
@@ -51,63 +53,73 @@ def _user_value(user: TenantUser, key: str) -> str | None:
 
 @dataclass
 class UserIndex:
-    """Casefolded lookups over a snapshot's users, built lazily, once per plan."""
+    """Casefolded per-key value columns over a snapshot's users, built lazily, once per plan.
+
+    A key's matches are found with `compress(range(n), map(wanted.__contains__, column))`:
+    the whole scan runs in C, so a rule costs a few milliseconds per 100,000 users.
+    """
 
     users: Sequence[TenantUser]
     groups: Mapping[str, frozenset[str]]
-    _by_value: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    _position_of_id: dict[str, int] | None = None
+    _columns: dict[str, list[str | None]] = field(default_factory=dict)
     missing_groups: set[str] = field(default_factory=set)
 
     @property
     def everyone(self) -> set[int]:
         return set(range(len(self.users)))
 
-    def _index(self, key: str) -> dict[str, list[int]]:
-        index = self._by_value.get(key)
-        if index is None:
-            index = {}
-            for position, user in enumerate(self.users):
-                value = _user_value(user, key)
-                if value is not None:
-                    index.setdefault(value, []).append(position)
-            self._by_value[key] = index
-        return index
+    def column(self, key: str) -> list[str | None]:
+        """The casefolded value of `key` for every user, in snapshot order."""
+        key = "upn" if key == "users" else key  # same values: share one column
+        column = self._columns.get(key)
+        if column is not None:
+            return column
+        if key == "upn":
+            column = [u.upn.casefold() for u in self.users]
+        elif key == "domain":
+            column = [
+                upn.rpartition("@")[2] if "@" in upn else None  # type: ignore[operator,union-attr]
+                for upn in self.column("upn")
+            ]
+        elif key == "id":
+            column = [u.id for u in self.users]
+        else:
+            attribute = "recipient_type" if key == "recipient_type" else key
+            column = [
+                None if v is None else v.casefold() for v in map(attrgetter(attribute), self.users)
+            ]
+        self._columns[key] = column
+        return column
+
+    def _scan(self, key: str, test: Callable[[str | None], object]) -> set[int]:
+        return set(compress(range(len(self.users)), map(test, self.column(key))))
 
     def positions_with(self, key: str, values: Iterable[str]) -> set[int]:
         """Users whose `key` equals any of `values` (case-insensitively)."""
-        index = self._index("upn" if key == "users" else key)  # same values: share one index
-        found: set[int] = set()
-        for value in values:
-            found.update(index.get(value.casefold(), ()))
-        return found
+        wanted = {value.casefold() for value in values}
+        return self._scan(key, wanted.__contains__)
 
     def positions_matching_globs(self, patterns: Iterable[str]) -> set[int]:
         """Users whose UPN matches any glob (fnmatch syntax, case-insensitive)."""
         exact = [p for p in patterns if not _GLOB_CHARS.search(p)]
         globs = [p for p in patterns if _GLOB_CHARS.search(p)]
-        found = self.positions_with("upn", exact)
+        found = self.positions_with("upn", exact) if exact else set()
         if globs:
-            # One compiled alternation, tested against each distinct casefolded UPN once.
+            # One compiled alternation; fnmatch.translate anchors each branch at the end.
             regex = re.compile("|".join(fnmatch.translate(p.casefold()) for p in globs))
-            for upn, positions in self._index("upn").items():
-                if regex.match(upn):
-                    found.update(positions)
+            found |= self._scan("upn", regex.match)  # type: ignore[arg-type]
         return found
 
     def positions_in_groups(self, names: Iterable[str]) -> set[int]:
         """Members of any of the groups (nested groups already expanded in the snapshot)."""
-        if self._position_of_id is None:
-            self._position_of_id = {user.id: pos for pos, user in enumerate(self.users)}
-        found: set[int] = set()
+        member_ids: set[str] = set()
         for name in names:
-            member_ids = self.groups.get(name.casefold())
-            if member_ids is None:
+            members = self.groups.get(name.casefold())
+            if members is None:
                 self.missing_groups.add(name)
-                continue
-            position_of_id = self._position_of_id
-            found.update(position_of_id[i] for i in member_ids if i in position_of_id)
-        return found
+            else:
+                member_ids |= members
+        return self._scan("id", member_ids.__contains__) if member_ids else set()
 
     def positions_matching(self, spec: MatchSpec) -> set[int]:
         """Every user the spec matches."""
@@ -125,8 +137,6 @@ class UserIndex:
             else:
                 matched = self.positions_with(key, values)
             result = matched if result is None else result & matched
-            if not result:
-                return set()
         return result if result is not None else set()
 
 
