@@ -1,15 +1,69 @@
-"""`authpolicy report` (not built yet)."""
+"""`authpolicy report`: the effective policy of every user and who can still use Basic auth.
+
+Read-only and independent of policies.yaml: it reports the tenant as it is. `-c` is only
+read for its `tenant:` (a warning when the connection points elsewhere).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from reconciler.model import ExitCode, SnapshotNeeds
+from reconciler.render.options import DEFAULT_SHOW_USERS, show_users_value
+from reconciler.report import REPORT_FORMATS, build_report, render_report
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="policies.yaml")
+    parser.add_argument(
+        "--format", choices=REPORT_FORMATS, default="text", help="output format (default: text)"
+    )
+    parser.add_argument(
+        "--show-users",
+        type=show_users_value,
+        default=DEFAULT_SHOW_USERS,
+        metavar="N|all",
+        help=f"users listed per list in text and markdown (default: {DEFAULT_SHOW_USERS}); "
+        "json and csv always hold every user",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="optional policies.yaml, read only to check that its `tenant:` is this tenant",
+    )
+    from reconciler.tenant.connect import add_connection_arguments
+
+    add_connection_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    print("authpolicy report: not implemented yet", file=sys.stderr)
-    return 1
+def _check_tenant(args: argparse.Namespace, tenant: object, snapshot: object) -> None:
+    if not args.config:
+        return
+    from reconciler.desired import load_desired_state
+    from reconciler.plan.pipeline import tenant_warning
+
+    if not Path(args.config).exists():
+        log.warning("%s not found; the report does not need it", args.config)
+        return
+    desired = load_desired_state(args.config)
+    warning = tenant_warning(desired, tenant, snapshot)  # type: ignore[arg-type]
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    from reconciler.tenant.connect import open_tenant
+
+    tenant = open_tenant(args, environ=environ)
+    snapshot = tenant.read_snapshot(SnapshotNeeds(smtp_settings=True))
+    _check_tenant(args, tenant, snapshot)
+    report = build_report(snapshot)
+    sys.stdout.write(render_report(report, args.format, show_users=args.show_users))
+    return ExitCode.OK
