@@ -118,8 +118,11 @@ def _user_sort_key(user: TenantUser) -> tuple[str, str]:
     return (user.upn.casefold(), user.upn)
 
 
-def export_policies_yaml(snapshot: TenantSnapshot) -> ExportResult:
+def export_policies_yaml(snapshot: TenantSnapshot, tenant_name: str | None = None) -> ExportResult:
     """The policies.yaml text that declares `snapshot` exactly as it is.
+
+    `tenant_name` is what `tenant:` says (e.g. the initial *.onmicrosoft.com domain, more
+    readable than the GUID a connection may be configured with); default `snapshot.tenant`.
 
     Users holding a policy that no longer exists (a dangling link) and users without a usable
     UPN cannot be expressed as `users:` matches; they are skipped with a comment and left
@@ -171,6 +174,7 @@ def export_policies_yaml(snapshot: TenantSnapshot) -> ExportResult:
     while True:
         text = _render(
             snapshot,
+            tenant_name or snapshot.tenant,
             policies,
             default_name,
             default_name in inexpressible,
@@ -218,6 +222,7 @@ def _rule_chunks(users: list[TenantUser]) -> list[list[TenantUser]]:
 
 def _render(
     snapshot: TenantSnapshot,
+    tenant_name: str,
     policies: list[TenantPolicy],
     default_name: str | None,
     default_undeclared: bool,
@@ -230,7 +235,7 @@ def _render(
     lines: list[str] = []
     add = lines.append
     add("# yaml-language-server: $schema=schema/policies.schema.json")
-    add(_comment(f"Exported by `authpolicy export` from tenant {snapshot.tenant}."))
+    add(_comment(f"Exported by `authpolicy export` from tenant {tenant_name}."))
     add("# `authpolicy plan` against the same tenant shows no changes: this file declares the")
     add("# tenant exactly as it is. Edit it to say how it should be, then plan and apply.")
     add("#")
@@ -270,10 +275,10 @@ def _render(
         )
     add("")
     add("version: 1")
-    if expressible("tenant", snapshot.tenant):
-        add(f"tenant: {yaml_scalar(snapshot.tenant)}")
+    if expressible("tenant", tenant_name):
+        add(f"tenant: {yaml_scalar(tenant_name)}")
     else:
-        add(_comment(f"tenant: left out: {snapshot.tenant!r} is not a tenant GUID or domain"))
+        add(_comment(f"tenant: left out: {tenant_name!r} is not a tenant GUID or domain"))
     add("")
 
     # ---------------------------------------------------------------- policies

@@ -81,7 +81,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
 
     tenant = open_tenant(args, environ=environ)
     snapshot = tenant.read_snapshot(SnapshotNeeds())
-    result = export_policies_yaml(snapshot)
+    # The initial domain reads better than a GUID in `tenant:`; apply accepts either.
+    name = getattr(tenant, "initial_domain", None) or snapshot.tenant
+    result = export_policies_yaml(snapshot, tenant_name=name)
     if args.out:
         write_file(args.out, result.text, force=args.force)
     else:

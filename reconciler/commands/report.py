@@ -7,6 +7,7 @@ read for its `tenant:` (a warning when the connection points elsewhere).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -65,5 +66,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     snapshot = tenant.read_snapshot(SnapshotNeeds(smtp_settings=True))
     _check_tenant(args, tenant, snapshot)
     report = build_report(snapshot)
+    name = getattr(tenant, "initial_domain", None)
+    if name:  # the initial domain reads better than the GUID a connection may be set up with
+        report = dataclasses.replace(report, tenant=name)
     sys.stdout.write(render_report(report, args.format, show_users=args.show_users))
     return ExitCode.OK

@@ -1,0 +1,71 @@
+"""`authpolicy demo` end to end: the real commands against the embedded emulator."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.commands.emulated import ROOT, run_cli
+
+
+@pytest.mark.integration
+def test_demo_plans_applies_converges_and_reports(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(ROOT)  # `make demo` runs from the repository root
+    # A real tenant configured in the caller's shell must be neither used nor lost.
+    monkeypatch.setenv("AZURE_TENANT_ID", "real-tenant.onmicrosoft.com")
+    monkeypatch.setenv("AZURE_CLIENT_CERTIFICATE_PATH", str(tmp_path / "real.pem"))
+    monkeypatch.delenv("AUTHPOLICY_ENDPOINT", raising=False)
+    before = dict(os.environ)
+
+    code, out, err = run_cli(capsys, "demo")
+
+    assert code == 0, out + err
+    assert dict(os.environ) == before
+    steps = re.findall(r"^\$ authpolicy (.*)$", out, flags=re.M)
+    assert [s.split(" --audit-log")[0] for s in steps] == [
+        "plan -c policies.yaml",
+        "apply -c policies.yaml --auto-approve",
+        "plan -c policies.yaml --detailed-exitcode",
+        "report",
+    ]
+    first_plan, rest = out.split("$ authpolicy apply", 1)
+    assert '~ update policy "Block Basic Auth"' in first_plan
+    assert '- delete policy "Legacy 2018 Policy"' in first_plan
+    assert "106 user changes (105 assign, 1 clear)" in first_plan
+    assert "Apply complete: 108 applied, 0 failed, 0 skipped, 0 not found" in rest
+    second_plan = rest.split("$ authpolicy plan -c policies.yaml --detailed-exitcode", 1)[1]
+    assert "No changes. The tenant matches the desired state." in second_plan
+    report = rest.split("$ authpolicy report", 1)[1]
+    assert "Basic-auth exposure report: contoso.onmicrosoft.com" in report
+    assert "  2,000  users\n" in report
+    assert "      0  have no authentication policy at all" in report
+    assert re.search(r"Done in \d+\.\d s: planned, applied, verified, reported\.", out)
+
+
+def test_demo_without_a_policies_file_says_where_to_run_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "demo")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: policies.yaml not found in {tmp_path}: run the demo from the repository root "
+        "(`make demo`) or pass -c FILE\n"
+    )
+
+
+@pytest.mark.integration
+def test_demo_stops_with_exit_1_when_the_file_is_invalid(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "policies.yaml"
+    bad.write_text("version: 2\npolicies: {}\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "demo", "-c", str(bad), "--users", "20")
+    assert code == 1
+    assert "The plan failed (exit 1); the demo stops here." in out
+    assert "unsupported version" in err
