@@ -15,15 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconciler.model import (
-    Change,
-    DefaultChange,
-    PolicyCreate,
-    PolicyDelete,
-    PolicyReplace,
-    PolicyUpdate,
-    switches_of,
-)
+from reconciler.model import Change, PolicyReplace
+from reconciler.render.jsonplan import change_to_dict  # the plan JSON's own shape
+
+__all__ = ["AuditLog", "MemoryAudit", "NullAudit", "change_to_dict", "default_audit_path"]
 
 DEFAULT_AUDIT_DIR = ".authpolicy"
 
@@ -37,41 +32,6 @@ def default_audit_path(base: Path | None = None) -> Path:
     """`.authpolicy/audit-YYYYMMDD.jsonl` (UTC date) under `base` (default: the working dir)."""
     day = datetime.now(UTC).strftime("%Y%m%d")
     return (base or Path.cwd()) / DEFAULT_AUDIT_DIR / f"audit-{day}.jsonl"
-
-
-def change_to_dict(change: Change) -> dict[str, Any]:
-    """A change as the plan JSON shows it (DESIGN.md, Plan JSON)."""
-    data: dict[str, Any] = {"kind": change.kind}
-    if isinstance(change, PolicyCreate):
-        data.update(policy=change.policy, after=switches_of(change.after))
-    elif isinstance(change, PolicyUpdate):
-        data.update(
-            policy=change.policy,
-            fields={f.protocol: {"before": f.before, "after": f.after} for f in change.fields},
-        )
-    elif isinstance(change, PolicyReplace):
-        data.update(
-            policy=change.policy,
-            fields={f.protocol: {"before": f.before, "after": f.after} for f in change.fields},
-            after=switches_of(change.after),
-            holders=list(change.holders),
-            is_default=change.is_default,
-        )
-    elif isinstance(change, PolicyDelete):
-        data.update(policy=change.policy)
-    elif isinstance(change, DefaultChange):
-        data.update(before=change.before, after=change.after, affected_users=change.affected_users)
-    else:
-        data.update(
-            user=change.user,
-            user_id=change.user_id,
-            before=change.before,
-            after=change.after,
-            rule=change.rule,
-        )
-    if change.weakens:
-        data["weakens"] = True
-    return data
 
 
 class AuditSink(Protocol):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reconciler.apply import ApplyReport, AuditLog, default_audit_path, execute_plan
 from reconciler.apply.executor import INTERRUPTED
@@ -26,9 +26,7 @@ from reconciler.apply.staleness import stale_reasons
 from reconciler.apply.verify import verify_report
 from reconciler.errors import AuthPolicyError, GuardError, StalePlanError
 from reconciler.model import DesiredState, ExitCode, Plan, PolicyReplace, TenantSnapshot
-
-if TYPE_CHECKING:
-    from reconciler.tenant.base import Tenant
+from reconciler.plan.pipeline import PlanRun, add_plan_source_arguments, plan_from_args
 
 SHOW_FAILURES = 20
 INTERRUPTED_EXIT = 130
@@ -36,7 +34,6 @@ INTERRUPTED_EXIT = 130
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan_file", nargs="?", metavar="PLAN.json", help="a saved, reviewed plan")
-    parser.add_argument("-c", "--config", default="policies.yaml", help="policies.yaml to apply")
     parser.add_argument(
         "--auto-approve", action="store_true", help="do not ask for confirmation (CI)"
     )
@@ -62,11 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="most user-write batches in flight at once (default 16; adapts down on throttling)",
     )
-    try:
-        from reconciler.tenant.connect import add_connection_arguments
-    except ImportError:  # the tenant client is being built alongside (TODO: drop the guard)
-        return
-    add_connection_arguments(parser)
+    add_plan_source_arguments(parser)
 
 
 # --------------------------------------------------------------------------- planning
@@ -87,16 +80,19 @@ def _read_saved_plan(path: str) -> Plan:
         raise AuthPolicyError(f"{path} is not a plan file authpolicy wrote: {exc}") from None
 
 
-def _read_and_plan(
-    args: argparse.Namespace, desired: DesiredState
-) -> tuple[Tenant, TenantSnapshot, Plan]:
-    """Open the tenant, read what the plan needs, and plan (the same path `plan` takes)."""
-    from reconciler.plan import make_plan, snapshot_needs
-    from reconciler.tenant.connect import open_tenant
+def _read_and_plan(args: argparse.Namespace) -> PlanRun:
+    """Load the config, open the tenant, read it and plan: the same path `plan` takes."""
+    progress = _reading_progress if sys.stderr.isatty() else None
+    run = plan_from_args(args, progress=progress)
+    if progress is not None:
+        sys.stderr.write("\n")
+    return run
 
-    tenant = open_tenant(args)
-    snapshot = tenant.read_snapshot(snapshot_needs(desired))
-    return tenant, snapshot, make_plan(desired, snapshot)
+
+def _reading_progress(read: int, total: int | None) -> None:
+    of = f" of {total:,}" if total else ""
+    sys.stderr.write(f"\rreading the tenant: {read:,}{of} objects")
+    sys.stderr.flush()
 
 
 def tenant_identities(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
@@ -112,14 +108,18 @@ def tenant_identities(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
 
 
 def check_tenant_guard(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> None:
-    """policies.yaml's `tenant:` must name the tenant we are connected to."""
+    """policies.yaml's `tenant:` must name the tenant we are connected to (GUID or domain)."""
     if desired.tenant is None:
         return
-    if desired.tenant.casefold() not in tenant_identities(tenant, snapshot):
-        raise AuthPolicyError(
-            f"{desired.source} is for tenant '{desired.tenant}' but the connection is to "
-            f"'{tenant.name}'; refusing to apply (check AZURE_TENANT_ID)"
-        )
+    if desired.tenant.casefold() in tenant_identities(tenant, snapshot):
+        return
+    facts = getattr(tenant, "facts", None)
+    if callable(facts) and facts().matches(desired.tenant):
+        return
+    raise AuthPolicyError(
+        f"{desired.source} is for tenant '{desired.tenant}' but the connection is to "
+        f"'{tenant.name}'; refusing to apply (check AZURE_TENANT_ID)"
+    )
 
 
 # --------------------------------------------------------------------------- output
@@ -207,9 +207,6 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.desired import load_desired_state
-
-    desired = load_desired_state(args.config)
     saved = _read_saved_plan(args.plan_file) if args.plan_file else None
     if args.max_concurrency < 1:
         raise AuthPolicyError("--max-concurrency must be at least 1")
@@ -220,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             "to apply it"
         )
 
-    tenant, snapshot, plan = _read_and_plan(args, desired)
+    desired, tenant, snapshot, plan = _read_and_plan(args)
     check_tenant_guard(desired, tenant, snapshot)
     if (saved is None and args.allow_replace) or saved_replaces:
         plan = plan_with_replaces(plan, snapshot)

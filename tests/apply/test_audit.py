@@ -28,6 +28,7 @@ def test_records_append_across_runs_with_tenant_and_fingerprint(tmp_path: Path) 
                 "kind": "policy_update",
                 "policy": "Block",
                 "fields": {"smtp": {"before": True, "after": False}},
+                "affected_users": 0,
             },
             "result": "applied",
             "message": "",

@@ -19,6 +19,7 @@ from reconciler.model import (
     Plan,
     PolicyCreate,
     PolicyReplace,
+    SnapshotNeeds,
     UserChange,
 )
 from tests.fakes import FakeTenant
@@ -55,12 +56,9 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
     w = World()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(
-        "reconciler.desired.load_desired_state", lambda path: w.desired, raising=False
-    )
-    monkeypatch.setattr(
         apply_command,
         "_read_and_plan",
-        lambda args, desired: (w.tenant, w.tenant.read_snapshot(None), w.plan),  # type: ignore[arg-type]
+        lambda args: (w.desired, w.tenant, w.tenant.read_snapshot(SnapshotNeeds()), w.plan),
     )
     monkeypatch.setattr(apply_command, "_render", lambda plan, color: f"PLAN {len(plan.changes)}\n")
     monkeypatch.setattr(apply_command, "_read_saved_plan", lambda path: w.saved)
