@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import jsonschema
 import yaml
@@ -57,8 +59,16 @@ class ExportResult:
     unlisted: tuple[str, ...] = field(default_factory=tuple)
 
 
+# A typical UPN needs no quoting: it contains "@", so YAML can't read it as a bool, null, number
+# or date, and no character here is special in a plain block scalar. Skipping safe_dump for
+# these makes a 100,000-user export take a second instead of half a minute.
+_PLAIN_UPN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+'-]*@[A-Za-z0-9][A-Za-z0-9.-]*\Z")
+
+
 def yaml_scalar(value: object) -> str:
     """One YAML scalar (flow style, one line), quoted exactly when YAML needs it."""
+    if isinstance(value, str) and _PLAIN_UPN.match(value):
+        return value
     dumped = yaml.safe_dump(
         value, default_flow_style=True, allow_unicode=True, width=1 << 30, sort_keys=False
     )
@@ -96,22 +106,38 @@ def _allow_list(allow: Iterable[str]) -> list[str]:
     return [name for name in PROTOCOL_NAMES if name in allowed]
 
 
+_STRING_KEYWORDS = {"type", "description", "minLength", "maxLength", "pattern"}
+
+
+def _string_checker(subschema: dict[str, Any]) -> Callable[[str], bool]:
+    """A fast check equivalent to validating a string against `subschema`."""
+    if set(subschema) - _STRING_KEYWORDS or subschema.get("type") != "string":
+        return jsonschema.Draft202012Validator(subschema).is_valid
+    pattern = re.compile(subschema["pattern"]) if "pattern" in subschema else None
+    low, high = subschema.get("minLength", 0), subschema.get("maxLength", 1 << 62)
+
+    def check(value: str) -> bool:
+        return low <= len(value) <= high and (pattern is None or bool(pattern.search(value)))
+
+    return check
+
+
 @cache
-def _checkers() -> dict[str, jsonschema.Draft202012Validator]:
-    """Validators for the values export writes, from the loader's own schema, so export never
+def _checkers() -> dict[str, Callable[[str], bool]]:
+    """Checks for the values export writes, built from the loader's own schema, so export never
     writes a value that `validate` would refuse."""
     schema = load_schema()
     defs = schema["$defs"]
     return {
-        "policy": jsonschema.Draft202012Validator(defs["policyName"]),
-        "upn": jsonschema.Draft202012Validator(defs["match"]["properties"]["users"]["items"]),
-        "tenant": jsonschema.Draft202012Validator(schema["properties"]["tenant"]),
+        "policy": _string_checker(defs["policyName"]),
+        "upn": _string_checker(defs["match"]["properties"]["users"]["items"]),
+        "tenant": _string_checker(schema["properties"]["tenant"]),
     }
 
 
 def expressible(kind: str, value: str) -> bool:
     """Can `value` be written as a `kind` (policy, upn, tenant) in a valid policies.yaml?"""
-    return bool(_checkers()[kind].is_valid(value))
+    return _checkers()[kind](value)
 
 
 def _user_sort_key(user: TenantUser) -> tuple[str, str]:

@@ -78,7 +78,7 @@ def no_default() -> TenantSnapshot:
         tenant="fabrikam.onmicrosoft.com",
         policies=(TenantPolicy("Strict", frozenset()),),
         default_policy=None,
-        users=(user(1, "Strict"), user(2, None), user(3, "strict")),
+        users=(user(1, "Strict"), user(2, None), user(3, "Strict")),
     )
 
 
