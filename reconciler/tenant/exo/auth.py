@@ -51,6 +51,11 @@ _AADSTS_HINTS: dict[str, str] = {
     "700212": "the federated token's audience is not the one the app expects "
     "(api://AzureADTokenExchange)",
     "7000112": "app {client_id} is disabled in tenant {tenant}",
+    "7000218": "the token request carried no credential; set AZURE_CLIENT_SECRET, "
+    "AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE",
+    "50027": "the client assertion is malformed (a federated token file must hold one JWT); "
+    "check the secret, certificate or AZURE_FEDERATED_TOKEN_FILE",
+    "700021": "the client assertion was issued for another application than {client_id}",
     "7000229": "app {client_id} has no service principal in tenant {tenant}; an admin must "
     "consent to it",
     "65001": "app {client_id} has no admin consent for Exchange.ManageAsApp in tenant {tenant}; "
@@ -240,6 +245,10 @@ class TokenProvider:
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             claims = {}
+        exp = claims.get("exp")
+        if isinstance(exp, int | float):
+            # `exp` may come earlier than expires_in suggests (whole seconds, clock skew).
+            lifetime = max(0.0, min(lifetime, float(exp) - time.time()))
         log.debug(
             "token acquired from %s (%s), expires in %.0fs",
             result.get("token_source"),

@@ -328,8 +328,8 @@ class AdminApiClient:
             claims = self.tokens.claims()
         except Exception:  # the message must come out even if the token cannot be read again
             claims = {}
-        roles = claims.get("roles")
-        if isinstance(roles, list) and "Exchange.ManageAsApp" not in roles:
+        roles = claims.get("roles") or []
+        if claims and isinstance(roles, list) and "Exchange.ManageAsApp" not in roles:
             return ExoPermissionError(
                 "Exchange refused the token (401): it carries no Exchange.ManageAsApp role; grant "
                 "the application permission Exchange.ManageAsApp (Office 365 Exchange Online) to "
