@@ -58,6 +58,7 @@ _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": Fals
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _TAG_PREFIX = "tag:yaml.org,2002:"
 _REPARSE_LIMIT = 256 * 1024  # re-read broken files up to this size for a portable message
 _SCALAR_TAGS = {"str", "int", "float", "bool", "null"}
@@ -173,8 +174,10 @@ def _portable_error(text: str, exc: yaml.MarkedYAMLError) -> yaml.MarkedYAMLErro
 
 
 def _line_column(text: str, offset: int) -> Position:
-    line = text.count("\n", 0, offset) + 1
-    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+    """1-based line and column of `offset`, counting line breaks as YAML does."""
+    breaks = list(_LINE_BREAK.finditer(text, 0, offset))
+    line_start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, offset - line_start + 1
 
 
 def _syntax_problem(text: str, exc: yaml.MarkedYAMLError) -> Problem:
