@@ -115,5 +115,5 @@ def fingerprint_of(tenant: str, inputs: Mapping[str, str]) -> str:
 
 def moved_inputs(saved: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
     """The names of the inputs whose digest differs between a saved plan and now."""
-    names = list(INPUT_NAMES) + sorted(set(saved) | set(current) - set(INPUT_NAMES))
+    names = list(INPUT_NAMES) + sorted((set(saved) | set(current)) - set(INPUT_NAMES))
     return [n for n in names if saved.get(n) != current.get(n)]
