@@ -376,3 +376,55 @@ def test_ctrl_c_stops_cleanly_with_a_correct_audit_log(
         "not started: apply was interrupted"
     }
     assert 0 < len(applied) < len(plan.changes)
+
+
+# ------------------------------------------------------------ Set-AuthenticationPolicy bug
+
+
+def test_null_reference_bug_stops_for_the_policy_and_allow_replace_recreates_it(
+    connected: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The root policies.yaml turns off the imap/smtp drift in the default "Block Basic Auth".
+    config = ROOT / "policies.yaml"
+    connected.set_faults(null_reference_policies=["Block Basic Auth"])
+    connected.reset_stats()
+    code, out, _ = run_cli(capsys, "apply", "-c", str(config), "--auto-approve", "--force")
+    assert code == 1
+    assert (
+        "  failed: update policy 'Block Basic Auth': Exchange failed Set-AuthenticationPolicy for "
+        "'Block Basic Auth' with a known service bug (" in out
+    )
+    assert "Rerun with --allow-replace to recreate it" in out
+    assert "Apply finished with errors: " in out
+
+    before = connected.dump_state()
+    holders = _holders(before, "Block Basic Auth")
+    assert holders
+    code, out, err = run_cli(
+        capsys,
+        "apply",
+        "-c",
+        str(config),
+        "--auto-approve",
+        "--force",
+        "--allow-replace",
+        "--audit-log",
+        str(tmp_path / "audit.jsonl"),
+    )
+    assert code == 0, out + err
+    assert "will be removed and created again (--allow-replace)" in out
+    after = connected.dump_state()
+    assert _holders(after, "Block Basic Auth") == holders
+    policy = next(p for p in after["policies"] if p["Name"] == "Block Basic Auth")
+    assert after["organization"]["DefaultAuthenticationPolicy"].lower() == policy["Guid"].lower()
+    assert not policy["AllowBasicAuthSmtp"] and not policy["AllowBasicAuthImap"]
+    steps = [r.get("step") for r in audit_records(tmp_path / "audit.jsonl") if r.get("step")]
+    assert steps[0] == "remove" and "create" in steps and steps[-1] == "restore_default"
+    assert replan_changes(capsys, config, tmp_path) == 0
+
+
+def _holders(state: dict[str, Any], name: str) -> set[str]:
+    guid = next(p["Guid"] for p in state["policies"] if p["Name"] == name).lower()
+    return {
+        u["UserPrincipalName"] for u in state["users"] if (u.get("_policy") or "").lower() == guid
+    }
