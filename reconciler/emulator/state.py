@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterable
@@ -57,8 +58,13 @@ EXCHANGE_VERSION = "0.20 (15.0.0.0)"
 _SERVER_DC = "DC=EMU01A001,DC=PROD,DC=OUTLOOK,DC=COM"
 
 
+_DN_SPECIAL = re.compile(r'[,+"\\<>;=#]')
+
+
 def escape_dn(name: str) -> str:
     """Escape a name for use as an RDN value."""
+    if not _DN_SPECIAL.search(name):
+        return name
     out = []
     for ch in name:
         if ch in ',+"\\<>;=#':

@@ -183,11 +183,25 @@ POLICY_LEGACY = "Legacy 2018 Policy"
 
 
 def _guid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    # A version-4 layout from the seeded generator (uuid.UUID() is slow for 300k ids).
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+_CUMULATIVE: dict[int, tuple[list[str], list[int]]] = {}
 
 
 def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
-    return rng.choices([name for name, _ in table], weights=[w for _, w in table])[0]
+    names_weights = _CUMULATIVE.get(id(table))
+    if names_weights is None:
+        total, cumulative = 0, []
+        for _, weight in table:
+            total += weight
+            cumulative.append(total)
+        names_weights = ([name for name, _ in table], cumulative)
+        _CUMULATIVE[id(table)] = names_weights
+    names, cumulative = names_weights
+    return rng.choices(names, cum_weights=cumulative)[0]
 
 
 def _date(minutes: float) -> str:
@@ -324,13 +338,19 @@ def _users(
     scanners = min(max(3, count // 250), max(0, count - 1))
     span = 60 * 24 * 365 * 7  # seven years of hiring, in minutes
 
+    next_suffix: dict[str, int] = {}
+
     def unique(alias: str) -> str:
-        base, n = alias, 1
-        while alias.lower() in used:
+        # O(1) per name: remember the next free numeric suffix of each base name.
+        base = alias.lower()
+        n = next_suffix.get(base, 1)
+        candidate = alias if n == 1 else f"{alias}{n}"
+        while candidate.lower() in used:
             n += 1
-            alias = f"{base}{n}"
-        used.add(alias.lower())
-        return alias
+            candidate = f"{alias}{n}"
+        next_suffix[base] = n + 1
+        used.add(candidate.lower())
+        return candidate
 
     # The break-glass account comes first (oldest); scanners are spread over the middle.
     breakglass = _new_user(

@@ -46,8 +46,8 @@ JSON_CONTENT_TYPE = (
 
 def format_date(value: dt.datetime) -> str:
     """Exchange's ISO 8601 form: 7 fractional digits and an explicit +00:00 offset."""
-    value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond:06d}0+00:00"
+    text = value.astimezone(dt.UTC).isoformat(timespec="microseconds")  # ...SS.ffffff+00:00
+    return text[:-6] + "0+00:00"
 
 
 def parse_date(text: str) -> dt.datetime:
