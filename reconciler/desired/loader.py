@@ -48,7 +48,7 @@ def load_desired_state(path: str | os.PathLike[str]) -> DesiredState:
     except OSError as exc:
         raise ConfigError([f"{filename}: cannot read: {exc.strerror or exc}"]) from None
     if len(data) > limits.MAX_FILE_BYTES:
-        size = _size_of(filename, len(data))
+        size = _size_of(filename)
         raise ConfigError(
             [
                 f"{filename}:1:1: {DOCUMENT}: the file is {size}; "
@@ -58,11 +58,15 @@ def load_desired_state(path: str | os.PathLike[str]) -> DesiredState:
     return parse_desired_state(data, filename)
 
 
-def _size_of(filename: str, read: int) -> str:
+def _size_of(filename: str) -> str:
+    """The size to report for a file over the limit (a device or pipe has no useful size)."""
     try:
-        return f"{FilePath(filename).stat().st_size:,} bytes"
+        size = FilePath(filename).stat().st_size
     except OSError:
-        return f"over {read - 1:,} bytes"
+        size = 0
+    if size > limits.MAX_FILE_BYTES:
+        return f"{size:,} bytes"
+    return f"more than {limits.MAX_FILE_BYTES:,} bytes"
 
 
 def parse_desired_state(data: bytes | str, filename: str = "policies.yaml") -> DesiredState:

@@ -43,9 +43,25 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """`pattern` with ECMA-262's meaning of `$` (end of string).
+
+    Python's `$` also matches before a final newline, so "Block\n" would pass
+    `^[^\u0000-\u001f]*$`; `\\Z` is what the schema means.
+    """
+    if not isinstance(instance, str):
+        return
+    python_pattern = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+    if not re.search(python_pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
 @cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(load_schema())
+def _validator() -> Any:
+    return _Validator(load_schema())
 
 
 def schema_findings(doc: Document) -> list[Finding]:
@@ -208,6 +224,9 @@ def _message(path: Path, value: Any, kind: str, expected: Any) -> str:
             words = "a mapping of match keys ('all' is not allowed in except)"
         if not path:
             words, hint = "a mapping", " of settings (`version: 1`, `policies:`, ...)"
+        wants_text = "string" in (expected if isinstance(expected, list) else [expected])
+        if wants_text and isinstance(value, int | float) and not isinstance(value, bool):
+            return f"must be {words}, got {_got(value)}; write it in quotes to mean the text"
         return f"must be {words}{hint}, got {_got(value)}"
     if kind == "enum":
         choices = [str(c) for c in expected]

@@ -304,6 +304,22 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
             "p.yaml:6:5: policies.SMTP relay devices.allowed: unknown key 'allowed'; did you mean 'allow'?"
         ],
     ),
+    (
+        "policy name ending in a newline",
+        edit("policy: SMTP relay devices", 'policy: "SMTP relay devices\\n"'),
+        [
+            f"p.yaml:12:15: {RULE}.policy: policy name 'SMTP relay devices\\n' contains a control "
+            "character (\\n); newlines, tabs and other control characters are not allowed"
+        ],
+    ),
+    (
+        "a number where a name is expected",
+        edit("default_policy: Block Basic Auth", "default_policy: 2024"),
+        [
+            "p.yaml:8:17: default_policy: must be a string or null, got a number 2024; "
+            "write it in quotes to mean the text"
+        ],
+    ),
     # ------------------------------------------------------------ remove_policies / default
     (
         "policy declared and removed",

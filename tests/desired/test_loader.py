@@ -270,6 +270,15 @@ def test_file_over_5_mib_is_refused_without_parsing(tmp_path: Path) -> None:
     ]
 
 
+def test_an_endless_device_is_refused_at_the_size_limit() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_desired_state("/dev/zero")
+    assert caught.value.problems == [
+        "/dev/zero:1:1: (document): the file is more than 5,242,880 bytes; "
+        "the limit is 5,242,880 bytes (5 MiB)"
+    ]
+
+
 def test_a_file_of_exactly_5_mib_is_read(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     head = b"version: 1\n"
