@@ -325,6 +325,10 @@ def _refuse_held_deletes(
         raise PlanError("; ".join(problems))
 
 
+def _exceed(count: int) -> str:
+    return "exceeds" if count == 1 else "exceed"
+
+
 def _guards(
     desired: DesiredState,
     snapshot: TenantSnapshot,
@@ -344,7 +348,8 @@ def _guards(
                 Guard(
                     name="max_user_changes",
                     message=(
-                        f"{user_changes:,} user changes exceed safety.max_user_changes "
+                        f"{plural(user_changes, 'user change')} {_exceed(user_changes)} "
+                        "safety.max_user_changes "
                         f"{safety.max_user_changes}{of_total}; review the plan, then apply "
                         "with --force"
                     ),
@@ -360,7 +365,8 @@ def _guards(
                 Guard(
                     name="max_policy_deletes",
                     message=(
-                        f"{deletes:,} policy deletes exceed safety.max_policy_deletes "
+                        f"{plural(deletes, 'policy delete')} {_exceed(deletes)} "
+                        "safety.max_policy_deletes "
                         f"{safety.max_policy_deletes}; review the plan, then apply with --force"
                     ),
                     count=deletes,
@@ -412,7 +418,8 @@ def _warnings(
     if unmatched:
         upns = sorted(unmatched, key=lambda u: (u.casefold(), u))
         warnings.append(
-            f"{plural(len(upns), 'user')} match no rule and get no direct policy "
+            f"{plural(len(upns), 'user')} {'matches' if len(upns) == 1 else 'match'} no rule and "
+            "get no direct policy "
             f"(assignments.unmatched: clear): {name_list(upns)}"
         )
     used = {t for t in targets_f if t is not None} | {_fold(default_after)}
@@ -434,7 +441,8 @@ def _warnings(
     for name in sorted(dangling, key=lambda n: (n.casefold(), n)):
         upns = sorted(dangling[name], key=lambda u: (u.casefold(), u))
         warnings.append(
-            f"{plural(len(upns), 'user')} hold policy {quoted(name)}, which does not exist in "
+            f"{plural(len(upns), 'user')} {'holds' if len(upns) == 1 else 'hold'} policy "
+            f"{quoted(name)}, which does not exist in "
             f"the tenant: {name_list(upns)}"
         )
     if snapshot.default_policy is not None and snapshot.default_policy.casefold() not in known:

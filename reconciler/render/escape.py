@@ -37,7 +37,7 @@ def quoted(name: str | None) -> str:
     """A name for a plan line: visible, in double quotes (inner quotes escaped); None = (none)."""
     if name is None:
         return "(none)"
-    return '"' + visible(name).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + visible(name.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 def mask_upn(upn: str) -> str:
@@ -46,6 +46,11 @@ def mask_upn(upn: str) -> str:
     if not at:
         return (upn[:1] + "***") if upn else upn
     return (local[:1] or "") + "***@" + domain
+
+
+def is_plain_address(text: str) -> bool:
+    """Would mask_emails find `text` whole (no spaces, quotes, brackets...)?"""
+    return _EMAIL.fullmatch(text) is not None
 
 
 def mask_emails(text: str) -> str:

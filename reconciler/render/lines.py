@@ -81,7 +81,7 @@ def plan_sections(view: PlanView, show_users: int | None) -> list[Section]:
         d = view.default
         text = (
             f"default policy: {quoted(d.before)} {ARROW} {quoted(d.after)}"
-            f"  ({_users(d.affected_users)} change effective policy)"
+            f"  (effective policy changes for {_users(d.affected_users)})"
         )
         if d.weakens:
             text += f"  {WEAKENS}"

@@ -15,7 +15,7 @@ from reconciler.model import (
     PolicyUpdate,
     UserChange,
 )
-from reconciler.render.escape import mask_emails, mask_upn
+from reconciler.render.escape import is_plain_address, mask_emails, mask_upn
 from reconciler.render.jsonplan import summary_of
 
 
@@ -89,10 +89,34 @@ def _fold_key(name: str | None) -> tuple[int, str, str]:
     return (0, "", "") if name is None else (1, name.casefold(), name)
 
 
+def _free_text_masker(plan: Plan) -> Callable[[str], str]:
+    """Masks addresses in warnings and guard messages. A UPN with spaces or odd characters
+    (tenant-side, so possible) is not found by the address pattern; those known from the
+    plan's user changes are replaced exactly first."""
+    odd = sorted(
+        {
+            c.user
+            for c in plan.changes
+            if isinstance(c, UserChange) and not is_plain_address(c.user)
+        },
+        key=lambda u: (-len(u), u),
+    )
+
+    def mask(text: str) -> str:
+        for upn in odd:
+            if upn and upn in text:
+                text = text.replace(upn, mask_upn(upn))
+        return mask_emails(text)
+
+    return mask
+
+
 def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
     """The plan, grouped and ordered for people. Masks UPNs everywhere when asked."""
     show: Callable[[str], str] = mask_upn if mask_users else str
-    text: Callable[[str], str] = mask_emails if mask_users else str
+    text: Callable[[str], str] = str
+    if mask_users:
+        text = _free_text_masker(plan)
     policies: list[PolicyRow] = []
     deletes: list[PolicyRow] = []
     default: DefaultRow | None = None

@@ -239,7 +239,7 @@ def test_user_weakens_compares_effective_policy_before_and_after() -> None:
         "to-strict@x.com": False,
     }
     assert (
-        '1 user hold policy "Gone", which does not exist in the tenant: dangling@x.com'
+        '1 user holds policy "Gone", which does not exist in the tenant: dangling@x.com'
         in plan.warnings
     )
 
