@@ -161,3 +161,38 @@ def test_pre_commit_hook_runs_validate_on_policies_yaml_only() -> None:
     files = re.compile(hook["files"])
     assert files.search("policies.yaml") and files.search("tenants/prod/policies.yml")
     assert not files.search("policies.yaml.bak") and not files.search("mypolicies.yaml")
+
+
+README = ROOT / "README.md"
+
+
+def test_readme_keeps_the_two_set_up_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert (
+        "```sh\n"
+        "make demo   # creates .venv, installs, runs the demo against the embedded emulated "
+        "tenant\n"
+        "make test   # creates .venv, installs with test extras, runs the test suite\n"
+        "```\n"
+    ) in text
+
+
+def test_every_authpolicy_command_in_the_readme_parses() -> None:
+    text = README.read_text(encoding="utf-8")
+    # `$ authpolicy ...` in any code block; bare `authpolicy ...` lines only in sh blocks
+    # (text blocks hold output such as "authpolicy plan for tenant ...").
+    shell = "\n".join(re.findall(r"```sh\n(.*?)```", text, flags=re.S))
+    lines = re.findall(r"^\s*\$ authpolicy (.+)$", text, flags=re.M)
+    lines += re.findall(r"^\s*authpolicy (\w.+?)(?:\s+#.*)?$", shell, flags=re.M)
+    assert len(lines) >= 10
+    parser = build_parser()
+    for line in lines:
+        argv: list[str] = []
+        for word in shlex.split(line.split(";")[0]):
+            if word in _SHELL_STOP or word.startswith((">", "2>")):
+                break
+            argv.append(word)
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"README: `authpolicy {line}` is not accepted by the CLI")
