@@ -164,6 +164,9 @@ def export_policies_yaml(snapshot: TenantSnapshot, tenant_name: str | None = Non
     inexpressible = {p.name for p in every_policy} - {p.name for p in policies}
     default = snapshot.policy(snapshot.default_policy)
     default_name = default.name if default is not None else None
+    # A default that names no existing policy (a dangling link) can't be declared, and
+    # `default_policy: null` would plan to clear it: leave the key out (leave it as is).
+    default_dangling = snapshot.default_policy is not None and default is None
 
     holders: dict[str, list[TenantUser]] = defaultdict(list)
     relying_on_default: list[TenantUser] = []
@@ -203,7 +206,7 @@ def export_policies_yaml(snapshot: TenantSnapshot, tenant_name: str | None = Non
             tenant_name or snapshot.tenant,
             policies,
             default_name,
-            default_name in inexpressible,
+            default_name in inexpressible or default_dangling,
             holders,
             relying_on_default,
             skipped,
@@ -335,7 +338,16 @@ def _render(
     add("")
 
     # ---------------------------------------------------------------- default
-    if default_name is not None:
+    if default_undeclared:
+        add(
+            _comment(
+                f"The organization default ({snapshot.default_policy}) is a policy this file "
+                "cannot declare"
+            )
+        )
+        add("# (its name can't be written, or it no longer exists), so `default_policy` is left")
+        add("# out: the plan leaves the default as it is.")
+    elif default_name is not None:
         add(
             _comment(
                 f"The organization default: it governs the {_n(len(relying_on_default), 'user')}"

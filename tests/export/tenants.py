@@ -148,3 +148,27 @@ SCENARIOS = {
     "dangling": dangling,
     "empty": empty,
 }
+
+
+def undeclarable_default() -> TenantSnapshot:
+    """The default is a policy whose name the file format refuses (a control character)."""
+    return TenantSnapshot(
+        tenant="contoso.onmicrosoft.com",
+        policies=(TenantPolicy("Bad\tName", frozenset()), TenantPolicy("Good", frozenset())),
+        default_policy="Bad\tName",
+        users=(user(1, "Good"), user(2, None), user(3, "Bad\tName")),
+    )
+
+
+def dangling_default() -> TenantSnapshot:
+    """The default points at a policy that no longer exists."""
+    return TenantSnapshot(
+        tenant="contoso.onmicrosoft.com",
+        policies=(TenantPolicy("Good", frozenset()),),
+        default_policy="Gone",
+        users=(user(1, "Good"), user(2, None)),
+    )
+
+
+SCENARIOS["undeclarable_default"] = undeclarable_default
+SCENARIOS["dangling_default"] = dangling_default

@@ -33,7 +33,12 @@ def test_document_declares_every_policy_default_and_direct_holder(scenario: str)
         if expressible("policy", p.name)
     }
     default = snapshot.policy(snapshot.default_policy)
-    assert doc["default_policy"] == (default.name if default else None)
+    if snapshot.default_policy is None:
+        assert doc["default_policy"] is None
+    elif default is not None and expressible("policy", default.name):
+        assert doc["default_policy"] == default.name
+    else:  # dangling or undeclarable: left out, i.e. "leave the default as it is"
+        assert "default_policy" not in doc
     assert doc["assignments"]["unmatched"] == "ignore"
     assert doc["assignments"]["revoke_sessions"] is False
     expected: dict[str, list[str]] = {}
@@ -227,3 +232,11 @@ def test_round_trip_when_holders_are_split_over_several_rules(
     path.write_text(export_policies_yaml(snapshot).text, encoding="utf-8")
     monkeypatch.undo()
     assert make_plan(load_desired_state(str(path)), snapshot).changes == ()
+
+
+@pytest.mark.parametrize("scenario", ["undeclarable_default", "dangling_default"])
+def test_a_default_the_file_cannot_declare_is_left_out_not_cleared(scenario: str) -> None:
+    text = export_policies_yaml(SCENARIOS[scenario]()).text
+    doc = yaml.safe_load(text)
+    assert "default_policy" not in doc  # omitted = leave as is; null would clear it
+    assert "so `default_policy` is left\n# out: the plan leaves the default as it is." in text
