@@ -9,6 +9,7 @@ import sys
 from reconciler.model import ExitCode
 from reconciler.plan.pipeline import add_plan_source_arguments, plan_from_args
 from reconciler.render.options import add_render_arguments, check_render_arguments, render_for
+from reconciler.tenant.progress import read_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_render_arguments(args)
-    plan = plan_from_args(args).plan
+    with read_progress() as progress:
+        plan = plan_from_args(args, progress=progress).plan
     sys.stdout.write(render_for(plan, args, sys.stdout))
     return ExitCode.CHANGES if plan.has_changes else ExitCode.OK

@@ -17,6 +17,7 @@ from reconciler.model import ExitCode, Plan
 from reconciler.plan.pipeline import add_plan_source_arguments, plan_from_args
 from reconciler.render import plan_to_json
 from reconciler.render.options import add_render_arguments, check_render_arguments, render_for
+from reconciler.tenant.progress import read_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +55,10 @@ def exit_code_for(plan: Plan, detailed: bool) -> int:
     return ExitCode.BLOCKED if plan.blocked else ExitCode.CHANGES
 
 
-def _progress(read: int, total: int | None) -> None:
-    of = f" of {total:,}" if total else ""
-    print(f"\rreading the tenant: {read:,}{of} objects", end="", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     check_render_arguments(args)
-    progress = _progress if sys.stderr.isatty() else None
-    plan = plan_from_args(args, progress=progress).plan
-    if progress is not None:
-        print(file=sys.stderr)
+    with read_progress() as progress:
+        plan = plan_from_args(args, progress=progress).plan
     if args.out:
         write_plan_file(args.out, plan)
         print(f"Saved the plan to {args.out} ({plan.fingerprint})", file=sys.stderr)

@@ -14,10 +14,12 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from reconciler.desired import load_desired_state
 from reconciler.model import DesiredState, Plan, TenantSnapshot
 from reconciler.plan.needs import snapshot_needs
 from reconciler.plan.planner import make_plan
 from reconciler.tenant.base import ProgressCallback, Tenant
+from reconciler.tenant.connect import add_connection_arguments, open_tenant
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,6 @@ def add_plan_source_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the desired state (default: policies.yaml)",
     )
-    try:
-        from reconciler.tenant.connect import add_connection_arguments
-    except ModuleNotFoundError as exc:  # the tenant package is built in parallel
-        if exc.name != "reconciler.tenant.connect":
-            raise
-        return
     add_connection_arguments(parser)
 
 
@@ -92,9 +88,6 @@ def plan_from_args(
 
     Raises ConfigError, ConnectionSettingsError, AuthenticationError, TenantError, PlanError.
     """
-    from reconciler.desired import load_desired_state
-    from reconciler.tenant.connect import open_tenant
-
     desired = load_desired_state(args.config)
     tenant = open_tenant(args, environ=environ)
     snapshot = tenant.read_snapshot(snapshot_needs(desired), progress)
