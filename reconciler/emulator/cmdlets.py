@@ -603,8 +603,8 @@ def _set_authentication_policy(engine: CmdletEngine, bound: dict[str, Any]) -> C
         state.organization["LegacyExchangeTokens"] = "True" if allow else "False"
         changed = before != state.organization["LegacyExchangeTokens"]
         return engine.write_result("Set-AuthenticationPolicy", identity, bound, changed)
+    switches = _switch_values(bound)  # parameter binding fails before identity resolution
     policy = engine.resolve_policy(identity)
-    switches = _switch_values(bound)
     failing = engine.settings.null_reference_policies
     if "*" in failing or policy["Name"].lower() in {n.lower() for n in failing}:
         # The 2024 service bug (Microsoft365DSC#4819), reproduced on demand.
