@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -240,3 +241,20 @@ def test_ctrl_c_finishes_in_flight_calls_and_leaves_a_whole_audit_log(
         f"0 skipped, 0 not found (0 retries)), {100 - applied} not started. "
         "Run apply again to finish."
     )
+
+
+def test_on_a_terminal_only_yes_applies(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(apply_command, "_is_terminal", lambda: True)
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert cli.main(["apply"]) == 1
+    # (on a terminal the answer's newline is echoed; here the reply follows the prompt)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  Enter a value: Apply cancelled; nothing was changed."
+    )
+    assert world.tenant.writes == []
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
+    assert cli.main(["apply"]) == 0
+    assert len(world.tenant.writes) == 6
