@@ -184,15 +184,15 @@ def _syntax_problem(text: str, exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     # A tab in indentation is the usual cause of "cannot start any token"; say so directly.
-    for number, row in enumerate(text.splitlines()[:line], start=1):
-        indent = row[: len(row) - len(row.lstrip(" \t"))]
+    rows = _LINE_BREAK.split(text)
+    row = rows[line - 1] if 0 < line <= len(rows) else ""
+    indent = row[: len(row) - len(row.lstrip(" \t"))]
+    if "'\\t'" in (exc.problem or "") or "\t" in indent:
         if "\t" in indent:
-            return Problem(
-                number,
-                indent.index("\t") + 1,
-                DOCUMENT,
-                "a tab is used for indentation; YAML allows only spaces there",
-            )
+            column = indent.index("\t") + 1
+        return Problem(
+            line, column, DOCUMENT, "a tab is used for indentation; YAML allows only spaces there"
+        )
     message = exc.problem or "invalid YAML"
     if exc.context:
         message = f"{message} ({exc.context}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.desired import limits, load_desired_state, validate_text
+from reconciler.desired import limits, load_desired_state, loader, validate_text
 from reconciler.errors import ConfigError
 from reconciler.model import Limit, MatchSpec, Safety, SourceLocation
 
@@ -247,6 +247,32 @@ def test_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_desired_state(tmp_path)
     assert caught.value.problems == [f"{tmp_path}: is a directory, not a file"]
+
+
+def test_permission_denied_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tests may run as root, who can read a chmod-0 file; so make open() refuse.
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(loader, "open", refuse, raising=False)
+    with pytest.raises(ConfigError) as caught:
+        load_desired_state(tmp_path / "p.yaml")
+    assert caught.value.problems == [f"{tmp_path / 'p.yaml'}: permission denied"]
+
+
+def test_windows_line_endings_read_the_same(tmp_path: Path) -> None:
+    text = (ROOT / "policies.yaml").read_text()
+    path = tmp_path / "p.yaml"
+    path.write_bytes(text.replace("\n", "\r\n").encode())
+    original = load_desired_state(ROOT / "policies.yaml")
+    assert load_desired_state(path).canonical == original.canonical
+    broken = text.replace("allow: [smtp]", "allow: [smpt]").replace("\n", "\r\n")
+    with pytest.raises(ConfigError) as caught:
+        validate_text(broken, "p.yaml")
+    assert caught.value.problems == [
+        "p.yaml:22:13: policies.SMTP relay devices.allow[0]: unknown protocol 'smpt'; "
+        "did you mean 'smtp'?"
+    ]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")

@@ -151,3 +151,11 @@ def test_invalid_utf8_position_counts_characters_not_bytes() -> None:
     assert problems(b"version: 1\n# \xc3\xa9 \xc3\xa9\xff\n") == [
         "p.yaml:2:6: (document): not valid UTF-8 (byte 0xff); policies.yaml must be a UTF-8 text file"
     ]
+
+
+def test_a_tab_in_a_large_file_is_named_even_with_libyaml_wording() -> None:
+    # Over 256 KiB the portable re-parse is skipped; the tab must still be recognised.
+    padding = "# padding\n" * 30_000
+    assert problems("version: 1\n" + padding + "policies:\n\tB: {allow: []}\n") == [
+        "p.yaml:30003:1: (document): a tab is used for indentation; YAML allows only spaces there"
+    ]
