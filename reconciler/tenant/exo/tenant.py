@@ -29,7 +29,7 @@ from typing import Any
 
 from reconciler.errors import TenantError, TenantNotFoundError
 from reconciler.model import PROTOCOL_BY_NAME, PROTOCOLS, Allowed, SnapshotNeeds, TenantSnapshot
-from reconciler.tenant.base import ProgressCallback, UserWrite, WriteResult
+from reconciler.tenant.base import ProgressCallback, UserWrite, WriteResult, WriteStatus
 from reconciler.tenant.exo.client import AdminApiClient, BatchItem, BatchOutcome
 from reconciler.tenant.exo.errors import (
     ExoAlreadyExistsError,
@@ -488,14 +488,19 @@ class ExoTenant:
     # ------------------------------------------------------------------ user writes
 
     def set_user_policies(self, writes: Sequence[UserWrite]) -> list[WriteResult]:
-        """Write user assignments; one result per write, in order. See the module docstring for
-        the throttling contract. Up to 10 go in one $batch (unless batching is off); members
-        that fail retryably (throttled, transient) are sent again in the next round."""
+        """Write user assignments; one result per write, in order.
+
+        Up to 10 go in one $batch (unless batching is off). Members answered with throttling
+        are sent again after Retry-After, up to the retry policy's throttle budget and deadline;
+        members that failed transiently or ambiguously (checked by re-reading first) up to
+        `max_write_rounds` sends. See the module docstring for the throttling contract.
+        """
         results: list[WriteResult | None] = [None] * len(writes)
-        attempts = [0] * len(writes)
+        sends = [0] * len(writes)
+        throttled_rounds = [0] * len(writes)
         last_error: dict[int, ExoError] = {}
-        pending: list[int] = []
         guids: dict[int, str] = {}
+        pending: list[int] = []
         for index, write in enumerate(writes):
             guid = self._guid_for(write.user_id)
             if guid is None:
@@ -505,74 +510,89 @@ class ExoTenant:
             else:
                 guids[index] = guid
                 pending.append(index)
+        policy = self.client.retry
+        started = policy.clock()
         stamp = sts_timestamp()
-        for round_number in range(1, self.max_write_rounds + 1):
-            if not pending:
-                break
-            retry_next: list[int] = []
-            wait = 0.0
+        round_number = 0
+        while pending:
+            round_number += 1
             outcomes = self._send_user_writes([(i, writes[i], guids[i]) for i in pending], stamp)
+            retry_next: list[int] = []
             ambiguous: list[int] = []
+            missing: list[int] = []
+            wait = 0.0
             for index, outcome in zip(pending, outcomes, strict=True):
-                attempts[index] += 1
-                write = writes[index]
+                sends[index] += 1
                 if outcome.ok:
-                    results[index] = WriteResult(write, "applied", "", attempts[index])
+                    results[index] = WriteResult(writes[index], "applied", "", sends[index])
                     continue
                 error = outcome.error
                 assert error is not None
                 last_error[index] = error
                 if isinstance(error, ExoNotFoundError):
-                    results[index] = WriteResult(write, "not_found", str(error), attempts[index])
+                    missing.append(index)  # the user, or the policy it names, is gone
                 elif isinstance(error, ExoConnectionError) and error.maybe_sent:
                     ambiguous.append(index)
+                elif isinstance(error, ExoThrottledError):
+                    throttled_rounds[index] += 1
+                    retry_next.append(index)
+                    wait = max(wait, policy.throttle_delay(error.retry_after, round_number))
                 elif error.retryable:
                     retry_next.append(index)
-                    if isinstance(error, ExoThrottledError) and error.retry_after is not None:
-                        wait = max(wait, error.retry_after)
-                    else:
-                        wait = max(wait, self.client.retry.backoff(round_number))
+                    wait = max(wait, policy.backoff(round_number))
                 else:
-                    results[index] = WriteResult(write, "failed", str(error), attempts[index])
+                    results[index] = WriteResult(writes[index], "failed", str(error), sends[index])
+            if missing:
+                state = self._direct_policies([writes[i].user_id for i in missing])
+                for index in missing:
+                    exists, _ = state.get(writes[index].user_id, (False, None))
+                    status: WriteStatus = "failed" if exists else "not_found"
+                    results[index] = WriteResult(
+                        writes[index], status, str(last_error[index]), sends[index]
+                    )
             if ambiguous:
                 state = self._direct_policies([writes[i].user_id for i in ambiguous])
                 for index in ambiguous:
                     exists, current = state.get(writes[index].user_id, (False, None))
                     if not exists:
                         results[index] = WriteResult(
-                            writes[index], "not_found", "the user no longer exists", attempts[index]
+                            writes[index], "not_found", "the user no longer exists", sends[index]
                         )
                     elif _same_name(current, writes[index].policy):
-                        results[index] = WriteResult(writes[index], "applied", "", attempts[index])
+                        results[index] = WriteResult(writes[index], "applied", "", sends[index])
                     else:
                         retry_next.append(index)
-            pending = sorted(retry_next)
-            if pending and round_number < self.max_write_rounds:
+            # Who may go again: throttled ones within the throttle budget, the others within
+            # max_write_rounds sends; everybody within the deadline and a bearable wait.
+            out_of_time = policy.clock() - started + wait > policy.deadline
+            bearable = wait <= policy.max_retry_after and not out_of_time
+
+            def may_go_again(index: int) -> bool:
+                if isinstance(last_error.get(index), ExoThrottledError):
+                    return throttled_rounds[index] < policy.max_throttle_attempts
+                return sends[index] - throttled_rounds[index] < self.max_write_rounds
+
+            # The others stay without a result and are settled below.
+            pending = [i for i in sorted(retry_next) if bearable and may_go_again(i)]
+            if pending:
                 self._sleep(wait)
-        if pending:
-            throttled = [i for i in pending if isinstance(last_error.get(i), ExoThrottledError)]
-            nothing_done = all(r is None for r in results) and len(throttled) == len(writes)
-            if nothing_done:
-                retry_after = max(
-                    (
-                        e.retry_after
-                        for i in throttled
-                        if (e := last_error[i]) is not None
-                        and isinstance(e, ExoThrottledError)
-                        and e.retry_after is not None
-                    ),
-                    default=None,
-                )
+        leftovers = [i for i, r in enumerate(results) if r is None and i in guids]
+        if leftovers:
+            throttled = [
+                e for i in leftovers if isinstance(e := last_error.get(i), ExoThrottledError)
+            ]
+            if len(throttled) == len(writes):  # nothing of the group was applied
+                waits = [e.retry_after for e in throttled if e.retry_after is not None]
                 raise ExoThrottledError(
-                    f"Exchange kept throttling Set-User for {len(writes)} user(s) after "
-                    f"{self.max_write_rounds} rounds",
-                    retry_after=retry_after,
+                    f"Exchange kept throttling Set-User for {len(writes)} user(s); nothing of "
+                    "this group was applied",
+                    retry_after=max(waits) if waits else None,
                     status=429,
                     cmdlet="Set-User",
                 )
-            for index in pending:
-                error_text = str(last_error.get(index) or "no answer")
-                results[index] = WriteResult(writes[index], "failed", error_text, attempts[index])
+            for index in leftovers:
+                text = str(last_error.get(index) or "no answer")
+                results[index] = WriteResult(writes[index], "failed", text, sends[index])
         return [r for r in results if r is not None]
 
     def _send_user_writes(

@@ -179,7 +179,8 @@ def test_untrusted_ca_is_refused_even_with_requests_ca_bundle(
     message = _error_for(env)
     assert message == (
         f"TLS verification of {emu.endpoint}/{emu.tenant_id} failed: its certificate is not "
-        "trusted; set AUTHPOLICY_CA_BUNDLE to the CA that signed it (verification cannot be turned off)"
+        "trusted; set AUTHPOLICY_CA_BUNDLE to the CA that signed it (verification cannot be "
+        "turned off)"
     )
 
 
@@ -239,3 +240,20 @@ def test_open_tenant_with_flags_only(emu: Emulator) -> None:
     )
     tenant = open_tenant(args, {"AZURE_CLIENT_SECRET": env["AZURE_CLIENT_SECRET"]})
     assert tenant.name == emu.tenant_id
+
+
+def test_per_request_verify_false_is_ignored(emu: Emulator, tmp_path: Path) -> None:
+    import requests
+
+    from reconciler.tenant.exo.transport import make_session
+
+    other_key = certs.make_key()
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(certs.cert_pem(certs.make_cert(other_key, cn="Other CA", ca=True)))
+    session = make_session(str(other_ca), only_ca_bundle=True)
+    with pytest.raises(requests.exceptions.SSLError):
+        session.post(f"{emu.endpoint}/x", verify=False, timeout=5)
+    trusted = make_session(str(emu.ca_path), only_ca_bundle=True)
+    assert trusted.post(f"{emu.endpoint}/x", verify=False, timeout=5).status_code in (400, 404)
+    with pytest.raises(requests.exceptions.InvalidURL, match="only https"):
+        trusted.get("http://127.0.0.1:1/", timeout=5)

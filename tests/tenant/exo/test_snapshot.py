@@ -1,0 +1,104 @@
+"""Converting admin API objects, and expanding nested groups safely."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconciler.errors import TenantError
+from reconciler.tenant.exo.snapshot import (
+    GroupRef,
+    expand_group,
+    policy_from_json,
+    smtp_override_of,
+    user_from_json,
+    user_select,
+)
+
+
+def test_policy_switches() -> None:
+    policy = policy_from_json(
+        {
+            "Name": "P",
+            "Guid": "g",
+            "AllowBasicAuthSmtp": True,
+            "AllowBasicAuthPop": "True",
+            "AllowBasicAuthImap": False,
+            "AllowBasicAuthRest": True,
+        }
+    )
+    assert policy.allow == frozenset({"smtp", "pop"})
+    assert policy.guid == "g"
+
+
+def test_user_select_maps_attribute_names() -> None:
+    select = user_select({"country", "city"})
+    assert select[-2:] == ["City", "CountryOrRegion"]
+    assert "Department" not in select
+    with pytest.raises(TenantError, match="cannot read user attribute"):
+        user_select({"shoe_size"})
+
+
+def test_user_conversion() -> None:
+    obj = {
+        "ExternalDirectoryObjectId": "AAAA-1",
+        "Guid": "GUID-1",
+        "UserPrincipalName": "ann@contoso.com",
+        "Name": "ann",
+        "RecipientTypeDetails": "UserMailbox",
+        "AuthenticationPolicy": "CN=Block,CN=Auth Policies",
+        "DisplayName": "Ann",
+        "CountryOrRegion": "France",
+        "Department": "  ",
+        "AuthenticationPolicy@odata.type": "#String",
+    }
+    row = user_from_json(
+        obj, ("country", "department"), {"cn=block,cn=auth policies": "Block"}, {"aaaa-1": False}
+    )
+    assert row is not None
+    assert row.exchange_guid == "guid-1"
+    user = row.user
+    assert (user.id, user.upn, user.identity, user.policy) == (
+        "aaaa-1",
+        "ann@contoso.com",
+        "ann",
+        "Block",
+    )
+    assert (user.country, user.department, user.smtp_client_auth_disabled) == (
+        "France",
+        None,
+        False,
+    )
+    assert user_from_json({"Name": "no-entra-id"}, (), {}) is None
+
+
+def test_smtp_override() -> None:
+    assert smtp_override_of({"Guid": "G", "SmtpClientAuthenticationDisabled": None}) is None
+    assert smtp_override_of(
+        {"Guid": "G", "ExternalDirectoryObjectId": "E", "SmtpClientAuthenticationDisabled": True}
+    ) == (["e", "g"], True)
+
+
+def test_nested_groups_with_a_cycle() -> None:
+    members: dict[str, list[dict[str, Any]]] = {
+        "a": [
+            {"Guid": "b", "Name": "B", "RecipientTypeDetails": "MailUniversalSecurityGroup"},
+            {"ExternalDirectoryObjectId": "U1", "RecipientTypeDetails": "UserMailbox"},
+        ],
+        "b": [
+            {"Guid": "a", "Name": "A", "RecipientTypeDetails": "MailUniversalDistributionGroup"},
+            {"Guid": "m", "Name": "M365", "RecipientTypeDetails": "GroupMailbox"},
+            {"ExternalDirectoryObjectId": "u2", "RecipientTypeDetails": "SharedMailbox"},
+        ],
+        "m": [{"ExternalDirectoryObjectId": "u3", "RecipientTypeDetails": "UserMailbox"}],
+    }
+    listed: list[str] = []
+
+    def lister(group: GroupRef) -> list[dict[str, Any]]:
+        listed.append(group.guid)
+        return members[group.guid]
+
+    root = GroupRef("A", "a", "MailUniversalDistributionGroup")
+    assert expand_group(root, lister) == frozenset({"u1", "u2", "u3"})
+    assert sorted(listed) == ["a", "b", "m"]  # each group listed once despite the cycle
