@@ -12,6 +12,7 @@ when the plan has replaces, which plain planning never makes).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,6 +126,18 @@ def _change_json(change: Change) -> str:
     return _dumps(change_to_dict(change))
 
 
+# Characters that are invisible or reorder text (C1 controls, bidi overrides, zero-width,
+# line/paragraph separators): written as \uXXXX so a plan viewed with `cat` or in a diff
+# shows what is there. They can only occur inside JSON strings, so this is still the same JSON.
+_INVISIBLE = re.compile(
+    "[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+)
+
+
+def _escape_invisible(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def plan_to_json(plan: Plan) -> str:
     """The plan as format_version 1 JSON; identical plans give identical bytes."""
     guards = [
@@ -149,7 +162,7 @@ def plan_to_json(plan: Plan) -> str:
     lines.append(f'  "warnings": {_dumps(list(plan.warnings))},')
     lines.append(f'  "guards": {_dumps(guards)}')
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    return _INVISIBLE.sub(_escape_invisible, "\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------- reading

@@ -5,9 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.errors import PlanError
-from reconciler.model import PROTOCOL_NAMES, FieldChange, Plan, PolicyReplace
+from reconciler.model import (
+    PROTOCOL_NAMES,
+    FieldChange,
+    Plan,
+    PolicyDelete,
+    PolicyReplace,
+    UserChange,
+)
 from reconciler.render import plan_from_json, plan_to_json
 from tests.render.scenarios import SCENARIOS, contoso_plan
 
@@ -153,3 +162,22 @@ def test_bad_plan_files_get_one_line_errors(text: str, message: str) -> None:
     with pytest.raises(PlanError) as err:
         plan_from_json(text, source="PLAN.json")
     assert str(err.value) == message
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(), st.text(), st.none() | st.text(), st.text(), st.lists(st.text(), max_size=3))
+def test_any_strings_round_trip_and_nothing_invisible_is_written_raw(
+    upn: str, policy: str, before: str | None, rule: str, warnings: list[str]
+) -> None:
+    plan = Plan(
+        tenant="t",
+        fingerprint="sha256:x",
+        changes=(
+            PolicyDelete(policy),
+            UserChange("user_assign", upn, "id", before, policy, rule, weakens=True),
+        ),
+        warnings=tuple(warnings),
+    )
+    text = plan_to_json(plan)
+    assert plan_from_json(text) == plan
+    assert "\u202e" not in text and "\u2028" not in text and "\x85" not in text
