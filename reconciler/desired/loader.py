@@ -99,6 +99,8 @@ validate_text = parse_desired_state
 
 def check(doc: Document) -> list[Problem]:
     """Every problem in a parsed document, one per cause, sorted by position."""
+    # Schema and semantic findings: one per path, and none inside a value already reported
+    # or dropped while reading.
     findings: dict[Path, Finding] = {}
 
     def add(items: Iterable[Finding]) -> None:
@@ -106,15 +108,14 @@ def check(doc: Document) -> list[Problem]:
             if finding.path not in findings and not _under(finding.path, doc.broken):
                 findings[finding.path] = finding
 
-    for finding in doc.problems:  # reading problems always stand
-        findings.setdefault(finding.path, finding)
     add(schema_findings(doc))
     reported = set(findings)
     add(semantic_findings(doc, lambda path: _under(path, reported) or _under(path, doc.broken)))
 
     rule_names = _rule_names(doc.data)
     problems = []
-    for finding in findings.values():
+    # Reading problems (duplicate keys, tags) always stand: each is its own cause.
+    for finding in [*doc.problems, *findings.values()]:
         if finding.position:
             line, column = finding.position
         elif finding.at_key:

@@ -571,6 +571,13 @@ safety:
     ]
 
 
+def test_a_reading_problem_does_not_hide_a_schema_problem_at_the_same_place() -> None:
+    assert problems("? [a, b]\n: c\n") == [
+        "p.yaml:1:1: version: missing; write `version: 1` at the top of the file",
+        "p.yaml:1:3: (document): a key must be a plain string",
+    ]
+
+
 def test_a_problem_inside_a_rule_does_not_hide_the_rule_name_check() -> None:
     text = edit("name: everyone", "name: devices").replace("{upn: [", "{upnn: [")
     assert problems(text) == [
