@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reconciler.model import ExitCode, SnapshotNeeds
 from reconciler.render.options import DEFAULT_SHOW_USERS, show_users_value
-from reconciler.report import REPORT_FORMATS, build_report, render_report
+from reconciler.report import REPORT_FORMATS, build_report, masked, render_report
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N|all",
         help=f"users listed per list in text and markdown (default: {DEFAULT_SHOW_USERS}); "
         "json and csv always hold every user",
+    )
+    parser.add_argument(
+        "--mask-users",
+        action="store_true",
+        help="mask UPNs (a***@contoso.com) in every format, e.g. to attach the report to an issue",
     )
     parser.add_argument(
         "-c",
@@ -69,5 +74,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     name = getattr(tenant, "initial_domain", None)
     if name:  # the initial domain reads better than the GUID a connection may be set up with
         report = dataclasses.replace(report, tenant=name)
+    if args.mask_users:
+        report = masked(report)
     sys.stdout.write(render_report(report, args.format, show_users=args.show_users))
     return ExitCode.OK

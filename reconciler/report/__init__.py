@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reconciler.report.machine import render_csv, render_json
 from reconciler.report.markdown import render_markdown
-from reconciler.report.model import ExposureReport, PolicyRow, UserRow, build_report
+from reconciler.report.model import ExposureReport, PolicyRow, UserRow, build_report, masked
 from reconciler.report.text import render_text
 
 REPORT_FORMATS: tuple[str, ...] = ("text", "markdown", "json", "csv")
@@ -15,6 +15,7 @@ __all__ = [
     "PolicyRow",
     "UserRow",
     "build_report",
+    "masked",
     "render_report",
 ]
 

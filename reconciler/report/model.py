@@ -19,7 +19,7 @@ exposure.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeAlias
 
 from reconciler.model import (
@@ -29,6 +29,7 @@ from reconciler.model import (
     TenantUser,
     effective_policy,
 )
+from reconciler.render.escape import mask_upn
 
 Via: TypeAlias = Literal["direct", "default", "none"]
 
@@ -269,3 +270,15 @@ def _policy_rows(
             )
         )
     return tuple(rows)
+
+
+def masked(report: ExposureReport) -> ExposureReport:
+    """The report with every UPN masked (a***@contoso.com), for places others can read.
+
+    Counts, policies and order are unchanged; user ids are dropped as well, since they are
+    stable personal identifiers too.
+    """
+    return replace(
+        report,
+        users=tuple(replace(u, upn=mask_upn(u.upn), id="") for u in report.users),
+    )

@@ -123,3 +123,16 @@ def test_report_rejects_an_unknown_format(capsys: pytest.CaptureFixture[str]) ->
     code, out, err = run_cli(capsys, "report", "--format", "xml")
     assert (code, out) == (1, "")
     assert "invalid choice: 'xml'" in err
+
+
+@pytest.mark.integration
+def test_mask_users_keeps_upns_out_of_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with emulator(tmp_path, users=40) as emu:
+        connect(monkeypatch, emu, app="reader")
+        upns = [u["UserPrincipalName"] for u in emu.dump_state()["users"]]
+        code, out, err = run_cli(capsys, "report", "--mask-users", "--show-users", "all")
+    assert code == 0, err
+    assert "***@contoso.com" in out
+    assert not [upn for upn in upns if upn in out]

@@ -134,3 +134,21 @@ def test_demo_like_tenant_with_a_drifted_default_exposes_everyone_on_it(users: i
     # The drifted default allows Basic SMTP and SMTP AUTH is on: everyone is exposed.
     assert len(report.smtp_exposed) == users + 1
     assert report.protected == 0
+
+
+def test_masked_hides_upns_and_ids_but_keeps_every_figure() -> None:
+    from reconciler.report import masked, render_report
+
+    report = build_report(snapshot())
+    hidden = masked(report)
+    assert [u.upn for u in hidden.users][:3] == [
+        "u***@contoso.com",
+        "u***@contoso.com",
+        "u***@contoso.com",
+    ]
+    assert {u.id for u in hidden.users} == {""}
+    assert hidden.counts() == report.counts()
+    assert hidden.policies == report.policies
+    for fmt in ("text", "markdown", "json", "csv"):
+        out = render_report(hidden, fmt)
+        assert "usere@contoso.com" not in out and "id-e" not in out
