@@ -102,9 +102,10 @@ def error_text(exc: BaseException) -> str:
 def null_reference_message(policy: str, exchange_message: str) -> str:
     return (
         f"Exchange failed Set-AuthenticationPolicy for '{policy}' with a known service bug "
-        f"({exchange_message.strip()}); nothing was changed for this policy. Rerun with "
-        "--allow-replace to recreate it (remove, create with the same name and switches, "
-        "reassign its users and the default); the plan shows the replace before anything is done."
+        f"({exchange_message.strip()}); nothing was changed for this policy. Rerun "
+        "'authpolicy apply --allow-replace' to recreate it (remove, create with the same name "
+        "and switches, reassign its users and the default); it plans again and shows the "
+        "replace before anything is done."
     )
 
 

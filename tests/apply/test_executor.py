@@ -126,9 +126,9 @@ def test_null_reference_update_stops_for_that_policy_and_says_how_to_proceed() -
     assert first.message == (
         "Exchange failed Set-AuthenticationPolicy for 'Block' with a known service bug "
         "(Object reference not set to an instance of an object.); nothing was changed for this "
-        "policy. Rerun with --allow-replace to recreate it (remove, create with the same name and "
-        "switches, reassign its users and the default); the plan shows the replace before "
-        "anything is done."
+        "policy. Rerun 'authpolicy apply --allow-replace' to recreate it (remove, create with the "
+        "same name and switches, reassign its users and the default); it plans again and shows "
+        "the replace before anything is done."
     )
     assert [o.status for o in report.outcomes[1:]] == ["applied"] * 4
     assert tenant.policies["Block"] == frozenset({"smtp"})

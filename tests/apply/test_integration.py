@@ -394,7 +394,7 @@ def test_null_reference_bug_stops_for_the_policy_and_allow_replace_recreates_it(
         "  failed: update policy 'Block Basic Auth': Exchange failed Set-AuthenticationPolicy for "
         "'Block Basic Auth' with a known service bug (" in out
     )
-    assert "Rerun with --allow-replace to recreate it" in out
+    assert "Rerun 'authpolicy apply --allow-replace' to recreate it" in out
     assert "Apply finished with errors: " in out
 
     before = connected.dump_state()
