@@ -505,7 +505,8 @@ class _Run:
                 if not in_flight:
                     if self.stop.is_set():
                         break
-                    self.sleep(max(0.0, not_before - time.monotonic()))
+                    # Waiting out Retry-After; a Ctrl-C ends the wait at once.
+                    self.stop.wait(min(0.5, max(0.0, not_before - time.monotonic())))
                     continue
                 # A timeout keeps the main thread responsive to Ctrl-C while calls run.
                 done, _ = wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED)
