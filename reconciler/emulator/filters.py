@@ -51,8 +51,9 @@ class _Parser:
             if body[pos:].strip() == "":
                 break
             match = _TOKEN.match(body, pos)
+            start = pos + len(body[pos:]) - len(body[pos:].lstrip())  # first non-blank
             if match is None or match.end() == pos:
-                raise invalid_filter(text, offset + pos)
+                raise invalid_filter(text, offset + start)
             kind = match.lastgroup or ""
             raw = match.group(kind)
             if kind == "sq":
@@ -61,7 +62,7 @@ class _Parser:
                 raw = raw.replace('""', '"')
             elif kind == "op" or kind == "var":
                 raw = raw.lower()
-            self.tokens.append((kind, raw, offset + match.start(kind)))
+            self.tokens.append((kind, raw, offset + start))
             pos = match.end()
         self.end = len(text)
         self.index = 0

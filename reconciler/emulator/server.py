@@ -7,6 +7,7 @@ each accepted socket in TLS in its worker thread (so a slow handshake never bloc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -878,10 +879,8 @@ class _Handler(BaseHTTPRequestHandler):
         sends a TCP reset, which the client sees as "connection reset by peer".
         """
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):
@@ -920,10 +919,8 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         finally:
             with self._connections_lock:
                 self._connections.discard(tls)
-            try:
+            with contextlib.suppress(OSError):
                 tls.close()
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Connection-level errors are normal (clients hang up); log quietly."""
@@ -934,10 +931,8 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def make_ssl_context(cert_path: str, key_path: str) -> ssl.SSLContext:

@@ -98,7 +98,9 @@ def test_transport_and_cas_mailbox(client: AdminClient) -> None:
 
 
 def test_set_cas_mailbox_and_transport(client: AdminClient, emu: Emulator) -> None:
-    client.ok("Set-CASMailbox", {"Identity": "scanner-01", "SmtpClientAuthenticationDisabled": None})
+    client.ok(
+        "Set-CASMailbox", {"Identity": "scanner-01", "SmtpClientAuthenticationDisabled": None}
+    )
     cas = client.ok("Get-CASMailbox", {"Identity": "scanner-01"})["value"][0]
     assert cas["SmtpClientAuthenticationDisabled"] is None
     client.ok("Set-TransportConfig", {"SmtpClientAuthenticationDisabled": False})
@@ -155,7 +157,9 @@ def test_set_policy_changes_only_passed_switches(client: AdminClient, emu: Emula
 
 
 def test_set_policy_noop_warns_and_counts(client: AdminClient, emu: Emulator) -> None:
-    body = client.ok("Set-AuthenticationPolicy", {"Identity": "SMTP relay devices", "AllowBasicAuthSmtp": True})
+    body = client.ok(
+        "Set-AuthenticationPolicy", {"Identity": "SMTP relay devices", "AllowBasicAuthSmtp": True}
+    )
     assert body["@adminapi.warnings"] == [
         "The command completed successfully but no settings of 'SMTP relay devices' have been "
         "modified."
@@ -166,14 +170,19 @@ def test_set_policy_noop_warns_and_counts(client: AdminClient, emu: Emulator) ->
 
 def test_set_policy_by_dn_and_guid(client: AdminClient) -> None:
     policy = _policy(client, "Legacy 2018 Policy")
-    client.ok("Set-AuthenticationPolicy", {"Identity": policy["DistinguishedName"], "AllowBasicAuthPop": False})
+    client.ok(
+        "Set-AuthenticationPolicy",
+        {"Identity": policy["DistinguishedName"], "AllowBasicAuthPop": False},
+    )
     client.ok("Set-AuthenticationPolicy", {"Identity": policy["Guid"], "AllowBasicAuthImap": False})
     after = _policy(client, "Legacy 2018 Policy")
     assert (after["AllowBasicAuthPop"], after["AllowBasicAuthImap"]) == (False, False)
 
 
 def test_set_policy_cannot_rename(client: AdminClient) -> None:
-    response = client.post("Set-AuthenticationPolicy", {"Identity": "Block Basic Auth", "Name": "New"})
+    response = client.post(
+        "Set-AuthenticationPolicy", {"Identity": "Block Basic Auth", "Name": "New"}
+    )
     assert response.status_code == 400
     assert details_message(response) == (
         "|Microsoft.Exchange.AdminApi.CommandInvocation.AmbiguousParameterSetException|Parameter "
@@ -183,7 +192,9 @@ def test_set_policy_cannot_rename(client: AdminClient) -> None:
 
 
 def test_set_policy_not_found(client: AdminClient) -> None:
-    response = client.post("Set-AuthenticationPolicy", {"Identity": "Nope", "AllowBasicAuthPop": True})
+    response = client.post(
+        "Set-AuthenticationPolicy", {"Identity": "Nope", "AllowBasicAuthPop": True}
+    )
     assert response.status_code == 404
     body = response.json()["error"]
     assert (body["code"], body["message"]) == ("NotFound", "Error executing cmdlet")
@@ -191,7 +202,9 @@ def test_set_policy_not_found(client: AdminClient) -> None:
 
 
 def test_bad_switch_value_is_transformation_error(client: AdminClient) -> None:
-    response = client.post("Set-AuthenticationPolicy", {"Identity": "Pilot", "AllowBasicAuthPop": "maybe"})
+    response = client.post(
+        "Set-AuthenticationPolicy", {"Identity": "Pilot", "AllowBasicAuthPop": "maybe"}
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert "details" not in error
@@ -202,23 +215,33 @@ def test_bad_switch_value_is_transformation_error(client: AdminClient) -> None:
 
 def test_null_reference_bug_setting(client: AdminClient, emu: Emulator) -> None:
     emu.set_faults(null_reference_policies=["Block Basic Auth"])
-    response = client.post("Set-AuthenticationPolicy", {"Identity": "Block Basic Auth", "AllowBasicAuthImap": False})
+    response = client.post(
+        "Set-AuthenticationPolicy", {"Identity": "Block Basic Auth", "AllowBasicAuthImap": False}
+    )
     assert response.status_code == 400
     assert details_message(response) == (
         "|System.NullReferenceException|Object reference not set to an instance of an object."
     )
     assert _policy(client, "Block Basic Auth")["AllowBasicAuthImap"] is True
-    ok = client.post("Set-AuthenticationPolicy", {"Identity": "SMTP relay devices", "AllowBasicAuthPop": False})
+    ok = client.post(
+        "Set-AuthenticationPolicy", {"Identity": "SMTP relay devices", "AllowBasicAuthPop": False}
+    )
     assert ok.status_code == 200
     emu.set_faults(null_reference_policies=["*"])
-    assert client.post("Set-AuthenticationPolicy", {"Identity": "SMTP relay devices"}).status_code == 400
+    assert (
+        client.post("Set-AuthenticationPolicy", {"Identity": "SMTP relay devices"}).status_code
+        == 400
+    )
 
 
-def test_get_policy_missing_identity_returns_all_by_default(client: AdminClient, emu: Emulator) -> None:
+def test_get_policy_missing_identity_returns_all_by_default(
+    client: AdminClient, emu: Emulator
+) -> None:
     assert len(client.ok("Get-AuthenticationPolicy", {"Identity": "Nope"})["value"]) == 3
-    assert [p["Name"] for p in client.ok("Get-AuthenticationPolicy", {"Identity": "smtp relay devices"})["value"]] == [
-        "SMTP relay devices"
-    ]
+    assert [
+        p["Name"]
+        for p in client.ok("Get-AuthenticationPolicy", {"Identity": "smtp relay devices"})["value"]
+    ] == ["SMTP relay devices"]
     emu.set_faults(missing_policy_identity_returns_all=False)
     response = client.post("Get-AuthenticationPolicy", {"Identity": "Nope"})
     assert response.status_code == 404
@@ -260,7 +283,9 @@ def test_confirm_true_changes_nothing(client: AdminClient, emu: Emulator) -> Non
     body = client.ok(
         "Remove-AuthenticationPolicy", {"Identity": "Legacy 2018 Policy", "Confirm": True}
     )
-    assert body["@adminapi.confirmationmessage"].startswith("Are you sure you want to perform this action?")
+    assert body["@adminapi.confirmationmessage"].startswith(
+        "Are you sure you want to perform this action?"
+    )
     client.ok("Set-User", {"Identity": "breakglass", "AuthenticationPolicy": None, "Confirm": True})
     assert len(client.ok("Get-AuthenticationPolicy")["value"]) == 3
     assert _user(client, "breakglass")["AuthenticationPolicy"] == "Block Basic Auth"
@@ -303,21 +328,30 @@ def test_get_user_not_found(client: AdminClient) -> None:
 
 def test_get_user_filter_by_policy_dn(client: AdminClient) -> None:
     dn = _policy(client, "SMTP relay devices")["DistinguishedName"]
-    holders = client.ok("Get-User", {"Filter": f"AuthenticationPolicy -eq '{dn}'", "ResultSize": "Unlimited"})["value"]
+    holders = client.ok(
+        "Get-User", {"Filter": f"AuthenticationPolicy -eq '{dn}'", "ResultSize": "Unlimited"}
+    )["value"]
     assert holders and {u["AuthenticationPolicy"] for u in holders} == {"SMTP relay devices"}
     by_name = client.ok("Get-User", {"Filter": "AuthenticationPolicy -eq 'SMTP relay devices'"})
     assert by_name["value"] == []  # a name matches nothing (reference semantics §3.3)
-    unassigned = client.ok("Get-User", {"Filter": "AuthenticationPolicy -eq $null", "ResultSize": "Unlimited"})["value"]
+    unassigned = client.ok(
+        "Get-User", {"Filter": "AuthenticationPolicy -eq $null", "ResultSize": "Unlimited"}
+    )["value"]
     assert unassigned and all(u["AuthenticationPolicy"] is None for u in unassigned)
 
 
 def test_get_user_filter_recipient_type_and_and(client: AdminClient) -> None:
     rooms = client.ok(
         "Get-User",
-        {"Filter": "RecipientTypeDetails -eq 'RoomMailbox' -and Department -ne 'x'", "ResultSize": "Unlimited"},
+        {
+            "Filter": "RecipientTypeDetails -eq 'RoomMailbox' -and Department -ne 'x'",
+            "ResultSize": "Unlimited",
+        },
     )["value"]
     assert rooms and {u["RecipientTypeDetails"] for u in rooms} == {"RoomMailbox"}
-    upn = client.ok("Get-User", {"Filter": "UserPrincipalName -eq 'breakglass@contoso.com'"})["value"]
+    upn = client.ok("Get-User", {"Filter": "UserPrincipalName -eq 'breakglass@contoso.com'"})[
+        "value"
+    ]
     assert [u["Name"] for u in upn] == ["breakglass"]
 
 
@@ -333,7 +367,9 @@ def test_get_user_bad_enum(client: AdminClient) -> None:
     response = client.post("Get-User", {"RecipientTypeDetails": "Robot"})
     assert response.status_code == 400
     inner = response.json()["error"]["innererror"]["internalexception"]
-    assert "Unable to match the identifier name Robot to a valid enumerator name." in inner["message"]
+    assert (
+        "Unable to match the identifier name Robot to a valid enumerator name." in inner["message"]
+    )
     assert "UserMailbox" in inner["message"]
 
 
@@ -349,11 +385,18 @@ def test_get_user_default_result_size_is_1000(emu: Emulator, client: AdminClient
 
 
 def test_set_user_assign_clear_and_sts(client: AdminClient, emu: Emulator) -> None:
-    client.ok("Set-User", {"Identity": "breakglass@contoso.com", "AuthenticationPolicy": "SMTP relay devices"})
+    client.ok(
+        "Set-User",
+        {"Identity": "breakglass@contoso.com", "AuthenticationPolicy": "SMTP relay devices"},
+    )
     assert _user(client, "breakglass")["AuthenticationPolicy"] == "SMTP relay devices"
     client.ok(
         "Set-User",
-        {"Identity": "breakglass", "AuthenticationPolicy": None, "STSRefreshTokensValidFrom": "2026-05-22T16:52:10"},
+        {
+            "Identity": "breakglass",
+            "AuthenticationPolicy": None,
+            "STSRefreshTokensValidFrom": "2026-05-22T16:52:10",
+        },
     )
     user = _user(client, "breakglass")
     assert user["AuthenticationPolicy"] is None
@@ -369,7 +412,9 @@ def test_set_user_errors(client: AdminClient) -> None:
     assert details_message(response) == NOT_FOUND.format("ghost")
     response = client.post("Set-User", {"Identity": "breakglass", "AuthenticationPolicy": "Nope"})
     assert details_message(response) == NOT_FOUND.format("Nope")
-    response = client.post("Set-User", {"Identity": "breakglass", "STSRefreshTokensValidFrom": "soon"})
+    response = client.post(
+        "Set-User", {"Identity": "breakglass", "STSRefreshTokensValidFrom": "soon"}
+    )
     assert response.status_code == 400
     response = client.post("Set-User", {"Identity": "breakglass", "Bogus": 1})
     assert "matches parameter name 'Bogus'" in details_message(response)
@@ -378,7 +423,9 @@ def test_set_user_errors(client: AdminClient) -> None:
 
 
 def test_set_user_noop(client: AdminClient, emu: Emulator) -> None:
-    body = client.ok("Set-User", {"Identity": "breakglass", "AuthenticationPolicy": "Block Basic Auth"})
+    body = client.ok(
+        "Set-User", {"Identity": "breakglass", "AuthenticationPolicy": "Block Basic Auth"}
+    )
     assert body["@adminapi.warnings"] == [
         "The command completed successfully but no settings of 'breakglass@contoso.com' have been "
         "modified."
@@ -398,9 +445,13 @@ def test_get_recipient_and_groups(client: AdminClient) -> None:
     assert group["RecipientTypeDetails"] == "MailUniversalSecurityGroup"
     members = client.ok("Get-DistributionGroupMember", {"Identity": "SMTP Exceptions"})["value"]
     assert "Line-of-business apps" in [m["Name"] for m in members]
-    nested = client.ok("Get-DistributionGroupMember", {"Identity": "Line-of-business apps"})["value"]
+    nested = client.ok("Get-DistributionGroupMember", {"Identity": "Line-of-business apps"})[
+        "value"
+    ]
     assert nested and all(m["RecipientType"] == "UserMailbox" for m in nested)
-    groups = client.ok("Get-Recipient", {"RecipientTypeDetails": "MailUniversalDistributionGroup"})["value"]
+    groups = client.ok("Get-Recipient", {"RecipientTypeDetails": "MailUniversalDistributionGroup"})[
+        "value"
+    ]
     assert "Finance Team" in [g["Name"] for g in groups]
 
 
@@ -412,9 +463,13 @@ def test_group_cycle_exists(client: AdminClient) -> None:
 
 
 def test_unified_group_links(client: AdminClient) -> None:
-    members = client.ok("Get-UnifiedGroupLinks", {"Identity": "Project Phoenix", "LinkType": "Members"})["value"]
+    members = client.ok(
+        "Get-UnifiedGroupLinks", {"Identity": "Project Phoenix", "LinkType": "Members"}
+    )["value"]
     assert len(members) == 12
-    response = client.post("Get-UnifiedGroupLinks", {"Identity": "Project Phoenix", "LinkType": "Fans"})
+    response = client.post(
+        "Get-UnifiedGroupLinks", {"Identity": "Project Phoenix", "LinkType": "Fans"}
+    )
     assert response.status_code == 400
     response = client.post("Get-DistributionGroupMember", {"Identity": "Project Phoenix"})
     assert response.status_code == 404

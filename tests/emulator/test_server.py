@@ -54,7 +54,9 @@ def test_page_size_capped_at_1000_and_result_size_honoured(big: Emulator) -> Non
     client = AdminClient(big, big.issue_access_token())
     body = client.ok("Get-User", {"ResultSize": "Unlimited"}, page_size=5000, select="Name")
     assert len(body["value"]) == 1000
-    objects, pages = client.all_pages("Get-User", {"ResultSize": 2500}, page_size=1000, select="Name")
+    objects, pages = client.all_pages(
+        "Get-User", {"ResultSize": 2500}, page_size=1000, select="Name"
+    )
     assert (len(objects), pages) == (2500, 3)
     no_size = client.ok("Get-User", {}, select="Name")
     assert len(no_size["value"]) == 1000 and "@odata.nextLink" not in no_size
@@ -63,7 +65,10 @@ def test_page_size_capped_at_1000_and_result_size_honoured(big: Emulator) -> Non
 
 def test_select_limits_properties_and_survives_paging(client: AdminClient) -> None:
     body = client.ok(
-        "Get-User", {"ResultSize": 30}, page_size=10, select="userprincipalname,Guid,AuthenticationPolicy"
+        "Get-User",
+        {"ResultSize": 30},
+        page_size=10,
+        select="userprincipalname,Guid,AuthenticationPolicy",
     )
     assert set(body["value"][0]) == {
         "UserPrincipalName",
@@ -91,7 +96,9 @@ def test_next_link_replay_and_other_body(client: AdminClient) -> None:
 def test_cursor_expiry(client: AdminClient, emu: Emulator) -> None:
     emu.set_faults(cursor_expiry_seconds=0.0)
     body = client.ok("Get-User", {"ResultSize": 30}, page_size=10)
-    response = client.post("Get-User", {"ResultSize": 30}, page_size=10, url=body["@odata.nextLink"])
+    response = client.post(
+        "Get-User", {"ResultSize": 30}, page_size=10, url=body["@odata.nextLink"]
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "BadRequest"
@@ -236,7 +243,9 @@ def test_write_response_modes(client: AdminClient, emu: Emulator) -> None:
 
 
 def test_bad_body_and_other_api_version(client: AdminClient, emu: Emulator) -> None:
-    response = client.session.post(client.url, data=b"{not json", headers={"Authorization": f"Bearer {client.token}"})
+    response = client.session.post(
+        client.url, data=b"{not json", headers={"Authorization": f"Bearer {client.token}"}
+    )
     assert response.status_code == 400
     v1 = client.url.replace("/beta/", "/v1.0/")
     assert client.post("Get-User", url=v1).status_code == 405
