@@ -139,6 +139,12 @@ def test_5000_users_exactly_the_planned_writes_then_zero(
     assert stats["writes_changed_state"] == len(plan.changes)
     assert stats["writes_noop"] == 0
     assert stats["requests"]["$batch"]["200"] <= len(plan.changes) // 10 + 2
+    # revoke_sessions: the token reset travels in the same Set-User as the policy.
+    set_users = [e for e in stats["write_log"] if e["cmdlet"] == "Set-User"]
+    assert len(set_users) == sum(isinstance(c, UserChange) for c in plan.changes)
+    assert all(
+        {"AuthenticationPolicy", "STSRefreshTokensValidFrom"} <= set(e["params"]) for e in set_users
+    )
     assert f"Apply complete: {len(plan.changes)} applied, 0 failed" in out
     records = audit_records(audit)
     assert len(records) == len(plan.changes)
