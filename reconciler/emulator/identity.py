@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from reconciler.emulator.pki import (
     AppCertificate,
@@ -377,9 +378,12 @@ class IdentityService:
             )
         audiences = {token_endpoint, token_endpoint.replace(self.tenant_id, self.tenant_domain)}
         try:
+            public_key = cert.certificate.public_key()
+            if not isinstance(public_key, rsa.RSAPublicKey):
+                raise jwt.InvalidKeyError("not an RSA certificate")
             claims = jwt.decode(
                 assertion,
-                cert.certificate.public_key(),
+                public_key,
                 algorithms=["RS256", "PS256"],
                 audience=list(audiences),
                 options={"require": ["exp", "aud", "iss", "sub"]},

@@ -460,6 +460,7 @@ class EmulatorService:
                 or parts[2].lower() != tenant.lower()
                 or parts[3].lower() != "invokecommand"
             ):
+                resp_body: Any
                 status, resp_headers, resp_body = (
                     400,
                     {},
@@ -531,7 +532,8 @@ class EmulatorService:
         select_text = (query.get("$select") or [""])[0]
         select = Selector(select_text.split(",")) if select_text else None
         page_size = _page_size(prefer, self.settings.default_page_size)
-        skiptoken = (query.get("$skiptoken") or [None])[0]
+        skiptokens = query.get("$skiptoken")
+        skiptoken = skiptokens[0] if skiptokens else None
         if skiptoken is not None:
             response, objects = self._next_page(tenant, skiptoken, body_hash, page_size, spec.name)
             self.count(spec.name, response.status, objects)
@@ -867,9 +869,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(response.body)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        self._headers_buffer.append(b"\r\n")
+        buffer: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]
+        buffer.append(b"\r\n")
         if response.body and self.command != "HEAD":
-            self._headers_buffer.append(response.body)
+            buffer.append(response.body)
         self.flush_headers()
 
     def _reset_connection(self) -> None:
@@ -913,7 +916,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.add(tls)
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         except (OSError, ssl.SSLError):
             pass
         finally:
