@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from reconciler.errors import PlanError
 from reconciler.model import (
@@ -272,7 +273,7 @@ def make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
                 weakens=default_after is None or table.weakens(default_before_f, default_after_f),
             )
         )
-    user_changes.sort(key=lambda item: (item[0], item[1]))
+    user_changes.sort(key=itemgetter(0, 1))
     changes += [change for _, _, change in user_changes]
     changes += [PolicyDelete(policy=tenant[folded].name) for folded in doomed_list]
     # Already built in phase order; the stable sort keeps it true should phases be added.
@@ -338,7 +339,7 @@ def _guards(
     """Safety guards: the plan is still complete; apply refuses without --force."""
     guards: list[Guard] = []
     safety = desired.safety
-    user_changes = sum(1 for c in changes if isinstance(c, UserChange))
+    user_changes = sum(1 for c in changes if c.kind in ("user_assign", "user_clear"))
     if safety.max_user_changes is not None:
         total = len(snapshot.users)
         limit = safety.max_user_changes.resolve(total)
@@ -357,7 +358,7 @@ def _guards(
                     limit=limit,
                 )
             )
-    deletes = sum(1 for c in changes if isinstance(c, PolicyDelete))
+    deletes = sum(1 for c in changes if c.kind == "policy_delete")
     if safety.max_policy_deletes is not None:
         limit = safety.max_policy_deletes.resolve(len(snapshot.policies))
         if deletes > limit:
