@@ -251,14 +251,14 @@ def test_a_failed_create_skips_its_dependants_and_the_rest_is_applied(
 # --------------------------------------------------------------------------- faults
 
 
-@pytest.mark.parametrize("emu", [1000], indirect=True)
+@pytest.mark.parametrize("emu", [500], indirect=True)
 def test_throttling_503s_and_resets_still_converge_without_extra_writes(
     connected: Emulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plan = saved_plan(capsys, config, tmp_path / "plan.json")
     connected.reset_stats()
     connected.set_faults(
-        throttle_budget=60,
+        throttle_budget=80,
         throttle_window_seconds=0.5,
         error_503_rate=0.05,
         reset_before_write_rate=0.03,
