@@ -34,6 +34,7 @@ from reconciler.model import (
 )
 from reconciler.plan.fingerprint import fingerprint_of, input_digests
 from reconciler.plan.rules import RuleEvaluation, UserIndex, evaluate_rules
+from reconciler.render.escape import visible
 
 ALL_ALLOWED: Allowed = frozenset(PROTOCOL_NAMES)
 UNMATCHED_RULE = "(unmatched)"  # the `rule` of a change made by `assignments.unmatched: clear`
@@ -45,13 +46,16 @@ def _fold(name: str | None) -> str | None:
 
 
 def quoted(name: str | None) -> str:
-    """A policy/rule/user name for a message: in double quotes; None reads as (none)."""
-    return "(none)" if name is None else f'"{name}"'
+    """A policy/rule name for a message: in double quotes; None reads as (none).
+
+    Tenant-side names may hold line breaks or bidi controls: shown escaped, so an error
+    stays one line and reads as what it is."""
+    return "(none)" if name is None else f'"{visible(name)}"'
 
 
 def name_list(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
     """`a, b, c` or `a, b, ... and 7 more`: who, without flooding a one-line message."""
-    listed = ", ".join(names[:shown])
+    listed = ", ".join(visible(n) for n in names[:shown])
     rest = len(names) - shown
     return f"{listed} and {rest} more" if rest > 0 else listed
 

@@ -416,3 +416,16 @@ def test_warns_about_users_left_with_no_policy_at_all() -> None:
         "2 users will have no authentication policy after this plan (no direct policy and no "
         "organization default): no policy blocks Basic auth for them"
     )
+
+
+def test_errors_stay_one_line_whatever_the_tenant_names_hold() -> None:
+    state = desired([spec("Block")], remove=["Bad\nName"])
+    tenant = snapshot(
+        [policy("Block"), policy("Bad\nName")], [user("evil\u202e@x.com", "bad\nname")]
+    )
+    with pytest.raises(PlanError) as err:
+        make_plan(state, tenant)
+    assert str(err.value) == (
+        'cannot delete policy "Bad\\x0aName": 1 user would still hold it after this plan (no '
+        "rule moves them): evil\\u202e@x.com"
+    )
