@@ -34,7 +34,7 @@ def _line(paint: _Painter, line: Line) -> str:
     body = f"{indent}{symbol}{line.text}"
     if line.weakens:
         return paint("weakens", body)
-    return paint(line.symbol, body) if not line.detail else paint("dim", body)
+    return body if line.detail else paint(line.symbol, body)  # details stay plain: readable
 
 
 def render_text(view: PlanView, *, color: bool = False, show_users: int | None = 20) -> str:
