@@ -402,6 +402,9 @@ class Plan:
     # can say WHAT moved. The fingerprint is the hash of these.
     inputs: Mapping[str, str] = field(default_factory=dict)
     format_version: int = 1
+    # The organization default once the plan is applied (unchanged, or DefaultChange.after), so
+    # renderers can show a user without a direct policy by its EFFECTIVE policy.
+    default_policy: str | None = None
 
     @property
     def blocked(self) -> bool:
