@@ -302,6 +302,7 @@ def make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
         ),
         guards=tuple(_guards(desired, snapshot, changes, relying_after)),
         inputs=inputs,
+        default_policy=default_after,
     )
 
 

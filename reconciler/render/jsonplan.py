@@ -5,8 +5,9 @@ timestamps, UTF-8 as is (`ensure_ascii=False`: UPNs stay readable), one change p
 100,000-user plan stays diffable and greppable, and a trailing newline.
 
 Additive extensions to DESIGN.md's document: `inputs` (one digest per input, so a stale plan
-can say what moved), `affected_users` on policy_update, and `summary.policy_replace` (only
-when the plan has replaces, which plain planning never makes).
+can say what moved), `default_policy` (the org default after the plan, so a reader can tell
+the effective policy of a user without a direct one), `affected_users` on policy_update, and
+`summary.policy_replace` (only when the plan has replaces, which plain planning never makes).
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def plan_to_json(plan: Plan) -> str:
         f'  "tenant": {_dumps(plan.tenant)},',
         f'  "fingerprint": {_dumps(plan.fingerprint)},',
         f'  "inputs": {_dumps(dict(plan.inputs))},',
+        f'  "default_policy": {_dumps(plan.default_policy)},',
         f'  "summary": {_dumps(summary_of(plan.changes))},',
     ]
     if plan.changes:
@@ -331,6 +333,9 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
     inputs = reader.obj(top.get("inputs", {}), "inputs")
     if not all(isinstance(v, str) for v in inputs.values()):
         raise reader.fail("inputs", "expected string digests")
+    default_policy = top.get("default_policy")
+    if default_policy is not None and not isinstance(default_policy, str):
+        raise reader.fail("default_policy", "expected a string or null")
     summary = reader.obj(reader.key(top, "summary", "the document"), "summary")
     if dict(summary) != summary_of(changes):
         raise reader.fail("summary", "the counts do not match the changes (was the file edited?)")
@@ -342,4 +347,5 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
         guards=tuple(guards),
         inputs=dict(inputs),
         format_version=FORMAT_VERSION,
+        default_policy=default_policy,
     )

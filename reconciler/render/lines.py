@@ -53,10 +53,20 @@ def _policy_lines(row: PolicyRow) -> list[Line]:
     return lines
 
 
+def _direct(name: str | None, default: str | None) -> str:
+    """A direct policy; none shows what governs instead (Get-User's blank is not 'unprotected')."""
+    if name is None and default is not None:
+        return f"(none, default {quoted(default)})"
+    return quoted(name)
+
+
 def _user_group_lines(group: UserGroup, show_users: int | None) -> list[Line]:
+    before = _direct(group.before, group.default_before)
+    after = _direct(group.after, group.default_after)
+    unchanged = "; effective policy unchanged" if group.effective_unchanged else ""
     head = (
-        f"{_users(len(group.users))}: {quoted(group.before)} {ARROW} {quoted(group.after)}"
-        f"  (rule {quoted(group.rule)})"
+        f"{_users(len(group.users))}: {before} {ARROW} {after}"
+        f"  (rule {quoted(group.rule)}{unchanged})"
     )
     if group.weakens:
         head += f"  {WEAKENS}"

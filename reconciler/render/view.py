@@ -60,6 +60,19 @@ class UserGroup:
     rule: str
     users: tuple[str, ...]  # display names (masked when asked), in plan order
     weakens: bool
+    # The org default before/after the plan: a user without a direct policy has it.
+    default_before: str | None = None
+    default_after: str | None = None
+
+    @property
+    def effective_unchanged(self) -> bool:
+        """Direct policy moves, effective one stays (e.g. from relying on the default to
+        holding that same policy directly)."""
+        before = self.before if self.before is not None else self.default_before
+        after = self.after if self.after is not None else self.default_after
+        return (before or "").casefold() == (after or "").casefold() and (before is None) == (
+            after is None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +172,16 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
             key = (symbol, change.before, change.after, change.rule)
             groups.setdefault(key, []).append(show(change.user))
             group_weakens[key] = group_weakens.get(key, False) or change.weakens
+    default_after = plan.default_policy
+    default_before = default.before if default is not None else default_after
     user_groups = [
-        UserGroup(*key, users=tuple(users), weakens=group_weakens[key])
+        UserGroup(
+            *key,
+            users=tuple(users),
+            weakens=group_weakens[key],
+            default_before=default_before,
+            default_after=default_after,
+        )
         for key, users in groups.items()
     ]
     # Biggest moves first; ties in a fixed order so output is stable.

@@ -36,12 +36,14 @@ def test_design_shape() -> None:
         "tenant",
         "fingerprint",
         "inputs",
+        "default_policy",
         "summary",
         "changes",
         "warnings",
         "guards",
     ]
     assert data["format_version"] == 1
+    assert data["default_policy"] == "Block Basic Auth"  # after the plan
     assert data["summary"] == {
         "policy_create": 1,
         "policy_update": 1,

@@ -34,3 +34,11 @@ def test_unknown_format_and_masked_json_are_refused() -> None:
         render_plan(contoso_plan(), "yaml")
     with pytest.raises(ValueError, match="never masked"):
         render_plan(contoso_plan(), "json", mask_users=True)
+
+
+def test_users_without_a_direct_policy_show_the_default_that_governs_them() -> None:
+    text = render_plan(guarded_plan(), "text")
+    assert (
+        '  + 45 users: (none, default "Block") → "Block"  (rule "everyone"; effective policy '
+        "unchanged)\n" in text
+    )
