@@ -96,6 +96,16 @@ class Selector:
     def __init__(self, names: Sequence[str]) -> None:
         self.names = [n.strip() for n in names if n.strip()]
         self._lower = [n.lower() for n in self.names]
+        self._resolved: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def resolve(self, available: tuple[str, ...]) -> tuple[str, ...]:
+        """The selected names among `available`, spelled as emitted (cached per field list)."""
+        resolved = self._resolved.get(available)
+        if resolved is None:
+            by_lower = {k.lower(): k for k in available}
+            resolved = tuple(by_lower[n] for n in self._lower if n in by_lower)
+            self._resolved[available] = resolved
+        return resolved
 
     def apply(self, full: dict[str, Any]) -> dict[str, Any]:
         """Keep the selected properties (and their @-annotations)."""
@@ -251,54 +261,16 @@ class CmdletEngine:
 
     # ----------------------------------------------------------------- renderers
     def render_user(self, user: dict[str, Any], select: Selector | None) -> dict[str, Any]:
-        """Get-User's object (reference §9)."""
-        state = self.state
-        out = {
-            "Identity": user["Name"],
-            "Id": user["Name"],
-            "Name": user["Name"],
-            "DistinguishedName": user["DistinguishedName"],
-            "Guid": user["Guid"],
-            "ExchangeObjectId": user["ExchangeObjectId"],
-            "ExternalDirectoryObjectId": user["ExternalDirectoryObjectId"],
-            "UserPrincipalName": user["UserPrincipalName"],
-            "MicrosoftOnlineServicesID": user["UserPrincipalName"],
-            "DisplayName": user["DisplayName"],
-            "FirstName": user["FirstName"],
-            "LastName": user["LastName"],
-            "RecipientType": user["RecipientType"],
-            "RecipientTypeDetails": user["RecipientTypeDetails"],
-            "WindowsEmailAddress": user["WindowsEmailAddress"],
-            "Department": user["Department"],
-            "Company": user["Company"],
-            "Office": user["Office"],
-            "Title": user["Title"],
-            "City": user["City"],
-            "CountryOrRegion": user["CountryOrRegion"],
-            "IsDirSynced": user["IsDirSynced"],
-            "AccountDisabled": user["AccountDisabled"],
-            "AuthenticationPolicy": state.policy_name_of(user["_policy"]),
-            "StsRefreshTokensValidFrom": user["StsRefreshTokensValidFrom"],
-            "OrganizationalUnitRoot": state.domain,
-            "IsValid": True,
-            "ExchangeVersion": EXCHANGE_VERSION,
-            "WhenCreated": user["WhenCreated"],
-            "WhenChanged": user["WhenChanged"],
-            "WhenCreatedUTC": _utc(user["WhenCreated"]),
-            "WhenChangedUTC": _utc(user["WhenChanged"]),
-        }
-        _annotate(
-            out,
-            ("Guid", "ExchangeObjectId"),
-            (
-                "StsRefreshTokensValidFrom",
-                "WhenCreated",
-                "WhenChanged",
-                "WhenCreatedUTC",
-                "WhenChangedUTC",
-            ),
-        )
-        return select.apply(out) if select else out
+        """Get-User's object (reference §9); with $select only the chosen fields are built."""
+        keys = select.resolve(_USER_FIELD_NAMES) if select else _USER_FIELD_NAMES
+        out: dict[str, Any] = {}
+        for key in keys:
+            value = _USER_FIELDS[key](self, user)
+            annotations = _USER_ANNOTATIONS.get(key)
+            if annotations and value is not None:
+                out.update(annotations)
+            out[key] = value
+        return out
 
     def render_policy(self, policy: dict[str, Any], select: Selector | None) -> dict[str, Any]:
         """Get-AuthenticationPolicy's object."""
@@ -500,6 +472,66 @@ class CmdletEngine:
         else:
             result.warnings.append(NO_CHANGE_WARNING.format(target or identity))
         return result
+
+
+def _user_field(name: str) -> Callable[[CmdletEngine, dict[str, Any]], Any]:
+    return lambda engine, user: user[name]
+
+
+_USER_FIELDS: dict[str, Callable[[CmdletEngine, dict[str, Any]], Any]] = {
+    "Identity": _user_field("Name"),
+    "Id": _user_field("Name"),
+    "Name": _user_field("Name"),
+    "DistinguishedName": _user_field("DistinguishedName"),
+    "Guid": _user_field("Guid"),
+    "ExchangeObjectId": _user_field("ExchangeObjectId"),
+    "ExternalDirectoryObjectId": _user_field("ExternalDirectoryObjectId"),
+    "UserPrincipalName": _user_field("UserPrincipalName"),
+    "MicrosoftOnlineServicesID": _user_field("UserPrincipalName"),
+    "DisplayName": _user_field("DisplayName"),
+    "FirstName": _user_field("FirstName"),
+    "LastName": _user_field("LastName"),
+    "RecipientType": _user_field("RecipientType"),
+    "RecipientTypeDetails": _user_field("RecipientTypeDetails"),
+    "WindowsEmailAddress": _user_field("WindowsEmailAddress"),
+    "Department": _user_field("Department"),
+    "Company": _user_field("Company"),
+    "Office": _user_field("Office"),
+    "Title": _user_field("Title"),
+    "City": _user_field("City"),
+    "CountryOrRegion": _user_field("CountryOrRegion"),
+    "IsDirSynced": _user_field("IsDirSynced"),
+    "AccountDisabled": _user_field("AccountDisabled"),
+    # The direct assignment only, as the policy's name (a deleted policy shows its GUID).
+    "AuthenticationPolicy": lambda engine, user: engine.state.policy_name_of(user["_policy"]),
+    "StsRefreshTokensValidFrom": _user_field("StsRefreshTokensValidFrom"),
+    "OrganizationalUnitRoot": lambda engine, user: engine.state.domain,
+    "IsValid": lambda engine, user: True,
+    "ExchangeVersion": lambda engine, user: EXCHANGE_VERSION,
+    "WhenCreated": _user_field("WhenCreated"),
+    "WhenChanged": _user_field("WhenChanged"),
+    "WhenCreatedUTC": lambda engine, user: _utc(user["WhenCreated"]),
+    "WhenChangedUTC": lambda engine, user: _utc(user["WhenChanged"]),
+}
+_USER_FIELD_NAMES = tuple(_USER_FIELDS)
+_GUID_ANNOTATIONS = {"@odata.type": "#Guid", "@data.type": "System.Guid"}
+_DATE_ANNOTATIONS = {"@data.type": "System.DateTime"}
+_USER_ANNOTATIONS: dict[str, dict[str, str]] = {
+    **{
+        key: {key + suffix: value for suffix, value in _GUID_ANNOTATIONS.items()}
+        for key in ("Guid", "ExchangeObjectId")
+    },
+    **{
+        key: {key + suffix: value for suffix, value in _DATE_ANNOTATIONS.items()}
+        for key in (
+            "StsRefreshTokensValidFrom",
+            "WhenCreated",
+            "WhenChanged",
+            "WhenCreatedUTC",
+            "WhenChangedUTC",
+        )
+    },
+}
 
 
 _NOT_LOGGED = frozenset({"Identity", *COMMON_PARAMETERS})

@@ -14,13 +14,14 @@ import logging
 import random
 import secrets
 import socket
+import socketserver
 import ssl
 import struct
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -777,19 +778,128 @@ def _error_response(exc: wire.CmdletError) -> Response:
 
 
 # ============================================================================ HTTP plumbing
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Headers:
+    """Request headers with case-insensitive `get` (all the emulator needs)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, str]) -> None:
+        self._items = items
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._items.get(name.lower(), default)
+
+
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+_MAX_HEADERS = 100
+_MAX_LINE = 65536
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    """A lean HTTP/1.1 keep-alive handler.
+
+    http.server's BaseHTTPRequestHandler parses headers with the email package, which costs
+    more than the whole cmdlet; this reads exactly what the emulator needs (request line,
+    headers, Content-Length or chunked body) and answers with one write per response.
+    """
+
     disable_nagle_algorithm = True  # without it, keep-alive answers crawl at ~25/s
-    server_version = "Microsoft-IIS/10.0"
-    sys_version = ""
     timeout = 120  # idle keep-alive connections
     server: EmulatorHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+    def handle(self) -> None:
+        while self._handle_one():
+            pass
 
-    def _read_body(self) -> bytes | None:
-        length_text = self.headers.get("Content-Length")
+    def _handle_one(self) -> bool:
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if not line:
+            return False
+        if line in (b"\r\n", b"\n"):  # tolerate a stray blank line between requests
+            line = self.rfile.readline(_MAX_LINE + 1)
+            if not line:
+                return False
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._write(Response(400, b""), version="HTTP/1.1", close=True)
+            return False
+        method, self.path, version = parts
+        items: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS + 1):
+            raw = self.rfile.readline(_MAX_LINE + 1)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = raw.decode("latin-1").partition(":")
+            if not sep:
+                self._write(Response(400, b""), version=version, close=True)
+                return False
+            items[name.strip().lower()] = value.strip()
+        else:
+            self._write(Response(431, b""), version=version, close=True)
+            return False
+        self.headers = _Headers(items)
+        connection = items.get("connection", "").lower()
+        close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
+        body = self._read_body(items)
+        if body is None:
+            self._write(Response(413, b""), version=version, close=True)
+            return False
+        if method not in ("GET", "POST"):
+            response = Response(405, b"", {"Allow": "GET, POST"})
+        else:
+            try:
+                response = self._route(method, body)
+            except Exception:  # a bug must answer 500, never kill the connection silently
+                log.exception("emulator: unhandled error for %s %s", method, self.path)
+                response = _json(
+                    500,
+                    {
+                        "error": {
+                            "code": "InternalServerError",
+                            "message": "Internal emulator error",
+                        }
+                    },
+                )
+        if response.reset:
+            self._reset_connection()
+            return False
+        self._write(response, version=version, close=close, head=method == "HEAD")
+        return not close
+
+    def _read_body(self, items: dict[str, str]) -> bytes | None:
+        if "chunked" in items.get("transfer-encoding", "").lower():
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                size_line = self.rfile.readline(_MAX_LINE + 1)
+                try:
+                    size = int(size_line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    return None
+                if size == 0:
+                    while self.rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(_MAX_LINE + 1)
+        length_text = items.get("content-length")
         if length_text is None:
             return b""
         try:
@@ -799,31 +909,6 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY:
             return None
         return self.rfile.read(length) if length else b""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        body = self._read_body() if method == "POST" else b""
-        if body is None:
-            self._send(Response(413, b""))
-            self.close_connection = True
-            return
-        try:
-            response = self._route(method, body)
-        except Exception:  # a bug must answer 500, never kill the connection silently
-            log.exception("emulator: unhandled error for %s %s", method, self.path)
-            response = _json(
-                500,
-                {"error": {"code": "InternalServerError", "message": "Internal emulator error"}},
-            )
-        if response.reset:
-            self._reset_connection()
-            return
-        self._send(response)
 
     def _route(self, method: str, body: bytes) -> Response:
         service = self.server.service
@@ -859,21 +944,20 @@ class _Handler(BaseHTTPRequestHandler):
             return service.token(parts[0], body)
         return Response(404, b"")
 
-    def _send(self, response: Response) -> None:
-        # Headers and body leave in ONE write: every TLS write is a record and a GIL round
-        # trip, and two small writes per answer halve the keep-alive request rate.
-        self.send_response(response.status)
-        for key, value in response.headers.items():
-            self.send_header(key, value)
-        self.send_header("request-id", secrets.token_hex(16))
-        self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        buffer: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]
-        buffer.append(b"\r\n")
-        if response.body and self.command != "HEAD":
-            buffer.append(response.body)
-        self.flush_headers()
+    def _write(self, response: Response, *, version: str, close: bool, head: bool = False) -> None:
+        # Status, headers and body leave in ONE write: each TLS write is a record and a GIL
+        # round trip, and two small writes per answer halve the keep-alive request rate.
+        reason = _REASONS.get(response.status, "Unknown")
+        lines = [f"HTTP/1.1 {response.status} {reason}", "Server: Microsoft-IIS/10.0"]
+        lines.extend(f"{key}: {value}" for key, value in response.headers.items())
+        lines.append(f"request-id: {secrets.token_hex(16)}")
+        lines.append(f"Content-Length: {len(response.body)}")
+        if close:
+            lines.append("Connection: close")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if response.body and not head:
+            data += response.body
+        self.wfile.write(data)
 
     def _reset_connection(self) -> None:
         """Drop the connection with RST (SO_LINGER 0) without answering.
@@ -881,7 +965,6 @@ class _Handler(BaseHTTPRequestHandler):
         The socket is closed by the server after the handler returns; with linger 0 that close
         sends a TCP reset, which the client sees as "connection reset by peer".
         """
-        self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
