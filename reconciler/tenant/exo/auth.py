@@ -133,6 +133,7 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._app: Any = None
         self._current = AccessToken()
+        self._claims_challenge: str | None = None
         self.acquired = 0  # tokens obtained (for tests and diagnostics)
 
     # -- msal ----------------------------------------------------------------------------------
@@ -202,8 +203,9 @@ class TokenProvider:
                 self._current = self._acquire(force=False)
             return self._current.token
 
-    def invalidate(self, token: str) -> None:
-        """Drop `token` (Exchange refused it): the next `get` fetches a new one from Entra ID.
+    def invalidate(self, token: str, claims_challenge: str | None = None) -> None:
+        """Drop `token` (Exchange refused it): the next `get` fetches a new one from Entra ID,
+        asking for `claims_challenge` when the 401 carried one.
 
         Only the token that failed is dropped, so several threads hitting 401 at once cause one
         refresh, not one each.
@@ -211,6 +213,7 @@ class TokenProvider:
         with self._lock:
             if self._current.token == token:
                 self._current = AccessToken()
+                self._claims_challenge = claims_challenge
                 if self._app is not None:
                     self._app.remove_tokens_for_client()
 
@@ -223,7 +226,13 @@ class TokenProvider:
         app = self._msal_app()
         started = self._clock()
         try:
-            result = app.acquire_token_for_client(scopes=[self.settings.token_scope])
+            challenge, self._claims_challenge = self._claims_challenge, None
+            if challenge:
+                result = app.acquire_token_for_client(
+                    scopes=[self.settings.token_scope], claims_challenge=challenge
+                )
+            else:
+                result = app.acquire_token_for_client(scopes=[self.settings.token_scope])
         except (ConnectionSettingsError, AuthenticationError):
             raise  # e.g. the federated token file vanished
         except requests.exceptions.SSLError:

@@ -20,8 +20,10 @@ called for every throttled answer, from the thread that got it.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -275,6 +277,7 @@ class AdminApiClient:
                 self.stats.add(retries=1)
                 attempts.wait(delay)
                 continue
+            log.debug("%s -> %d (%d bytes)", cmdlet, answer.status, len(answer.body))
             if 200 <= answer.status < 300:
                 return answer
             retry_after = parse_retry_after(answer.headers.get("Retry-After"))
@@ -288,7 +291,9 @@ class AdminApiClient:
             )
             if answer.status == 401 and not refreshed:
                 refreshed = True  # one refresh and one retry (exo-adminapi.md §2)
-                self.tokens.invalidate(token)
+                self.tokens.invalidate(
+                    token, claims_challenge(answer.headers.get("WWW-Authenticate", ""))
+                )
                 self.stats.add(token_refreshes=1, retries=1)
                 continue
             if answer.status == 401:
@@ -573,6 +578,24 @@ class AdminApiClient:
                     self.on_throttle(retry_after)
             outcomes.append(BatchOutcome(item, error=error))
         return outcomes
+
+
+_CLAIMS = re.compile(r'claims="([^"]+)"')
+
+
+def claims_challenge(www_authenticate: str) -> str | None:
+    """The `claims` of a 401's WWW-Authenticate (base64 or JSON), for msal to ask for them."""
+    match = _CLAIMS.search(www_authenticate or "")
+    if not match:
+        return None
+    value = match.group(1)
+    if value.lstrip().startswith("{"):
+        return value
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        return base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_")).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _ambiguous(item: BatchItem, exc: ExoConnectionError) -> ExoError:

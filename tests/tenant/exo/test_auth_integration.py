@@ -196,9 +196,9 @@ def test_ca_bundle_is_required_for_the_emulator(
 def test_token_expiring_early_mid_read_is_refreshed(emu: Emulator) -> None:
     tenant = connect(emu.connection_env(app="reader"))
     tenant.facts()  # token in hand
-    # Tokens are refused 2 s after issue (iat has whole seconds: 1-2 s of real life); every
-    # request takes 0.7 s, so the read outlives its token at least once.
-    emu.set_faults(token_early_expiry_seconds=2.0, latency_base_ms=700)
+    # Tokens are refused 1.5 s after issue (iat has whole seconds: 0.5-1.5 s of real life);
+    # every request takes 0.5 s, so the read outlives its token at least once.
+    emu.set_faults(token_early_expiry_seconds=1.5, latency_base_ms=500)
     snapshot = tenant.read_snapshot(SnapshotNeeds())
     assert len(snapshot.users) == USERS
     assert tenant.client.stats.token_refreshes >= 1

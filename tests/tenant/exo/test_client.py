@@ -187,3 +187,16 @@ def test_batch_body_and_per_member_results() -> None:
     assert session.calls[0]["headers"]["Prefer"] == "odata.continue-on-error"
     with pytest.raises(ValueError):
         client.batch([BatchItem("Set-User", {})] * 11)
+
+
+def test_claims_challenge_is_extracted() -> None:
+    from reconciler.tenant.exo.client import claims_challenge
+
+    raw = '{"access_token":{"nbf":{"essential":true,"value":"1"}}}'
+    import base64
+
+    encoded = base64.b64encode(raw.encode()).decode()
+    assert (
+        claims_challenge(f'Bearer realm="", error="insufficient_claims", claims="{encoded}"') == raw
+    )
+    assert claims_challenge('Bearer error="invalid_token"') is None

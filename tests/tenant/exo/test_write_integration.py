@@ -233,3 +233,12 @@ def test_users_unknown_to_the_last_snapshot_are_looked_up(emu: Emulator) -> None
     [result] = fresh.set_user_policies([UserWrite(users[0].id, None)])
     assert result.status == "applied"
     assert fresh.read_users([users[0].id]) == {users[0].id: None}
+
+
+def test_verifying_many_users_reads_everybody_in_pages(emu: Emulator) -> None:
+    tenant, users = writer(emu)
+    ids = [u.id for u in users[:2001]] + [UNKNOWN_ID]
+    found = tenant.read_users(ids)
+    assert len(found) == 2001
+    assert set(found.values()) == {"Block Basic Auth"}
+    assert emu.stats()["requests"]["Get-User"] == {"200": 3}
