@@ -210,6 +210,7 @@ def make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     relying_after = 0
     for position, user in enumerate(snapshot.users):
         before = user.policy
+        is_dangling = False
         if before is None:
             before_f = None
         else:
@@ -217,6 +218,7 @@ def make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
             if before_f is None:
                 before_f = fold_cache[before] = before.casefold()
             if before_f not in tenant:
+                is_dangling = True
                 dangling.setdefault(before, []).append(user.upn)
         rule = rule_of_user[position]
         if rule >= 0:
@@ -228,14 +230,15 @@ def make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
             after, after_f, rule_name = before, before_f, ""
         effective_before_f = before_f if before_f is not None else default_before_f
         effective_after_f = after_f if after_f is not None else default_after_f
-        if after_f != before_f:
+        # A link to a policy the tenant does not list is rewritten even when a rule names the
+        # same policy: the link points at an object that is gone, not at the one we manage.
+        if after_f != before_f or (is_dangling and rule >= 0):
             key = (effective_before_f, effective_after_f)
             weakens = weakens_cache.get(key)
             if weakens is None:
                 weakens = weakens_cache[key] = (
-                    effective_before_f != effective_after_f
-                    and table.weakens(effective_before_f, effective_after_f)
-                )
+                    effective_before_f != effective_after_f or is_dangling
+                ) and table.weakens(effective_before_f, effective_after_f)
             change = UserChange(
                 kind="user_assign" if after is not None else "user_clear",
                 user=user.upn,

@@ -429,3 +429,15 @@ def test_errors_stay_one_line_whatever_the_tenant_names_hold() -> None:
         'cannot delete policy "Bad\\x0aName": 1 user would still hold it after this plan (no '
         "rule moves them): evil\\u202e@x.com"
     )
+
+
+def test_a_dangling_link_is_rewritten_even_to_a_policy_of_the_same_name() -> None:
+    # "Gone" was deleted and is declared again: the user's old link does not point at the new
+    # object, so the rule's assignment is written.
+    state = desired([spec("Gone")], [rule("all", "Gone", ALL)])
+    tenant = snapshot([], [user("a@x.com", "Gone"), user("b@x.com")])
+    plan = make_plan(state, tenant)
+    assert kinds(plan) == ["policy_create", "user_assign", "user_assign"]
+    assert user_changes(plan)[0] == ("a@x.com", "Gone", "Gone", "all", False)
+    ignored = make_plan(desired([spec("Gone")]), tenant)  # no rule: left alone
+    assert kinds(ignored) == ["policy_create"]
