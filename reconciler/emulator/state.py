@@ -93,6 +93,7 @@ class TenantState:
     """The whole tenant plus the indexes the cmdlets need."""
 
     def __init__(self, data: dict[str, Any]) -> None:
+        """Index `data` (a state dict); takes ownership of its user, group and policy records."""
         if data.get("format") != STATE_FORMAT:
             raise ValueError(f"unsupported tenant state format {data.get('format')!r}")
         self.lock = threading.RLock()
@@ -100,6 +101,10 @@ class TenantState:
         self.domain: str = data["tenant"]["domain"]
         self.display_name: str = data["tenant"].get("display_name", "Contoso")
         self.organization: dict[str, Any] = dict(data["organization"])
+        default = self.organization.get("DefaultAuthenticationPolicy")
+        self.organization["DefaultAuthenticationPolicy"] = (
+            default.lower() if isinstance(default, str) else None
+        )
         self.transport: dict[str, Any] = dict(data["transport"])
         self.policies: dict[str, dict[str, Any]] = {}
         self.users: list[dict[str, Any]] = []
@@ -110,16 +115,17 @@ class TenantState:
         self._recipient_by_guid: dict[str, dict[str, Any]] = {}
         self._policy_index: dict[str, str] = {}
         for policy in data["policies"]:
-            self.add_policy(dict(policy))
+            self.add_policy(policy)
         for user in data["users"]:
-            self.add_user(dict(user))
+            self.add_user(user)
         for group in data["groups"]:
-            self.add_group(dict(group))
+            self.add_group(group)
 
     # ---------------------------------------------------------------- indexes
     def add_user(self, user: dict[str, Any]) -> None:
         """Add a user record and index it by name, UPN, DN and GUID."""
-        user.setdefault("_policy", None)
+        link = user.get("_policy")
+        user["_policy"] = link.lower() if isinstance(link, str) else None  # links compare lowercase
         user.setdefault("_smtp_disabled", None)
         user.setdefault("StsRefreshTokensValidFrom", None)
         self.users.append(user)
