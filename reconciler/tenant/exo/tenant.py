@@ -37,6 +37,7 @@ from reconciler.tenant.exo.errors import (
     ExoError,
     ExoNotFoundError,
     ExoPaginationExpiredError,
+    ExoPermissionError,
     ExoThrottledError,
 )
 from reconciler.tenant.exo.settings import is_guid
@@ -367,12 +368,15 @@ class ExoTenant:
         return result
 
     def _single(self, item: BatchItem) -> BatchOutcome:
+        """One call outside $batch, its failure as an outcome (permission problems raise)."""
         try:
             if item.cmdlet.lower().startswith("get-"):
                 return BatchOutcome(
                     item, value=self.client.invoke(item.cmdlet, item.parameters, select=item.select)
                 )
             return BatchOutcome(item, value=self.client.invoke_write(item.cmdlet, item.parameters))
+        except ExoPermissionError:
+            raise
         except ExoError as exc:
             return BatchOutcome(item, error=exc)
 
@@ -556,6 +560,8 @@ class ExoTenant:
                     continue
                 error = outcome.error
                 assert error is not None
+                if isinstance(error, ExoPermissionError):
+                    raise error  # the app may not write at all: one error, not one per user
                 last_error[index] = error
                 if isinstance(error, ExoNotFoundError):
                     missing.append(index)  # the user, or the policy it names, is gone
@@ -636,6 +642,8 @@ class ExoTenant:
             chunk = batch_items[start : start + 10]
             try:
                 outcomes.extend(self.client.batch(chunk))
+            except ExoPermissionError:
+                raise
             except ExoError as exc:  # the $batch itself failed (after the client's retries)
                 outcomes.extend(BatchOutcome(item, error=exc) for item in chunk)
         return outcomes

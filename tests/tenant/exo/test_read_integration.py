@@ -92,11 +92,13 @@ def test_progress_reports_users_as_pages_arrive(emu: Emulator) -> None:
 
 def test_429_storm_is_ridden_out(emu: Emulator) -> None:
     emu.set_faults(throttle_budget=2, throttle_window_seconds=0.2)
-    tenant = connect(emu.connection_env(app="reader"))
+    seen: list[float | None] = []
+    tenant = connect(emu.connection_env(app="reader"), on_throttle=seen.append)
     snapshot = tenant.read_snapshot(SnapshotNeeds())
     assert len(snapshot.users) == USERS
     assert emu.stats()["throttled"] >= 1
-    assert tenant.client.stats.throttled == emu.stats()["throttled"]
+    assert tenant.client.stats.throttled == emu.stats()["throttled"] == len(seen)
+    assert all(s is not None and 0 < s <= 0.2 for s in seen)  # Retry-After, in seconds
 
 
 def test_endless_throttling_ends_in_a_clear_error(emu: Emulator) -> None:

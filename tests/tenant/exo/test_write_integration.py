@@ -12,7 +12,11 @@ from reconciler.emulator import Emulator
 from reconciler.errors import TenantNotFoundError
 from reconciler.model import SnapshotNeeds, TenantUser
 from reconciler.tenant.base import UserWrite
-from reconciler.tenant.exo.errors import ExoAlreadyExistsError, ExoThrottledError
+from reconciler.tenant.exo.errors import (
+    ExoAlreadyExistsError,
+    ExoPermissionError,
+    ExoThrottledError,
+)
 from reconciler.tenant.exo.tenant import ExoTenant
 from tests.tenant.exo.conftest import connect
 
@@ -242,3 +246,17 @@ def test_verifying_many_users_reads_everybody_in_pages(emu: Emulator) -> None:
     assert len(found) == 2001
     assert set(found.values()) == {"Block Basic Auth"}
     assert emu.stats()["requests"]["Get-User"] == {"200": 3}
+
+
+@pytest.mark.parametrize("use_batch", [True, False])
+def test_read_only_app_gets_one_permission_error_not_one_per_user(
+    emu: Emulator, use_batch: bool
+) -> None:
+    reader = connect(emu.connection_env(app="reader"), use_batch=use_batch)
+    users = reader.read_snapshot(SnapshotNeeds()).users[:12]
+    with pytest.raises(ExoPermissionError) as err:
+        reader.set_user_policies([UserWrite(u.id, "SMTP relay devices") for u in users])
+    assert str(err.value).startswith(
+        "Exchange refused Set-User (403): the app's role does not allow changes"
+    )
+    assert emu.write_log() == []
