@@ -196,3 +196,26 @@ def test_every_authpolicy_command_in_the_readme_parses() -> None:
             parser.parse_args(argv)
         except SystemExit:
             pytest.fail(f"README: `authpolicy {line}` is not accepted by the CLI")
+
+
+def test_every_github_step_runs_or_uses_something() -> None:
+    for name, path in GITHUB.items():
+        for job_name, job in _load(path)["jobs"].items():
+            assert job["runs-on"] == "ubuntu-latest", (name, job_name)
+            for step in job["steps"]:
+                assert ("run" in step) != ("uses" in step), (name, job_name, step)
+
+
+def test_apply_downloads_the_artifact_the_pr_workflow_uploads() -> None:
+    pr_steps = _load(GITHUB["authpolicy-pr.yml"])["jobs"]["plan"]["steps"]
+    upload = next(s for s in pr_steps if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["with"]["name"] == "authpolicy-plan"
+    assert upload["with"]["path"].split() == ["plan.json", "plan.md"]
+    apply_text = GITHUB["authpolicy-apply.yml"].read_text(encoding="utf-8")
+    assert "gh run list --workflow authpolicy-pr.yml" in apply_text
+    assert 'gh run download "${run_id}" --name authpolicy-plan --dir reviewed' in apply_text
+    # ...and applies the plan.json that artifact holds.
+    assert authpolicy_commands(GITHUB["authpolicy-apply.yml"])[0][1] == "reviewed/plan.json"
+    azure = AZURE.read_text(encoding="utf-8")
+    assert "artifact: authpolicy-plan" in azure
+    assert '"$(Pipeline.Workspace)/authpolicy-plan/plan.json"' in azure
