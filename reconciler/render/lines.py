@@ -23,6 +23,7 @@ class Line:
 class Section:
     title: str
     lines: tuple[Line, ...]
+    count: int  # objects changed: policies, 1 default, or users (not groups of users)
 
 
 def _state(allowed: bool) -> str:
@@ -86,7 +87,7 @@ def plan_sections(view: PlanView, show_users: int | None) -> list[Section]:
     sections: list[Section] = []
     if view.policies:
         lines = [line for row in view.policies for line in _policy_lines(row)]
-        sections.append(Section("Policies", tuple(lines)))
+        sections.append(Section("Policies", tuple(lines), len(view.policies)))
     if view.default is not None:
         d = view.default
         text = (
@@ -96,11 +97,17 @@ def plan_sections(view: PlanView, show_users: int | None) -> list[Section]:
         if d.weakens:
             text += f"  {WEAKENS}"
         symbol = "+" if d.before is None else "-" if d.after is None else "~"
-        sections.append(Section("Organization default", (Line(symbol, text, weakens=d.weakens),)))
+        sections.append(
+            Section("Organization default", (Line(symbol, text, weakens=d.weakens),), 1)
+        )
     if view.user_groups:
         lines = [line for g in view.user_groups for line in _user_group_lines(g, show_users)]
-        sections.append(Section("Users", tuple(lines)))
+        sections.append(Section("Users", tuple(lines), view.user_changes))
     if view.deletes:
         lines = [line for row in view.deletes for line in _policy_lines(row)]
-        sections.append(Section("Policies to delete (after the users have moved)", tuple(lines)))
+        sections.append(
+            Section(
+                "Policies to delete (after the users have moved)", tuple(lines), len(view.deletes)
+            )
+        )
     return sections

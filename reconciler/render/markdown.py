@@ -66,8 +66,7 @@ def _details(title: str, body: list[str], open_: bool = False) -> list[str]:
 
 def _section_block(section: Section, lines: list[Line] | None = None) -> list[str]:
     chosen = list(section.lines) if lines is None else lines
-    count = sum(1 for line in section.lines if not line.detail)
-    title = f"{html_text(section.title)} ({count:,})"
+    title = f"{html_text(section.title)} ({section.count:,})"
     return _details(title, code_fence([_diff_line(line) for line in chosen], "diff"))
 
 
