@@ -172,3 +172,20 @@ def test_open_tenant_with_bad_ca_bundle(tmp_path: Path) -> None:
             parse(), env(AUTHPOLICY_CA_BUNDLE=str(bad), AUTHPOLICY_ENDPOINT="https://127.0.0.1:1")
         )
     assert str(err.value) == f"AUTHPOLICY_CA_BUNDLE={bad}: not a PEM file of CA certificates"
+
+
+def test_unreachable_endpoint_says_so() -> None:
+    import socket
+
+    from reconciler.errors import AuthenticationError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tenant = open_tenant(parse(), env(AUTHPOLICY_ENDPOINT=f"https://127.0.0.1:{port}"))
+    with pytest.raises(AuthenticationError) as err:
+        tenant.read_users(["x"])  # type: ignore[attr-defined]
+    assert str(err.value) == (
+        f"cannot reach the Entra ID authority https://127.0.0.1:{port}/{TENANT} "
+        "(ConnectionRefusedError); check AUTHPOLICY_ENDPOINT / AUTHPOLICY_CLOUD and the network"
+    )

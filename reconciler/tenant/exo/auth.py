@@ -25,6 +25,7 @@ import requests
 from reconciler.errors import AuthenticationError, ConnectionSettingsError
 from reconciler.tenant.exo.redact import redact, register_secret
 from reconciler.tenant.exo.settings import ConnectionSettings
+from reconciler.tenant.exo.transport import root_cause_name
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,9 @@ class TokenProvider:
             raise self._tls_problem(self.settings.authority) from None
         except requests.exceptions.RequestException as exc:
             raise AuthenticationError(
-                f"cannot reach the Entra ID authority {self.settings.authority}: "
-                f"{type(exc).__name__}"
+                f"cannot reach the Entra ID authority {self.settings.authority} "
+                f"({root_cause_name(exc)}); check AUTHPOLICY_ENDPOINT / AUTHPOLICY_CLOUD and the "
+                "network"
             ) from None
         return self._app
 
@@ -239,8 +241,9 @@ class TokenProvider:
             raise self._tls_problem(self.settings.authority) from None
         except requests.exceptions.RequestException as exc:
             raise AuthenticationError(
-                f"cannot reach the Entra ID token endpoint for {self.settings.authority}: "
-                f"{type(exc).__name__}"
+                f"cannot reach the Entra ID token endpoint of {self.settings.authority} "
+                f"({root_cause_name(exc)}); check AUTHPOLICY_ENDPOINT / AUTHPOLICY_CLOUD and the "
+                "network"
             ) from None
         except ValueError as exc:
             raise AuthenticationError(self._authority_problem(str(exc))) from None

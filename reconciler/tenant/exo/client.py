@@ -47,6 +47,7 @@ from reconciler.tenant.exo.errors import (
 )
 from reconciler.tenant.exo.retry import Attempts, RetryPolicy, parse_retry_after
 from reconciler.tenant.exo.settings import ConnectionSettings, origin_of
+from reconciler.tenant.exo.transport import root_cause_name
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class AdminApiClient:
             raise ExoConnectionError(
                 f"connection to {self._origin} failed"
                 + (" after the request was sent" if sent else "")
-                + f" ({_root_cause_name(exc)})",
+                + f" ({root_cause_name(exc)})",
                 maybe_sent=sent,
             ) from None
         except requests.exceptions.Timeout:
@@ -626,21 +627,3 @@ def _never_connected(exc: BaseException) -> bool:
             nxt = current.args[0]
         current = nxt
     return False
-
-
-def _root_cause_name(exc: BaseException) -> str:
-    current: BaseException = exc
-    for _ in range(10):
-        nxt: BaseException | None
-        if isinstance(current, urllib3.exceptions.MaxRetryError) and current.reason is not None:
-            nxt = current.reason
-        else:
-            nxt = current.__cause__ or (
-                current.args[0]
-                if current.args and isinstance(current.args[0], BaseException)
-                else None
-            )
-        if nxt is None:
-            break
-        current = nxt
-    return type(current).__name__

@@ -13,6 +13,7 @@ import ssl
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from reconciler.errors import ConnectionSettingsError
@@ -119,3 +120,22 @@ def make_session(
     return VerifiedSession(
         build_ssl_context(ca_bundle, only_ca_bundle=only_ca_bundle), pool_maxsize
     )
+
+
+def root_cause_name(exc: BaseException) -> str:
+    """The innermost exception's class name (e.g. ConnectionRefusedError), for messages."""
+    current: BaseException = exc
+    for _ in range(10):
+        nxt: BaseException | None
+        if isinstance(current, urllib3.exceptions.MaxRetryError) and current.reason is not None:
+            nxt = current.reason
+        else:
+            nxt = current.__cause__ or (
+                current.args[0]
+                if current.args and isinstance(current.args[0], BaseException)
+                else None
+            )
+        if nxt is None:
+            break
+        current = nxt
+    return type(current).__name__
