@@ -558,7 +558,8 @@ class EmulatorService:
             response, objects = self._first_page(
                 tenant, result, select, page_size, body_hash, spec.name, query
             )
-        response = self._maybe_malform(response)
+        if transport_faults:
+            response = self._maybe_malform(response)
         self.count(spec.name, response.status, objects)
         return response, objects
 
