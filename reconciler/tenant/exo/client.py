@@ -311,12 +311,14 @@ class AdminApiClient:
                 attempts.wait(delay)
                 continue
             if isinstance(error, ExoTransientError):
-                if is_write and answer.status == 504:
-                    # A gateway timeout may hide a write that went through: ambiguous.
+                if is_write and answer.status in (500, 502, 504):
+                    # A gateway timeout or server error may hide a write that went through:
+                    # ambiguous (503 and 429 are refusals before any work, safe to resend).
                     raise ExoConnectionError(
-                        f"{cmdlet}: gateway timeout (504); the change may have been made or not",
+                        f"{cmdlet}: Exchange answered {answer.status}; the change may have been "
+                        "made or not",
                         maybe_sent=True,
-                        status=504,
+                        status=answer.status,
                         cmdlet=cmdlet,
                     )
                 delay = attempts.may_retry_failure()

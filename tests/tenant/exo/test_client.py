@@ -200,3 +200,28 @@ def test_claims_challenge_is_extracted() -> None:
         claims_challenge(f'Bearer realm="", error="insufficient_claims", claims="{encoded}"') == raw
     )
     assert claims_challenge('Bearer error="invalid_token"') is None
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_write_answered_with_a_server_error_is_ambiguous_and_not_resent(status: int) -> None:
+    from reconciler.tenant.exo.errors import ExoConnectionError
+
+    client, session = make_client([FakeResponse(status, b"<html>")])
+    with pytest.raises(ExoConnectionError) as err:
+        client.invoke_write("Set-User", {"Identity": "g"})
+    assert err.value.maybe_sent is True
+    assert len(session.calls) == 1
+
+
+def test_write_refused_with_503_or_429_is_sent_again() -> None:
+    client, session = make_client(
+        [
+            FakeResponse(503, b"<html>"),
+            FakeResponse(429, b"", {"Retry-After": "0.01"}),
+            FakeResponse(200, {"value": []}),
+        ]
+    )
+    assert client.invoke_write("Set-User", {"Identity": "g"}) == []
+    assert len(session.calls) == 3
+    assert len({c["headers"]["client-request-id"] for c in session.calls}) == 1
+    assert client.stats.as_dict()["throttled"] == 1
