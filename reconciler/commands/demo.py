@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from reconciler.errors import AuthPolicyError
-from reconciler.model import ExitCode
+from reconciler.model import PROTOCOL_NAMES, ExitCode
 
 # Connection variables the demo replaces while it runs, so a real tenant configured in the
 # caller's shell can never be reached by mistake.
@@ -92,6 +92,35 @@ def _step(title: str, argv: list[str]) -> int:
     return code
 
 
+def describe_drift() -> list[str]:
+    """A few facts about the emulated tenant, read from it (the way `report` reads it)."""
+    from reconciler.cli import build_parser
+    from reconciler.model import SnapshotNeeds
+    from reconciler.tenant.connect import open_tenant
+
+    snapshot = open_tenant(build_parser().parse_args(["report"])).read_snapshot(SnapshotNeeds())
+    default = snapshot.policy(snapshot.default_policy)
+    held = {u.policy.casefold() for u in snapshot.users if u.policy is not None}
+    facts: list[str] = []
+    if default is not None and default.allow:
+        allowed = ", ".join(p for p in PROTOCOL_NAMES if p in default.allow)
+        facts.append(
+            f'the default policy "{default.name}" allows Basic auth for {allowed}\n'
+            "    (a click on the admin center's Modern authentication page edits the default)"
+        )
+    for policy in snapshot.policies:
+        if policy.name.casefold() not in held and policy is not default:
+            facts.append(
+                f'"{policy.name}" is held by nobody and allows '
+                f"{len(policy.allow)} of the 12 protocols"
+            )
+    without = sum(1 for u in snapshot.users if u.policy is None)
+    if without:
+        facts.append(f"{without:,} users have no direct policy of their own")
+    facts.append("and a few accounts hold the wrong policy: the plan names them")
+    return facts
+
+
 def run(args: argparse.Namespace) -> int:
     from reconciler.emulator import Emulator, EmulatorSettings
 
@@ -118,12 +147,8 @@ def run(args: argparse.Namespace) -> int:
             _say("exactly as it reaches Exchange Online (AUTHPOLICY_ENDPOINT, AZURE_* variables).")
             _say()
             _say("The tenant has drifted the way real tenants do:")
-            _say("  - someone ticked IMAP and SMTP in the admin center, which edited the default")
-            _say('    policy "Block Basic Auth";')
-            _say('  - "Legacy 2018 Policy" allows half the protocols and nobody holds it;')
-            _say(
-                "  - the newest users have no direct policy; device accounts sit on the wrong one."
-            )
+            for line in describe_drift():
+                _say(f"  - {line}")
             _say(f"{config} says how it should be. Let's see what authpolicy makes of it.")
 
             code = _step("Plan: what would change?", ["plan", "-c", str(config)])
