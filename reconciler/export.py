@@ -8,9 +8,10 @@ policy are left alone by `unmatched: ignore`, so they keep relying on the defaul
 The output is deterministic (sorted, no timestamps): exporting an unchanged tenant twice gives
 byte-identical files, which keeps git diffs of scheduled exports meaningful.
 
-The document is built as data and every scalar goes through `yaml.safe_dump`, so policy names
-and UPNs that YAML would misread (`yes`, `null`, `2018`, `# x`, quotes, non-ASCII) round-trip.
-Comments are added around the dumped pieces to say what was found.
+Every scalar goes through `yaml.safe_dump` (or a fast path for plain UPNs that provably need no
+quoting), so policy names and UPNs that YAML would misread (`yes`, `null`, `2018`, `# x`,
+quotes, non-ASCII) round-trip, and comments around them say what was found. A value the loader
+would refuse is never written (see `expressible`).
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def export_policies_yaml(snapshot: TenantSnapshot, tenant_name: str | None = Non
         if not remaining:
             break
         largest = max(remaining, key=lambda name: (len(holders[name]), name))
-        log.warning(
+        log.info(
             "export: not listing the %d direct holders of %r: the file would exceed the limits "
             "of policies.yaml (%d bytes, %d values)",
             len(holders[largest]),
@@ -231,8 +232,8 @@ def export_policies_yaml(snapshot: TenantSnapshot, tenant_name: str | None = Non
         )
         unlisted.append(largest)
 
-    for line in skipped:
-        log.warning("export: %s", line)
+    for line in skipped:  # the command shows these to the admin; here for -v logs
+        log.info("export: %s", line)
     return ExportResult(
         text=text,
         policies=len(policies),
