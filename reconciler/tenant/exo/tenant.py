@@ -216,6 +216,7 @@ class ExoTenant:
         for restart in range(self.max_read_restarts + 1):
             users: list[Any] = []
             guids: dict[str, str] = {}
+            skipped = 0
             try:
                 for page in self.client.iter_pages(
                     "Get-User", {"ResultSize": "Unlimited"}, select=select
@@ -223,6 +224,7 @@ class ExoTenant:
                     for obj in page:
                         row = user_from_json(obj, attributes, policies_by_key, smtp_overrides)
                         if row is None:
+                            skipped += 1
                             continue
                         users.append(row.user)
                         if row.exchange_guid:
@@ -238,6 +240,11 @@ class ExoTenant:
                     ) from None
                 log.warning("the Get-User cursor expired; reading all users again")
                 continue
+            if skipped:
+                # Without an Entra object id the planner could not address them by id.
+                log.info(
+                    "%d Get-User object(s) without ExternalDirectoryObjectId left out", skipped
+                )
             with self._lock:
                 self._exchange_guids = guids
             users.sort(key=lambda u: u.upn.casefold())
