@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,3 +221,55 @@ def test_apply_downloads_the_artifact_the_pr_workflow_uploads() -> None:
     azure = AZURE.read_text(encoding="utf-8")
     assert "artifact: authpolicy-plan" in azure
     assert '"$(Pipeline.Workspace)/authpolicy-plan/plan.json"' in azure
+
+
+def _all_scripts() -> list[tuple[str, str, str]]:
+    """(file, kind, text) of every shell script and github-script body in the examples."""
+    found: list[tuple[str, str, str]] = []
+    for path in EXAMPLES:
+
+        def walk(node: Any, name: str = path.name) -> None:
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if key in _SCRIPT_KEYS and isinstance(value, str):
+                        found.append((name, "bash", value))
+                    elif key == "with" and isinstance(value, dict) and "script" in value:
+                        found.append((name, "js", value["script"]))
+                    else:
+                        walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(_load(path))
+    return found
+
+
+def test_every_shell_script_is_valid_bash() -> None:
+    scripts = [s for s in _all_scripts() if s[1] == "bash"]
+    assert len(scripts) >= 12
+    for name, _, text in scripts:
+        result = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
+        assert result.returncode == 0, f"{name}: {result.stderr}\n{text}"
+
+
+def test_the_embedded_python_of_the_azure_pipeline_compiles() -> None:
+    bodies = [
+        m.group(1)
+        for _, _, text in _all_scripts()
+        for m in re.finditer(r"<<'PY'\n(.*?)\nPY", text, flags=re.S)
+    ]
+    assert len(bodies) == 1
+    compile(bodies[0], "azure-pipelines.yml", "exec")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_every_github_script_body_is_valid_javascript(tmp_path: Path) -> None:
+    bodies = [(name, text) for name, kind, text in _all_scripts() if kind == "js"]
+    assert len(bodies) == 2
+    for name, text in bodies:
+        # actions/github-script runs the body inside an async function.
+        source = tmp_path / "script.js"
+        source.write_text(f"(async function () {{\n{text}\n}});\n", encoding="utf-8")
+        result = subprocess.run(["node", "--check", str(source)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {result.stderr}"
