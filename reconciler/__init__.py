@@ -1,3 +1,3 @@
-"""authpolicy: a declarative desired-state reconciler for Exchange Online authentication policies."""
+"""authpolicy: a desired-state reconciler for Exchange Online authentication policies."""
 
 __version__ = "0.1.0"

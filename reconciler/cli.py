@@ -20,11 +20,20 @@ from reconciler.model import ExitCode
 
 # verb -> (module, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "validate": ("reconciler.commands.validate", "check policies.yaml; every problem as FILE:LINE:COL"),
-    "plan": ("reconciler.commands.plan", "show the changes that would make the tenant match the file"),
+    "validate": (
+        "reconciler.commands.validate",
+        "check policies.yaml; every problem as FILE:LINE:COL",
+    ),
+    "plan": (
+        "reconciler.commands.plan",
+        "show the changes that would make the tenant match the file",
+    ),
     "apply": ("reconciler.commands.apply", "make exactly the planned changes"),
     "export": ("reconciler.commands.export", "write a policies.yaml from the live tenant"),
-    "drift": ("reconciler.commands.drift", "read-only check for schedules: exit 2 when the tenant drifted"),
+    "drift": (
+        "reconciler.commands.drift",
+        "read-only check for schedules: exit 2 when the tenant drifted",
+    ),
     "report": ("reconciler.commands.report", "effective policy and Basic-auth exposure per user"),
     "emulator": ("reconciler.commands.emulator", "run the local Exchange Online emulator"),
     "demo": ("reconciler.commands.demo", "embedded emulator: plan, apply, plan again"),
@@ -36,7 +45,7 @@ log = logging.getLogger("authpolicy")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="authpolicy",
-        description="Declarative desired-state reconciler for Exchange Online authentication policies.",
+        description="Desired-state reconciler for Exchange Online authentication policies.",
     )
     parser.add_argument("--version", action="version", version=f"authpolicy {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -60,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return ExitCode.ERROR
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING,
+        level=logging.DEBUG
+        if args.verbose > 1
+        else logging.INFO
+        if args.verbose
+        else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
