@@ -74,7 +74,7 @@ class Emulator:
             return self
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pki = load_or_create_pki(self.state_dir / "pki")
-        self._apps = load_or_create_apps(self.state_dir / "identity")
+        self._apps = load_or_create_apps(self.state_dir / "identity", self.settings.apps)
         state = self._initial_state()
         identity = IdentityService(pki, self._apps, state.tenant_id, state.domain)
         service = EmulatorService(self.settings, state, identity, self._initial_state)

@@ -81,8 +81,48 @@ _APP_DEFINITIONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], bool], ...]
 )
 
 
-def load_or_create_apps(directory: Path) -> dict[str, AppRegistration]:
-    """The built-in apps; their secrets persist in directory/apps.json (0600)."""
+ROLE_IDS = {
+    "exchange_administrator": ROLE_EXCHANGE_ADMIN,
+    "global_administrator": ROLE_GLOBAL_ADMIN,
+    "global_reader": ROLE_GLOBAL_READER,
+    "exchange_recipient_administrator": ROLE_EXCHANGE_RECIPIENT_ADMIN,
+    "security_reader": ROLE_SECURITY_READER,
+}
+
+
+def app_definitions(
+    extra: dict[str, dict[str, Any]] | None,
+) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...], bool], ...]:
+    """The built-in apps plus/overridden by `extra`.
+
+    `extra` maps an app name to {"manage_as_app": bool, "roles": [role name or wid GUID, ...],
+    "certificate": bool}; ValueError with a one-line reason for anything else.
+    """
+    definitions = {
+        name: (name, roles, wids, strong) for name, roles, wids, strong in _APP_DEFINITIONS
+    }
+    for name, spec in (extra or {}).items():
+        if not isinstance(spec, dict) or set(spec) - {"manage_as_app", "roles", "certificate"}:
+            raise ValueError(f"app {name!r}: expected keys manage_as_app, roles, certificate")
+        wids = []
+        for role in spec.get("roles", []):
+            wid = ROLE_IDS.get(str(role).lower(), str(role))
+            try:
+                uuid.UUID(wid)
+            except ValueError:
+                raise ValueError(
+                    f"app {name!r}: unknown role {role!r} (use {', '.join(ROLE_IDS)} or a GUID)"
+                ) from None
+            wids.append(wid)
+        roles = (MANAGE_AS_APP,) if spec.get("manage_as_app", True) else ()
+        definitions[name] = (name, roles, tuple(wids), bool(spec.get("certificate", False)))
+    return tuple(definitions.values())
+
+
+def load_or_create_apps(
+    directory: Path, extra: dict[str, dict[str, Any]] | None = None
+) -> dict[str, AppRegistration]:
+    """The registered apps; their secrets persist in directory/apps.json (0600)."""
     secrets_path = directory / "apps.json"
     stored: dict[str, str] = {}
     if secrets_path.exists():
@@ -92,7 +132,7 @@ def load_or_create_apps(directory: Path) -> dict[str, AppRegistration]:
             stored = {}
     apps: dict[str, AppRegistration] = {}
     changed = False
-    for name, roles, wids, strong in _APP_DEFINITIONS:
+    for name, roles, wids, strong in app_definitions(extra):
         secret = stored.get(name)
         if not secret:
             # Entra secrets look like "abc8Q~...": 40 characters with a "~".

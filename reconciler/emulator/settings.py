@@ -45,6 +45,9 @@ class EmulatorSettings:
     tenant_domain: str = "contoso.onmicrosoft.com"
     user_domain: str = "contoso.com"
     control_api: bool = False  # serve /_emulator/* (stats, state, reset, faults)
+    # Extra or overridden app registrations: name -> {"manage_as_app": bool, "roles": [...],
+    # "certificate": bool}; roles by name (exchange_administrator, global_reader, ...) or wid.
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # --- identity ------------------------------------------------------------------------------
     accepted_audiences: tuple[str, ...] = (
@@ -120,7 +123,17 @@ class EmulatorSettings:
 
 # Settings that only make sense at start-up; everything else may change at run time.
 STARTUP_ONLY = frozenset(
-    {"users", "seed", "state_dir", "state_file", "host", "port", "tenant_domain", "user_domain"}
+    {
+        "users",
+        "seed",
+        "state_dir",
+        "state_file",
+        "host",
+        "port",
+        "tenant_domain",
+        "user_domain",
+        "apps",
+    }
 )
 
 

@@ -101,3 +101,31 @@ def test_connection_env_shapes(emu: Emulator) -> None:
         emu.connection_env("no_role", credential="certificate")
     with pytest.raises(ValueError, match="unknown app 'boss'"):
         emu.connection_env("boss")
+
+
+def test_configurable_apps(tmp_path: Path) -> None:
+    apps = {
+        "admin": {"roles": ["global_administrator"], "certificate": True},
+        "auditor": {"roles": ["security_reader"]},
+        "writer": {"roles": ["global_reader"]},  # override a built-in app
+    }
+    settings = EmulatorSettings(users=20, state_dir=tmp_path, save_on_exit=False, apps=apps)
+    with Emulator(settings) as emu:
+        assert emu.app("admin").certificate is not None
+        admin = AdminClient(emu, emu.issue_access_token("admin"))
+        assert (
+            admin.post(
+                "Set-User", {"Identity": "breakglass", "AuthenticationPolicy": None}
+            ).status_code
+            == 200
+        )
+        auditor = AdminClient(emu, emu.issue_access_token("auditor"))
+        assert auditor.post("Get-User").status_code == 403
+        demoted = AdminClient(emu, emu.issue_access_token("writer"))
+        response = demoted.post(
+            "Set-User", {"Identity": "breakglass", "AuthenticationPolicy": None}
+        )
+        assert response.status_code == 403
+    bad = EmulatorSettings(users=5, state_dir=tmp_path, apps={"x": {"roles": ["janitor"]}})
+    with pytest.raises(ValueError, match="app 'x': unknown role 'janitor'"):
+        Emulator(bad).start()
