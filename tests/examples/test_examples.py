@@ -273,3 +273,35 @@ def test_every_github_script_body_is_valid_javascript(tmp_path: Path) -> None:
         source.write_text(f"(async function () {{\n{text}\n}});\n", encoding="utf-8")
         result = subprocess.run(["node", "--check", str(source)], capture_output=True, text=True)
         assert result.returncode == 0, f"{name}: {result.stderr}"
+
+
+POLICY_EXAMPLES = sorted((ROOT / "examples" / "policies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", POLICY_EXAMPLES, ids=lambda p: p.name)
+def test_example_policy_files_are_valid(path: Path) -> None:
+    from reconciler.desired import load_desired_state
+
+    desired = load_desired_state(str(path))
+    assert desired.policies
+
+
+@pytest.mark.integration
+def test_example_policy_files_plan_apply_and_converge_on_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.commands.emulated import connect, emulator, run_cli
+
+    assert len(POLICY_EXAMPLES) == 3
+    for path in POLICY_EXAMPLES:
+        with emulator(tmp_path / path.stem, users=150) as emu:
+            connect(monkeypatch, emu)
+            code, out, err = run_cli(capsys, "plan", "-c", str(path), "--detailed-exitcode")
+            assert code in (2, 3), f"{path.name}: {out}{err}"
+            code, out, err = run_cli(
+                capsys, "apply", "-c", str(path), "--auto-approve", "--force",
+                "--audit-log", str(tmp_path / f"{path.stem}.jsonl"),
+            )  # fmt: skip
+            assert code == 0, f"{path.name}: {out}{err}"
+            code, out, err = run_cli(capsys, "plan", "-c", str(path), "--detailed-exitcode")
+            assert code == 0, f"{path.name} did not converge: {out}{err}"
