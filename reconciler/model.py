@@ -35,7 +35,9 @@ class ProtocolInfo:
 
 
 PROTOCOLS: tuple[ProtocolInfo, ...] = (
-    ProtocolInfo("activesync", "AllowBasicAuthActiveSync", "Exchange ActiveSync (mobile mail)", False),
+    ProtocolInfo(
+        "activesync", "AllowBasicAuthActiveSync", "Exchange ActiveSync (mobile mail)", False
+    ),
     ProtocolInfo("autodiscover", "AllowBasicAuthAutodiscover", "Autodiscover", False),
     ProtocolInfo("imap", "AllowBasicAuthImap", "IMAP4", False),
     ProtocolInfo("mapi", "AllowBasicAuthMapi", "MAPI over HTTP (Outlook for Windows)", False),
@@ -43,7 +45,10 @@ PROTOCOLS: tuple[ProtocolInfo, ...] = (
         "offline_address_book", "AllowBasicAuthOfflineAddressBook", "Offline Address Book", False
     ),
     ProtocolInfo(
-        "outlook_service", "AllowBasicAuthOutlookService", "Outlook service (Mail & Calendar)", False
+        "outlook_service",
+        "AllowBasicAuthOutlookService",
+        "Outlook service (Mail & Calendar)",
+        False,
     ),
     ProtocolInfo("pop", "AllowBasicAuthPop", "POP3", False),
     ProtocolInfo("powershell", "AllowBasicAuthPowershell", "Remote PowerShell", False),
@@ -54,7 +59,9 @@ PROTOCOLS: tuple[ProtocolInfo, ...] = (
         False,
     ),
     ProtocolInfo("rpc", "AllowBasicAuthRpc", "Outlook Anywhere (RPC over HTTP)", False),
-    ProtocolInfo("smtp", "AllowBasicAuthSmtp", "Authenticated SMTP client submission (SMTP AUTH)", True),
+    ProtocolInfo(
+        "smtp", "AllowBasicAuthSmtp", "Authenticated SMTP client submission (SMTP AUTH)", True
+    ),
     ProtocolInfo("web_services", "AllowBasicAuthWebServices", "Exchange Web Services (EWS)", False),
 )
 PROTOCOL_NAMES: tuple[str, ...] = tuple(p.name for p in PROTOCOLS)
@@ -331,7 +338,7 @@ class PolicyUpdate:
 
 @dataclass(frozen=True, slots=True)
 class PolicyReplace:
-    """Remove and recreate a policy (only with --allow-replace, when Set-AuthenticationPolicy fails).
+    """Remove and recreate a policy (--allow-replace: Set-AuthenticationPolicy is failing).
 
     The users that held it and the default are re-pointed at the new object.
     """
@@ -340,7 +347,12 @@ class PolicyReplace:
     fields: tuple[FieldChange, ...]
     after: Allowed
     holders: tuple[str, ...] = ()  # user ids that hold it directly, reassigned after the recreate
-    is_default: bool = False
+    is_default: bool = False  # the default names it and stays on it: restored after the recreate
+    # The replace runs before the user and default changes, so users (and the default) that
+    # hold it now but that the plan moves elsewhere later still hold it at remove time: they
+    # are detached if Exchange refuses to remove a policy in use, and not reattached.
+    moved_holders: tuple[str, ...] = ()
+    default_moves: bool = False
     weakens: bool = False
     kind: Literal["policy_replace"] = "policy_replace"
 

@@ -349,11 +349,17 @@ class _Run:
             self._audit_step(change, label, "applied", "", 1, step_start)
             return None
 
-        def point_holders(label: str, policy: str | None) -> list[str]:
+        # Everyone who holds it now: those the plan leaves on it and those it moves later.
+        current_holders = change.holders + change.moved_holders
+        names_default = change.is_default or change.default_moves
+
+        def point_holders(
+            label: str, policy: str | None, users: tuple[str, ...] = change.holders
+        ) -> list[str]:
             nonlocal attempts
             problems: list[str] = []
-            for start in range(0, len(change.holders), BATCH_SIZE):
-                chunk = change.holders[start : start + BATCH_SIZE]
+            for start in range(0, len(users), BATCH_SIZE):
+                chunk = users[start : start + BATCH_SIZE]
                 for result in self._write_batch_with_resends([UserWrite(u, policy) for u in chunk]):
                     attempts += result.attempts
                     self._audit_step(
@@ -370,10 +376,10 @@ class _Run:
             return problems
 
         failure = step("remove", lambda: self.tenant.remove_policy(name))
-        if failure is not None and (change.holders or change.is_default):
+        if failure is not None and (current_holders or names_default):
             # Exchange may refuse to remove a policy that users or the default still name.
-            detach_problems = point_holders("detach", None)
-            if change.is_default:
+            detach_problems = point_holders("detach", None, current_holders)
+            if names_default:
                 problem = step("detach_default", lambda: self.tenant.set_default_policy(None))
                 if problem is not None:
                     detach_problems.append(f"clearing the default: {problem}")
@@ -384,8 +390,8 @@ class _Run:
             )
             if failure is not None:
                 # Put back what was detached: the old policy is still there.
-                undo = point_holders("reattach", name)
-                if change.is_default:
+                undo = point_holders("reattach", name, current_holders)
+                if names_default:
                     step("reattach_default", lambda: self.tenant.set_default_policy(name))
                 left = f"; {len(undo)} user(s) could not be reattached" if undo else ""
                 self._finish(

@@ -41,20 +41,15 @@ def plan_with_replaces(plan: Plan, snapshot: TenantSnapshot) -> Plan:
         for field in change.fields:
             (allow.add if field.after else allow.discard)(field.protocol)
         folded = change.policy.casefold()
-        holders = tuple(
-            sorted(
-                u.id
-                for u in snapshot.users
-                if u.policy is not None
-                and u.policy.casefold() == folded
-                and u.id not in moved_users
-            )
+        current = sorted(
+            u.id for u in snapshot.users if u.policy is not None and u.policy.casefold() == folded
         )
-        is_default = (
-            snapshot.default_policy is not None
-            and snapshot.default_policy.casefold() == folded
-            and not default_moves
+        holders = tuple(u for u in current if u not in moved_users)
+        moved_holders = tuple(u for u in current if u in moved_users)
+        names_default = (
+            snapshot.default_policy is not None and snapshot.default_policy.casefold() == folded
         )
+        is_default = names_default and not default_moves
         changes.append(
             PolicyReplace(
                 policy=change.policy,
@@ -62,6 +57,8 @@ def plan_with_replaces(plan: Plan, snapshot: TenantSnapshot) -> Plan:
                 after=frozenset(allow),
                 holders=holders,
                 is_default=is_default,
+                moved_holders=moved_holders,
+                default_moves=names_default and default_moves,
                 weakens=change.weakens,
             )
         )
@@ -70,5 +67,11 @@ def plan_with_replaces(plan: Plan, snapshot: TenantSnapshot) -> Plan:
             f"{len(holders)} user(s){' and the org default' if is_default else ''} are "
             "pointed at the new policy right after (if Exchange refuses to remove a policy in "
             "use, they are detached from it first)"
+            + (
+                f"; {len(moved_holders)} user(s) that hold it now and that the plan moves to "
+                "another policy are detached first and get their own change later"
+                if moved_holders
+                else ""
+            )
         )
     return replace(plan, changes=tuple(changes), warnings=tuple(warnings))

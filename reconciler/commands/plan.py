@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 
+from reconciler.apply.replace import plan_with_replaces
 from reconciler.errors import AuthPolicyError
 from reconciler.model import ExitCode, Plan
 from reconciler.plan.pipeline import add_plan_source_arguments, plan_from_args
@@ -30,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--detailed-exitcode",
         action="store_true",
         help="exit 2 when there are changes, 3 when a safety guard would block apply",
+    )
+    parser.add_argument(
+        "--allow-replace",
+        action="store_true",
+        help="show every policy update as a remove-and-recreate (the way around Exchange's "
+        "Set-AuthenticationPolicy null-reference bug), so a saved plan can be applied with "
+        "'apply PLAN.json --allow-replace'",
     )
 
 
@@ -58,7 +66,12 @@ def exit_code_for(plan: Plan, detailed: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     check_render_arguments(args)
     with read_progress() as progress:
-        plan = plan_from_args(args, progress=progress).plan
+        planned = plan_from_args(args, progress=progress)
+    plan = planned.plan
+    if args.allow_replace:
+        # The replace must be in the reviewed plan, holders and all: apply refuses a saved
+        # plan whose changes differ from what it would make now.
+        plan = plan_with_replaces(plan, planned.snapshot)
     if args.out:
         write_plan_file(args.out, plan)
         print(f"Saved the plan to {args.out} ({plan.fingerprint})", file=sys.stderr)

@@ -81,6 +81,8 @@ def change_to_dict(change: Change) -> dict[str, Any]:
             "after": switches_of(change.after),
             "holders": list(change.holders),
             "is_default": change.is_default,
+            "moved_holders": list(change.moved_holders),
+            "default_moves": change.default_moves,
         }
     elif isinstance(change, PolicyDelete):
         data |= {"policy": change.policy}
@@ -259,12 +261,19 @@ class _Reader:
             holders = self.key(data, "holders", where)
             if not isinstance(holders, list) or not all(isinstance(h, str) for h in holders):
                 raise self.fail(f"{where}.holders", "expected a list of user ids")
+            moved = data.get("moved_holders", [])
+            if not isinstance(moved, list) or not all(isinstance(h, str) for h in moved):
+                raise self.fail(f"{where}.moved_holders", "expected a list of user ids")
             return PolicyReplace(
                 policy=self.text(data, "policy", where),
                 fields=self.fields(self.key(data, "fields", where), f"{where}.fields"),
                 after=self.switches(self.key(data, "after", where), f"{where}.after"),
                 holders=tuple(holders),
                 is_default=self.boolean(self.key(data, "is_default", where), f"{where}.is_default"),
+                moved_holders=tuple(moved),
+                default_moves=self.boolean(
+                    data.get("default_moves", False), f"{where}.default_moves"
+                ),
                 weakens=weakens,
             )
         if kind == "policy_delete":

@@ -315,6 +315,43 @@ def test_replace_detaches_first_when_exchange_refuses_to_remove_a_policy_in_use(
     ]
 
 
+def test_replace_also_detaches_the_holders_and_default_that_the_plan_moves_later() -> None:
+    # The replace runs before the user and default changes, so the users and the default the
+    # plan moves elsewhere still hold the policy when it is removed. Exchange refusing to remove
+    # a policy in use must not fail the replace: they are detached too, and not reattached
+    # (their own changes follow).
+    tenant = FakeTenant.with_users(
+        3, policy="Block", policies={"Block": ["smtp"], "Other": []}, default_policy="Block"
+    )
+    tenant.remove_referenced = "reject"
+    replace = PolicyReplace(
+        policy="Block",
+        fields=(FieldChange("smtp", True, False),),
+        after=frozenset(),
+        holders=("u-0", "u-1"),
+        moved_holders=("u-2",),
+        default_moves=True,
+    )
+    report = run(
+        make_plan(
+            replace,
+            DefaultChange(before="Block", after="Other", affected_users=0),
+            UserChange("user_assign", "user2@contoso.com", "u-2", "Block", "Other", "devices"),
+        ),
+        tenant,
+        allow_replace=True,
+    )
+
+    assert report.ok, report.outcomes
+    assert tenant.policies["Block"] == frozenset()
+    assert tenant.default_policy == "Other"
+    assert {i: u.policy for i, u in tenant.users.items()} == {
+        "u-0": "Block",
+        "u-1": "Block",
+        "u-2": "Other",
+    }
+
+
 def test_replace_whose_second_remove_fails_reattaches_and_leaves_the_policy() -> None:
     tenant = FakeTenant.with_users(2, policy="Block", policies={"Block": ["smtp"]})
     tenant.fail_remove["Block"] = "Policy is locked."

@@ -434,3 +434,47 @@ def _holders(state: dict[str, Any], name: str) -> set[str]:
     return {
         u["UserPrincipalName"] for u in state["users"] if (u.get("_policy") or "").lower() == guid
     }
+
+
+def test_reviewed_plan_with_allow_replace_shows_the_replace_and_applies_it(
+    connected: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The replace is reviewed like any change: `plan --allow-replace --out` saves it, holders
+    # and all, and `apply PLAN.json --allow-replace` executes exactly that saved plan.
+    config = ROOT / "policies.yaml"
+    connected.set_faults(null_reference_policies=["Block Basic Auth"])
+    saved = tmp_path / "PLAN.json"
+    code, out, _ = run_cli(
+        capsys, "plan", "-c", str(config), "--allow-replace", "--out", str(saved)
+    )
+    assert code == 0
+    plan = plan_from_json(saved.read_text(encoding="utf-8"))
+    replaces = [c for c in plan.changes if c.kind == "policy_replace"]
+    assert [c.policy for c in replaces] == ["Block Basic Auth"]
+    assert replaces[0].is_default
+    assert "will be removed and created again (--allow-replace)" in out
+
+    # Without --allow-replace the saved replace is refused before anything is written.
+    connected.reset_stats()
+    code, _, err = run_cli(capsys, "apply", "-c", str(config), str(saved), "--force")
+    assert code == 1
+    assert "removes and recreates policies (replace); pass --allow-replace" in err
+    assert connected.stats()["writes_changed_state"] == 0
+
+    code, out, err = run_cli(
+        capsys,
+        "apply",
+        "-c",
+        str(config),
+        str(saved),
+        "--force",
+        "--allow-replace",
+        "--audit-log",
+        str(tmp_path / "audit.jsonl"),
+    )
+    assert code == 0, out + err
+    after = connected.dump_state()
+    policy = next(p for p in after["policies"] if p["Name"] == "Block Basic Auth")
+    assert after["organization"]["DefaultAuthenticationPolicy"].lower() == policy["Guid"].lower()
+    assert not policy["AllowBasicAuthSmtp"] and not policy["AllowBasicAuthImap"]
+    assert replan_changes(capsys, config, tmp_path) == 0

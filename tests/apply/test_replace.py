@@ -34,6 +34,7 @@ def test_updates_become_replaces_with_holders_not_moved_by_the_plan() -> None:
             after=frozenset({"pop"}),
             holders=("u-0", "u-1", "u-2"),
             is_default=True,
+            moved_holders=("u-3",),
         ),
         moved,
     )
@@ -41,5 +42,6 @@ def test_updates_become_replaces_with_holders_not_moved_by_the_plan() -> None:
     assert shown.warnings == (
         "policy 'Block' will be removed and created again (--allow-replace): 3 user(s) and the "
         "org default are pointed at the new policy right after (if Exchange refuses to remove "
-        "a policy in use, they are detached from it first)",
+        "a policy in use, they are detached from it first); 1 user(s) that hold it now and "
+        "that the plan moves to another policy are detached first and get their own change later",
     )
