@@ -7,8 +7,6 @@ the server), warnings, and for writes whether state changed. Cmdlet errors are `
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,7 +83,6 @@ LINK_TYPES = ("Members", "Owners", "Subscribers", "Aggregators", "EventSubscribe
 NO_CHANGE_WARNING = (
     "The command completed successfully but no settings of '{0}' have been modified."
 )
-READ_ONLY_WRITE_ROLES = ()  # roles are checked by the server; see identity.py
 
 Render = Callable[[Any, "Selector | None"], dict[str, Any]]
 
@@ -554,7 +551,6 @@ def _confirmation(action: str, target: str) -> CmdletResult:
 
 
 def _page_of(
-    engine: CmdletEngine,
     items: Sequence[Any],
     render: Render,
     bound: dict[str, Any],
@@ -785,7 +781,6 @@ def _get_user(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
 
 
 def _set_user(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
-    state = engine.state
     identity = _identity("Identity", bound["Identity"])
     user = engine.resolve_user(identity)
     new_policy: str | None = user["_policy"]
@@ -843,7 +838,6 @@ def _set_user(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
             changed = True
     if changed:
         user["WhenChanged"] = now_text()
-    del state  # state is only mutated through the user record here
     return engine.write_result(
         "Set-User", identity, bound, changed, target=user["UserPrincipalName"]
     )
@@ -909,7 +903,7 @@ def _get_recipient(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
         filters.append(compile_filter(bound["Filter"], _recipient_getters()))
     if filters:
         candidates = [r for r in candidates if all(f(r) for f in filters)]
-    return _page_of(engine, candidates, engine.render_recipient, bound)
+    return _page_of(candidates, engine.render_recipient, bound)
 
 
 def _resolve_group(engine: CmdletEngine, identity: str, *, unified: bool) -> dict[str, Any]:
@@ -930,7 +924,7 @@ def _members(engine: CmdletEngine, group: dict[str, Any]) -> list[dict[str, Any]
 
 def _get_distribution_group_member(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
     group = _resolve_group(engine, _identity("Identity", bound["Identity"]), unified=False)
-    return _page_of(engine, _members(engine, group), engine.render_recipient, bound)
+    return _page_of(_members(engine, group), engine.render_recipient, bound)
 
 
 def _get_unified_group_links(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
@@ -947,7 +941,7 @@ def _get_unified_group_links(engine: CmdletEngine, bound: dict[str, Any]) -> Cmd
         members = [m for g in group.get("owners", []) if (m := engine.state.recipient_by_guid(g))]
     else:
         members = []
-    return _page_of(engine, members, engine.render_recipient, bound)
+    return _page_of(members, engine.render_recipient, bound)
 
 
 def _get_cas_mailbox(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
@@ -968,7 +962,7 @@ def _get_cas_mailbox(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResul
         )
         predicate = compile_filter(bound["Filter"], getters)
         candidates = [u for u in candidates if predicate(u)]
-    return _page_of(engine, candidates, engine.render_cas, bound)
+    return _page_of(candidates, engine.render_cas, bound)
 
 
 def _set_cas_mailbox(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
@@ -1112,5 +1106,3 @@ _SPECS = (
         recipient_write=True,
     ),
 )
-
-_unused = (dt, uuid)  # keep imports referenced for type readers

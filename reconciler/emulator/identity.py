@@ -8,7 +8,6 @@ once per token string and caches the claims (RS256 verification costs far more t
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import secrets
 import threading
@@ -534,6 +533,3 @@ class IdentityService:
 def thumbprint_hex(cert: AppCertificate) -> str:
     """The SHA-1 thumbprint as Entra shows it (upper-case hex)."""
     return cert.sha1_thumbprint.hex().upper()
-
-
-_unused = hashlib
