@@ -149,6 +149,11 @@ class ExposureReport:
             "no_policy": via["none"],
             "protected": self.protected,
             "smtp_basic_auth_possible": len(self.smtp_exposed),
+            # Protected only by the SMTP AUTH setting (mailbox or org), not by their policy:
+            # one Set-TransportConfig or Set-CASMailbox away from exposure.
+            "smtp_policy_allows_but_smtp_auth_off": sum(
+                1 for u in self.users if u.policy_allows_smtp and not u.smtp_auth_enabled
+            ),
             "policy_not_found": len(self.dangling),
         }
 

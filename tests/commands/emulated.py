@@ -63,7 +63,13 @@ def expected_exposure(state: dict[str, Any]) -> dict[str, Any]:
     policies = {p["Guid"]: p for p in state["policies"]}
     default = state["organization"].get("DefaultAuthenticationPolicy")
     org_disabled = bool(state["transport"]["SmtpClientAuthenticationDisabled"])
-    result: dict[str, Any] = {"direct": 0, "default": 0, "none": 0, "exposed": set()}
+    result: dict[str, Any] = {
+        "direct": 0,
+        "default": 0,
+        "none": 0,
+        "exposed": set(),
+        "latent": 0,  # the policy allows Basic SMTP but SMTP AUTH is off
+    }
     for user in state["users"]:
         guid = user.get("_policy") or None
         via = "direct" if guid else "default" if default else "none"
@@ -74,4 +80,6 @@ def expected_exposure(state: dict[str, Any]) -> dict[str, Any]:
         enabled = (not mailbox) if mailbox is not None else not org_disabled
         if allows_smtp and enabled:
             result["exposed"].add(user["UserPrincipalName"])
+        elif allows_smtp:
+            result["latent"] += 1
     return result

@@ -28,6 +28,7 @@ def _check_against_state(data: dict, state: dict) -> None:  # type: ignore[type-
     assert exposed == expected["exposed"]
     assert summary["smtp_basic_auth_possible"] == len(expected["exposed"])
     assert summary["protected"] == len(state["users"]) - len(expected["exposed"])
+    assert summary["smtp_policy_allows_but_smtp_auth_off"] == expected["latent"]
 
 
 def test_report_figures_match_the_emulator_state_before_and_after_apply(
@@ -45,6 +46,8 @@ def test_report_figures_match_the_emulator_state_before_and_after_apply(
         # so only mailboxes that re-enable it are exposed (the scanners).
         assert before["smtp_auth_disabled_org"] is True
         assert before["summary"]["smtp_basic_auth_possible"] > 0
+        # ...while the drifted default leaves almost everyone one setting away from exposure.
+        assert before["summary"]["smtp_policy_allows_but_smtp_auth_off"] > 250
         assert all(u.startswith("scanner-") for u in (
             x["upn"] for x in before["users"] if x["smtp_basic_auth_possible"]
         ))  # fmt: skip

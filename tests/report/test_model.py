@@ -59,6 +59,7 @@ def test_smtp_exposure_with_smtp_auth_enabled_org_wide() -> None:
         "no_policy": 0,
         "protected": 5,
         "smtp_basic_auth_possible": 3,
+        "smtp_policy_allows_but_smtp_auth_off": 1,  # d: the mailbox disables SMTP AUTH
         "policy_not_found": 1,
     }
 
@@ -68,6 +69,8 @@ def test_smtp_exposure_with_smtp_auth_disabled_org_wide() -> None:
     # Only the mailbox overrides that enable SMTP AUTH remain: e (policy allows) and not h
     # (h is on the default, which blocks Basic SMTP).
     assert _possible(report) == ["usere"]
+    # c, d and g (dangling: nothing blocks) are safe only while SMTP AUTH stays off.
+    assert report.counts()["smtp_policy_allows_but_smtp_auth_off"] == 3
     reasons = {u.upn.split("@")[0]: u.smtp_reason for u in report.users}
     assert reasons["usere"] == (
         "policy allows Basic SMTP; SMTP AUTH enabled on the mailbox (overrides org)"
