@@ -158,7 +158,9 @@ def _switch(name: str, value: Any) -> bool:
 def _identity(name: str, value: Any) -> str:
     if isinstance(value, str) and value.strip():
         return value.strip()
-    if isinstance(value, str | int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # PowerShell would bind a number as its string form
+    if isinstance(value, str):
         raise wire.CmdletError(
             400,
             "BadRequest",

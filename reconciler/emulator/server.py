@@ -159,6 +159,9 @@ class EmulatorService:
 
     def _roll(self, fault: str) -> bool:
         """Decide whether to inject `fault` now (one-shots first, then the rate)."""
+        quick = self.settings
+        if not quick.one_shot and not getattr(quick, f"{fault}_rate"):
+            return False  # the common case, without the lock
         with self._fault_lock:
             settings = self.settings
             if fault in settings.one_shot:
