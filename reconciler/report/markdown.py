@@ -80,12 +80,12 @@ def render_markdown(report: ExposureReport, *, show_users: int | None = 20) -> s
             [
                 ["Users", f"{c['users']:,}"],
                 ["Protected (Basic auth blocked wherever it still works)", f"{c['protected']:,}"],
-                ["**Can still use Basic SMTP AUTH**", f"**{c['smtp_basic_auth_possible']:,}**"],
-                ["No authentication policy at all", f"{c['no_policy']:,}"],
                 [
-                    "Protected only because SMTP AUTH is off (their policy allows Basic SMTP)",
+                    "... of them only because SMTP AUTH is off (their policy allows Basic SMTP)",
                     f"{c['smtp_policy_allows_but_smtp_auth_off']:,}",
                 ],
+                ["**Can still use Basic SMTP AUTH**", f"**{c['smtp_basic_auth_possible']:,}**"],
+                ["No authentication policy at all", f"{c['no_policy']:,}"],
                 ["Governed by a direct policy", f"{c['direct_policy']:,}"],
                 ["Governed by the default policy", f"{c['via_default']:,}"],
             ]

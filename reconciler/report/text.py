@@ -99,11 +99,11 @@ def render_text(report: ExposureReport, *, show_users: int | None = 20) -> str:
         f"  {total:>{width},}  users",
         f"  {c['protected']:>{width},}  protected: Basic auth blocked wherever it still works "
         f"({_percent(c['protected'], total)})",
+        f"  {c['smtp_policy_allows_but_smtp_auth_off']:>{width},}    of them only because SMTP "
+        "AUTH is off: their policy allows Basic SMTP",
         f"  {c['smtp_basic_auth_possible']:>{width},}  can still use Basic SMTP AUTH "
         f"({_percent(c['smtp_basic_auth_possible'], total)})",
         f"  {c['no_policy']:>{width},}  have no authentication policy at all",
-        f"  {c['smtp_policy_allows_but_smtp_auth_off']:>{width},}  protected only because "
-        "SMTP AUTH is off: their policy allows Basic SMTP",
         "",
         f"  Governed by: a direct policy {c['direct_policy']:,}, the default {c['via_default']:,}, "
         f"nothing {c['no_policy']:,}.",
