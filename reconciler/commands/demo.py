@@ -142,7 +142,12 @@ def run(args: argparse.Namespace) -> int:
         settings = EmulatorSettings(
             users=args.users, seed=args.seed, state_dir=workdir / "emulator"
         )
-        with Emulator(settings) as emu, connected_to(emu.connection_env(app="writer")):
+        emulator = Emulator(settings)
+        try:
+            emulator.start()
+        except OSError as exc:  # e.g. no loopback, no free port, unwritable temp dir
+            raise AuthPolicyError(f"cannot start the emulated tenant: {exc}") from None
+        with emulator as emu, connected_to(emu.connection_env(app="writer")):
             _say(f"It listens on {emu.endpoint} with its own CA; authpolicy reaches it over HTTPS")
             _say("exactly as it reaches Exchange Online (AUTHPOLICY_ENDPOINT, AZURE_* variables).")
             _say()

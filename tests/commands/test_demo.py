@@ -73,3 +73,18 @@ def test_demo_stops_with_exit_1_when_the_file_is_invalid(
     assert code == 1
     assert "The plan failed (exit 1); the demo stops here." in out
     assert "unsupported version" in err
+
+
+def test_demo_says_so_when_the_emulator_cannot_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.emulator import Emulator
+
+    def refuse(self: Emulator) -> Emulator:
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(Emulator, "start", refuse)
+    code, _, err = run_cli(capsys, "demo")
+    assert code == 1
+    assert err == "error: cannot start the emulated tenant: [Errno 98] Address already in use\n"
