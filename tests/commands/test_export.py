@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -108,3 +109,37 @@ def test_export_without_a_connection_is_a_one_line_error(
     code, out, err = run_cli(capsys, "export")
     assert (code, out) == (1, "")
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_dangling_links_left_by_a_removed_policy_round_trip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An emulator that, like some Exchange builds may, lets a held policy be removed and
+    # leaves the users' links dangling (docs/emulator.md, remove_referenced=orphan).
+    from reconciler.cli import build_parser
+    from reconciler.emulator import Emulator, EmulatorSettings
+    from reconciler.tenant.connect import open_tenant
+
+    settings = EmulatorSettings(
+        users=100, seed=7, state_dir=tmp_path / "emu", remove_referenced="orphan"
+    )
+    with Emulator(settings) as emu:
+        connect(monkeypatch, emu)
+        holders = {
+            u["UserPrincipalName"]
+            for u in emu.dump_state()["users"]
+            if u.get("_policy")
+            == next(
+                p["Guid"] for p in emu.dump_state()["policies"] if p["Name"] == "SMTP relay devices"
+            )
+        }
+        open_tenant(build_parser().parse_args(["report"])).remove_policy("SMTP relay devices")
+        text, err = _export_then_plan(capsys, tmp_path)
+        code, out, _ = run_cli(capsys, "report", "--format", "json")
+    assert holders and code == 0
+    assert f"{len(holders)} item(s) could not be written and are left as they are" in err
+    for upn in holders:
+        assert f"#   {upn}: holds policy " in text
+        assert "(dangling link); left as is" in text
+    assert "SMTP relay devices" not in yaml.safe_load(text)["policies"]
+    assert json.loads(out)["summary"]["policy_not_found"] == len(holders)
