@@ -31,7 +31,6 @@ from reconciler.emulator.state import (
     new_policy_record,
     user_dn,
 )
-from reconciler.emulator.wire import format_date
 
 TENANT_EPOCH = dt.datetime(2019, 3, 4, 8, 30, tzinfo=dt.UTC)
 
@@ -204,8 +203,20 @@ def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
     return rng.choices(names, cum_weights=cumulative)[0]
 
 
+_DAY_TEXT: dict[int, str] = {}
+_EPOCH_SECONDS = TENANT_EPOCH.hour * 3600 + TENANT_EPOCH.minute * 60 + TENANT_EPOCH.second
+
+
 def _date(minutes: float) -> str:
-    return format_date(TENANT_EPOCH + dt.timedelta(minutes=minutes))
+    """format_date(TENANT_EPOCH + minutes), without building a datetime per call (100k users)."""
+    delta = dt.timedelta(minutes=minutes)  # same microsecond rounding as datetime arithmetic
+    days, seconds = divmod(delta.days * 86400 + delta.seconds + _EPOCH_SECONDS, 86400)
+    day = _DAY_TEXT.get(days)
+    if day is None:
+        day = (TENANT_EPOCH.date() + dt.timedelta(days=days)).isoformat()
+        _DAY_TEXT[days] = day
+    hours, rest = divmod(seconds, 3600)
+    return f"{day}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.{delta.microseconds:06d}0+00:00"
 
 
 def generate_tenant(

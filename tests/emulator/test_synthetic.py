@@ -84,3 +84,13 @@ def test_tiny_tenants() -> None:
     one = generate_tenant(1, 1)["users"]
     assert [u["Name"] for u in one] == ["breakglass"]
     assert len(generate_tenant(3, 1)["users"]) == 3
+
+
+def test_fast_date_matches_datetime_formatting() -> None:
+    import datetime as dt
+
+    from reconciler.emulator.synthetic import TENANT_EPOCH, _date
+    from reconciler.emulator.wire import format_date
+
+    for minutes in (-216000.0, -0.5, 0, 59.99999999, 60 + 3679200 * 7 / 3, 1e6 + 1 / 3):
+        assert _date(minutes) == format_date(TENANT_EPOCH + dt.timedelta(minutes=minutes))
