@@ -858,6 +858,8 @@ class _Handler(socketserver.StreamRequestHandler):
         self.headers = _Headers(items)
         connection = items.get("connection", "").lower()
         close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
+        if items.get("expect", "").lower() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for this
         body = self._read_body(items)
         if body is None:
             self._write(Response(413, b""), version=version, close=True)

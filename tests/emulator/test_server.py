@@ -277,3 +277,45 @@ def test_set_faults_rejects_unknown_and_bad_values(emu: Emulator) -> None:
         emu.set_faults(remove_referenced="explode")
     with pytest.raises(ValueError, match="error_503_rate must be between 0 and 1"):
         emu.set_faults(error_503_rate=2)
+
+
+def test_raw_http_details(emu: Emulator, writer_token: str) -> None:
+    """Expect: 100-continue, chunked bodies, Connection: close and a bad request line."""
+    import http.client
+    import json
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(emu.ca_path))
+    host, port = emu.endpoint.removeprefix("https://").split(":")
+    path = f"/adminapi/beta/{emu.tenant_id}/InvokeCommand"
+    body = json.dumps({"CmdletInput": {"CmdletName": "Get-OrganizationConfig"}}).encode()
+    headers = {"Authorization": f"Bearer {writer_token}", "Content-Type": "application/json"}
+
+    conn = http.client.HTTPSConnection(host, int(port), context=context)
+    conn.request("POST", path, body=iter([body[:10], body[10:]]), headers=headers)  # chunked
+    response = conn.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read())["value"][0]["Name"] == emu.tenant_domain
+    conn.request("POST", path, body=body, headers={**headers, "Connection": "close"})
+    response = conn.getresponse()
+    assert (response.status, response.getheader("Connection")) == (200, "close")
+    response.read()
+    conn.close()
+
+    raw = context.wrap_socket(
+        __import__("socket").create_connection((host, int(port))), server_hostname=host
+    )
+    raw.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        f"Authorization: Bearer {writer_token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    )
+    assert raw.recv(64).startswith(b"HTTP/1.1 100 Continue")
+    raw.sendall(body)
+    raw.sendall(b"GARBAGE\r\n\r\n")  # after the real request, a malformed one
+    received = b""
+    while chunk := raw.recv(65536):  # the server answers both, then closes
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert b"HTTP/1.1 400 Bad Request" in received
+    assert received.rstrip().endswith(b"Connection: close")
+    raw.close()
