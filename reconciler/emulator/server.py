@@ -456,7 +456,12 @@ class EmulatorService:
             item_id = str(item.get("id", ""))
             url = urlsplit(str(item.get("url", "")))
             parts = [p for p in url.path.split("/") if p]
-            inner_headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
+            raw_headers = item.get("headers")
+            inner_headers = (
+                {str(k): str(v) for k, v in raw_headers.items()}
+                if isinstance(raw_headers, dict)
+                else {}
+            )
             prefer = next((v for k, v in inner_headers.items() if k.lower() == "prefer"), None)
             if (
                 len(parts) != 4
@@ -483,7 +488,7 @@ class EmulatorService:
                         tenant,
                         claims,
                         parse_qs(url.query),
-                        {"Prefer": prefer}.get("Prefer"),
+                        prefer,
                         inner_body,
                         transport_faults=False,
                     )
