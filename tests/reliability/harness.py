@@ -206,8 +206,13 @@ def writes_outside_plan(
 
 def upn_index(emu: Emulator) -> dict[str, str]:
     """casefolded UPN / name / Guid -> casefolded ExternalDirectoryObjectId for every user."""
+    return upn_index_of(emu.dump_state())
+
+
+def upn_index_of(state: Mapping[str, Any]) -> dict[str, str]:
+    """upn_index of an emulator state dict (e.g. a state file)."""
     index: dict[str, str] = {}
-    for user in emu.dump_state()["users"]:
+    for user in state["users"]:
         external = str(user["ExternalDirectoryObjectId"]).casefold()
         for key in ("UserPrincipalName", "Name", "Guid", "ExternalDirectoryObjectId"):
             value = user.get(key)
