@@ -75,9 +75,14 @@ def yaml_scalar(value: object) -> str:
     )
     # safe_dump ends a bare scalar document with "\n...\n" (or just "\n").
     text = dumped.removesuffix("\n...\n").removesuffix("\n")
-    if isinstance(value, str) and any(ch in text for ch in "\n\r\x85\u2028\u2029"):
+    if isinstance(value, str) and (
+        any(ch in text for ch in "\n\r\x85\u2028\u2029")
+        or not all(ch.isprintable() for ch in value)
+    ):
         # A line separator (U+2028, U+0085...) folds the scalar over two lines, which is
-        # not allowed for a key: a JSON string is a valid YAML double-quoted scalar with escapes.
+        # not allowed for a key; an invisible or bidi character (U+202E...) would be written
+        # raw and make a reviewed diff read differently from what it says: a JSON string is a
+        # valid YAML double-quoted scalar with escapes.
         text = json.dumps(value)
     return text
 
