@@ -105,6 +105,8 @@ class Emulator:
         server.close_all_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._service is not None:
+            self.settings = self._service.settings  # /_emulator/faults may have changed them
         if self.settings.save_on_exit and not (
             self._own_state_dir and self.settings.state_file is None
         ):
