@@ -129,3 +129,14 @@ def test_configurable_apps(tmp_path: Path) -> None:
     bad = EmulatorSettings(users=5, state_dir=tmp_path, apps={"x": {"roles": ["janitor"]}})
     with pytest.raises(ValueError, match="app 'x': unknown role 'janitor'"):
         Emulator(bad).start()
+
+
+def test_same_users_and_seed_give_identical_saved_state(tmp_path: Path) -> None:
+    saved = []
+    for run in ("a", "b"):
+        target = tmp_path / f"{run}.json"
+        settings = EmulatorSettings(users=120, seed=9, state_dir=tmp_path / run, state_file=target)
+        with Emulator(settings):
+            pass
+        saved.append(target.read_bytes())
+    assert saved[0] == saved[1]
