@@ -88,8 +88,12 @@ class Emulator:
         self._pki = pki
         self._service = service
         self._server = server
+        # A short poll interval makes stop() prompt (shutdown waits for the loop to notice).
         self._thread = threading.Thread(
-            target=server.serve_forever, name="authpolicy-emulator", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="authpolicy-emulator",
+            daemon=True,
         )
         self._thread.start()
         log.info("emulator listening on %s (tenant %s)", service.endpoint, state.domain)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msal
@@ -107,6 +109,13 @@ def raw_body(response: requests.Response) -> bytes:
 def details_message(response: requests.Response) -> str:
     """details[0].message of an Exchange error."""
     return response.json()["error"]["details"][0]["message"]
+
+
+def prepared_state_dir(source: Emulator, target: Path) -> Path:
+    """A state dir holding a copy of `source`'s keys, so a new emulator skips RSA generation."""
+    for part in ("pki", "identity"):
+        shutil.copytree(source.state_dir / part, target / part, dirs_exist_ok=True)
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,14 @@ import pytest
 
 from reconciler.emulator import Emulator, EmulatorSettings
 from reconciler.emulator.state import TenantState
-from tests.emulator.conftest import AdminClient
+from tests.emulator.conftest import AdminClient, prepared_state_dir
 
 pytestmark = pytest.mark.integration
 
 
-def test_round_trip_through_state_file(tmp_path: Path) -> None:
+def test_round_trip_through_state_file(emulator: Emulator, tmp_path: Path) -> None:
     state_file = tmp_path / "tenant.json"
+    prepared_state_dir(emulator, tmp_path / "dir")
     settings = EmulatorSettings(users=60, seed=4, state_dir=tmp_path / "dir", state_file=state_file)
     with Emulator(settings) as emu:
         client = AdminClient(emu, emu.issue_access_token())
@@ -103,7 +104,8 @@ def test_connection_env_shapes(emu: Emulator) -> None:
         emu.connection_env("boss")
 
 
-def test_configurable_apps(tmp_path: Path) -> None:
+def test_configurable_apps(emulator: Emulator, tmp_path: Path) -> None:
+    prepared_state_dir(emulator, tmp_path)
     apps = {
         "admin": {"roles": ["global_administrator"], "certificate": True},
         "auditor": {"roles": ["security_reader"]},
@@ -131,9 +133,10 @@ def test_configurable_apps(tmp_path: Path) -> None:
         Emulator(bad).start()
 
 
-def test_same_users_and_seed_give_identical_saved_state(tmp_path: Path) -> None:
+def test_same_users_and_seed_give_identical_saved_state(emulator: Emulator, tmp_path: Path) -> None:
     saved = []
     for run in ("a", "b"):
+        prepared_state_dir(emulator, tmp_path / run)
         target = tmp_path / f"{run}.json"
         settings = EmulatorSettings(users=120, seed=9, state_dir=tmp_path / run, state_file=target)
         with Emulator(settings):
