@@ -473,3 +473,25 @@ def test_unified_group_links(client: AdminClient) -> None:
     assert response.status_code == 400
     response = client.post("Get-DistributionGroupMember", {"Identity": "Project Phoenix"})
     assert response.status_code == 404
+
+
+def test_recipient_and_cas_mailbox_errors(client: AdminClient) -> None:
+    response = client.post("Get-Recipient", {"Identity": "nobody@contoso.com"})
+    assert response.status_code == 404
+    assert details_message(response) == NOT_FOUND.format("nobody@contoso.com")
+    response = client.post("Get-Recipient", {"RecipientType": "Spaceship"})
+    assert response.status_code == 400
+    assert (
+        "Specify one of the following enumerator names"
+        in (response.json()["error"]["innererror"]["internalexception"]["message"])
+    )
+    # A mailbox-less user has no CAS mailbox.
+    plain = client.ok("Get-User", {"RecipientTypeDetails": "User", "ResultSize": 1})["value"][0]
+    response = client.post("Get-CASMailbox", {"Identity": plain["UserPrincipalName"]})
+    assert details_message(response) == NOT_FOUND.format(plain["UserPrincipalName"])
+    response = client.post(
+        "Set-CASMailbox", {"Identity": "scanner-01", "SmtpClientAuthenticationDisabled": "x"}
+    )
+    assert response.status_code == 400
+    response = client.post("Get-TransportConfig", {"Bogus": True})
+    assert "matches parameter name 'Bogus'" in details_message(response)
