@@ -157,6 +157,7 @@ def test_no_secret_in_output_files_or_errors(
     if fault:
         # Always-on: the retries see it every time, so the run must give up cleanly.
         emu.set_faults(**{f"{fault}_rate": 1.0})
+    writes_before = len(emu.write_log())
     try:
         env = subprocess_env(_connection(emu, (fault and "secret") or case, tmp_path))
         result = run_authpolicy(env, "-v", "-v", *args, cwd=tmp_path)
@@ -180,6 +181,7 @@ def test_no_secret_in_output_files_or_errors(
         # A read-only identity: every write is refused (403) and reported, nothing changes.
         assert "Apply finished with errors: 0 applied, 5 failed" in result.stdout
         assert "assign the Exchange Administrator role to the app to apply" in result.stderr
+        assert len(emu.write_log()) == writes_before  # refused: nothing was written
     elif expected == 1:
         # The error is one line a person can act on.
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

@@ -206,8 +206,11 @@ def test_a_config_or_plan_for_one_tenant_never_writes_to_another(
     assert result.returncode == 0, result.stderr
     result = run_authpolicy(to_fabrikam, "apply", str(plan_file), "-c", str(untied))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stderr.startswith("error: ")
-    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr == (
+        f"error: {plan_file} is stale, refusing to apply: the plan was made for tenant "
+        f"'{contoso.tenant_id}', not '{fabrikam.tenant_id}'. Run plan again and review the new "
+        "plan.\n"
+    )
 
     assert fabrikam.stats()["writes_changed_state"] == 0
     assert fabrikam.write_log() == []
