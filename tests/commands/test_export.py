@@ -65,7 +65,15 @@ def test_export_after_applying_the_root_file_round_trips(
         )  # fmt: skip
         assert code == 0, out + err
         text, _ = _export_then_plan(capsys, tmp_path)
+        # apply accepts the exported `tenant:` (the initial domain) and has nothing to do.
+        code, out, err = run_cli(
+            capsys, "apply", "-c", str(tmp_path / "exported.yaml"), "--auto-approve",
+            "--audit-log", str(tmp_path / "audit2.jsonl"),
+        )  # fmt: skip
+        assert code == 0, out + err
+        assert "No changes. The tenant matches the desired state." in out
     doc = yaml.safe_load(text)
+    assert doc["tenant"] == "contoso.onmicrosoft.com"
     assert "Legacy 2018 Policy" not in doc["policies"]
     assert doc["policies"]["Block Basic Auth"] == {"allow": []}
     rules = {r["policy"]: r["match"]["users"] for r in doc["assignments"]["rules"]}
