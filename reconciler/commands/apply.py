@@ -159,6 +159,11 @@ def _summary(report: ApplyReport, audit_path: Path) -> list[str]:
     skipped = [o for o in report.outcomes if o.status == "skipped" and not report.interrupted]
     for outcome in skipped[:SHOW_FAILURES]:
         lines.append(f"  skipped: {describe_change(outcome.change)}: {outcome.message}")
+    # Objects deleted by someone else since the plan: not a failure, but the admin should see
+    # which ones (the plan showed a change for them that did not happen).
+    missing = [o for o in report.outcomes if o.status == "not_found"]
+    for outcome in missing[:SHOW_FAILURES]:
+        lines.append(f"  not found: {describe_change(outcome.change)}: {outcome.message}")
     for problem in report.problems[:SHOW_FAILURES]:
         lines.append(f"  does not hold: {problem}")
     not_started = sum(1 for o in report.outcomes if o.message == INTERRUPTED)
