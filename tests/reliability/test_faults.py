@@ -289,6 +289,9 @@ def test_a_user_deleted_during_apply_is_reported_and_the_others_continue(
     assert f"Apply complete: {len(plan.changes) - 1} applied, 0 failed, 0 skipped, 1 not found" in (
         output
     )
+    assert f"  not found: user {victim.user} -> 'Block Basic Auth 2026': Set-User: not found: " in (
+        output
+    )
     records = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
     missing = [r for r in records if r["result"] == "not_found"]
     assert [r["change"]["user"] for r in missing] == [victim.user]
