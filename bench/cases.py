@@ -1,0 +1,359 @@
+"""The benchmark cases. Each takes a running emulator (set up by `bench.suite`) and returns a
+plain dict of per-run figures; `bench.report` turns them into tables.
+
+Requests are always counted by the emulator (its stats, by cmdlet), never by the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import tenants
+from bench.config import MAILBOXES_YAML, NO_LATENCY, TWENTY_RULES_YAML, BenchConfig
+from bench.runner import Child, ChildRun, child_env, run_command, run_job
+from reconciler.emulator import Emulator
+
+log = logging.getLogger("bench")
+
+
+class BenchCheckFailed(RuntimeError):
+    """A run did not do what it must (e.g. a no-op plan with changes): its figures are void."""
+
+
+def _env(emu: Emulator) -> dict[str, str]:
+    return child_env(emu.connection_env(app="writer"))
+
+
+def _requests(stats: dict[str, Any]) -> dict[str, int]:
+    """cmdlet -> requests answered (any status), from the emulator's stats."""
+    return {cmdlet: sum(by_status.values()) for cmdlet, by_status in stats["requests"].items()}
+
+
+def _reads(stats: dict[str, Any]) -> int:
+    return sum(n for cmdlet, n in _requests(stats).items() if cmdlet.lower().startswith("get-"))
+
+
+def _ok(stats: dict[str, Any], cmdlet: str) -> int:
+    return int(stats["requests"].get(cmdlet, {}).get("200", 0))
+
+
+def _set_latency(emu: Emulator, cfg: BenchConfig, on: bool) -> None:
+    emu.set_faults(**(cfg.latency if on else NO_LATENCY).settings())
+
+
+def median(values: list[float]) -> float:
+    """The median (NaN for no values)."""
+    return statistics.median(values) if values else float("nan")
+
+
+# --------------------------------------------------------------------------- case 1 + issue 4
+
+
+def noop_plan(emu: Emulator, cfg: BenchConfig, users: int) -> dict[str, Any]:
+    """Case 1 (and issue 4's snapshot read): plan against a tenant that already matches."""
+    tenants.converge_mailboxes(emu)
+    _set_latency(emu, cfg, True)
+    env = _env(emu)
+    runs = []
+    for index in range(cfg.runs):
+        emu.reset_stats()
+        child = run_job({"job": "plan", "config": str(MAILBOXES_YAML)}, env)
+        stats = emu.stats()
+        result = child.result
+        if result["changes"] != 0:
+            raise BenchCheckFailed(f"no-op plan at {users} users has {result['changes']} changes")
+        runs.append(
+            {
+                "requests": stats["requests_total"],
+                "by_cmdlet": _requests(stats),
+                "reads": _reads(stats),
+                "token_requests": sum(stats["token_requests"].values()),
+                "wall_s": result["total"]["wall_s"],
+                "process_wall_s": child.wall_s,
+                "cpu_s": result["total"]["cpu_s"],
+                "process_cpu_s": child.cpu_s,
+                "read_wall_s": result["read"]["wall_s"],
+                "read_cpu_s": result["read"]["cpu_s"],
+                "plan_cpu_s": result["plan"]["cpu_s"],
+                "peak_rss_mb": child.peak_rss_mb,
+                "base_rss_mb": result["base_rss_mb"],
+            }
+        )
+        log.info(
+            "noop %d users run %d: %.2f s, %.2f s CPU, %.0f MB, %d requests",
+            users,
+            index + 1,
+            runs[-1]["wall_s"],
+            runs[-1]["cpu_s"],
+            runs[-1]["peak_rss_mb"],
+            runs[-1]["requests"],
+        )
+    return {"users": users, "expected_reads": math.ceil(users / 1000) + 2, "runs": runs}
+
+
+# --------------------------------------------------------------------------- case 2
+
+
+def drift(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
+    """Case 2: 1% drift, our plan+apply against the naive loop and a per-user checker."""
+    users = len(emu.service.state.users)
+    drift_count = max(1, round(users * cfg.drift_fraction))
+    tenants.converge_mailboxes(emu)
+    _set_latency(emu, cfg, True)
+    env = _env(emu)
+    managed = [u["UserPrincipalName"] for u in tenants.mailboxes(emu)]
+    workdir = Path(tempfile.mkdtemp(prefix="authpolicy-bench-"))
+    users_file = workdir / "managed-users.json"
+    users_file.write_text(json.dumps(managed), encoding="utf-8")
+    command = [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "apply",
+        "-c",
+        str(MAILBOXES_YAML),
+        "--auto-approve",
+        "--audit-log",
+        str(workdir / "audit.jsonl"),
+    ]
+    runs = []
+    for index in range(cfg.runs):
+        # Ours: the real CLI, plan + apply + its verification read, in one process.
+        tenants.inject_drift(emu, drift_count, seed=index)
+        emu.reset_stats()
+        ours: ChildRun = run_command(command, env)
+        stats = emu.stats()
+        left = tenants.count_off_policy(emu)
+        if ours.returncode != 0 or left != 0:
+            raise BenchCheckFailed(
+                f"apply exited {ours.returncode} and left {left} mailboxes off policy"
+            )
+        ours_figures = {
+            "wall_s": ours.wall_s,
+            "cpu_s": ours.cpu_s,
+            "peak_rss_mb": ours.peak_rss_mb,
+            "requests": stats["requests_total"],
+            "reads": _reads(stats),
+            "get_user_pages": _requests(stats).get("Get-User", 0),
+            "batches": _requests(stats).get("$batch", 0),
+            "writes": _ok(stats, "Set-User"),
+            "state_changes": stats["writes_changed_state"],
+        }
+        # The per-user checker, on a sample, with fresh drift spread the same way.
+        tenants.inject_drift(emu, drift_count, seed=1000 + index)
+        emu.reset_stats()
+        checker = run_job(
+            {
+                "job": "checker",
+                "users_file": str(users_file),
+                "sample": cfg.checker_sample,
+                "policy": tenants.BLOCK,
+            },
+            env,
+        ).result
+        checker_stats = emu.stats()
+        per_user = checker["elapsed"]["wall_s"] / checker["checked"]
+        checker_figures = {
+            "sample": checker["checked"],
+            "sample_wall_s": checker["elapsed"]["wall_s"],
+            "sample_sets": checker["sets"],
+            "sample_requests": checker_stats["requests_total"],
+            "projected_wall_s": per_user * len(managed),
+            "requests": len(managed) + drift_count,
+            "reads": len(managed),
+            "writes": drift_count,
+        }
+        # The naive loop: its whole read, and a sample of its Set-User calls.
+        emu.reset_stats()
+        naive = run_job(
+            {"job": "naive", "sample": cfg.naive_sample, "policy": tenants.BLOCK}, env
+        ).result
+        naive_stats = emu.stats()
+        per_write = naive["writes"]["wall_s"] / naive["sample"]
+        pages = math.ceil(naive["mailboxes"] / 1000)
+        naive_figures = {
+            "mailboxes": naive["mailboxes"],
+            "read_wall_s": naive["read"]["wall_s"],
+            "sample": naive["sample"],
+            "sample_wall_s": naive["writes"]["wall_s"],
+            "sample_requests": naive_stats["requests_total"],
+            "projected_wall_s": naive["read"]["wall_s"] + per_write * naive["mailboxes"],
+            "requests": pages + naive["mailboxes"],
+            "reads": pages,
+            "writes": naive["mailboxes"],
+        }
+        tenants.converge_mailboxes(emu)
+        runs.append(
+            {
+                "ours": ours_figures,
+                "checker": checker_figures,
+                "naive": naive_figures,
+                "naive_over_ours": naive_figures["projected_wall_s"] / ours.wall_s,
+                "checker_over_ours": checker_figures["projected_wall_s"] / ours.wall_s,
+            }
+        )
+        log.info(
+            "drift run %d: ours %.1f s (%d writes, %d reads); naive ~%.0f s; checker ~%.0f s",
+            index + 1,
+            ours.wall_s,
+            ours_figures["writes"],
+            ours_figures["reads"],
+            naive_figures["projected_wall_s"],
+            checker_figures["projected_wall_s"],
+        )
+    return {
+        "users": users,
+        "managed": len(managed),
+        "drift": drift_count,
+        "expected_reads": math.ceil(users / 1000) + 2,
+        "command": command,
+        "runs": runs,
+    }
+
+
+# --------------------------------------------------------------------------- case 3 / issue 6
+
+
+def throughput(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
+    """Case 3: `throughput_changes` user changes against a fixed-window request budget, with
+    and without $batch. The budget is switched on only for the measured execute phase."""
+    tenants.converge_mailboxes(emu)
+    _set_latency(emu, cfg, True)
+    env = _env(emu)
+    budget_rate = cfg.budget_per_window / cfg.budget_window_s
+    modes: dict[str, list[dict[str, Any]]] = {}
+    for batch in (True, False):
+        mode = "batch" if batch else "single"
+        modes[mode] = []
+        for index in range(cfg.runs):
+            tenants.inject_drift(emu, cfg.throughput_changes, seed=2000 + index)
+
+            def start_budget() -> None:
+                emu.set_faults(
+                    throttle_budget=cfg.budget_per_window,
+                    throttle_window_seconds=cfg.budget_window_s,
+                )
+                time.sleep(cfg.budget_window_s + 0.05)  # any old window is over: a fresh start
+                emu.reset_stats()
+
+            try:
+                child = run_job(
+                    {"job": "apply", "config": str(MAILBOXES_YAML), "batch": batch},
+                    env,
+                    on_ready=start_budget,
+                )
+            finally:
+                emu.set_faults(throttle_budget=0)
+            stats = emu.stats()
+            result = child.result
+            left = tenants.count_off_policy(emu)
+            if result["counts"].get("applied", 0) != cfg.throughput_changes or left:
+                raise BenchCheckFailed(
+                    f"throughput ({mode}) applied {result['counts']} and left {left} off policy"
+                )
+            rejected = int(stats["requests"].get("-", {}).get("429", 0))
+            charged = stats["requests_total"] - rejected  # what the budget counted
+            elapsed = result["execute"]["wall_s"]
+            modes[mode].append(
+                {
+                    "elapsed_s": elapsed,
+                    "cpu_s": result["execute"]["cpu_s"],
+                    "charged": charged,
+                    "http_requests": _requests(stats).get("$batch", 0)
+                    + (0 if batch else _requests(stats).get("Set-User", 0)),
+                    "throttled": stats["throttled"],
+                    "writes": _ok(stats, "Set-User"),
+                    "writes_per_change": _ok(stats, "Set-User") / cfg.throughput_changes,
+                    "changes_per_s": cfg.throughput_changes / elapsed,
+                    "utilisation": charged / elapsed / budget_rate,
+                    "retries": result["retries"],
+                }
+            )
+            log.info(
+                "throughput %s run %d: %.1f s, utilisation %.3f, %.3f writes/change",
+                mode,
+                index + 1,
+                elapsed,
+                modes[mode][-1]["utilisation"],
+                modes[mode][-1]["writes_per_change"],
+            )
+    return {
+        "users": len(emu.service.state.users),
+        "changes": cfg.throughput_changes,
+        "budget_per_window": cfg.budget_per_window,
+        "window_s": cfg.budget_window_s,
+        "modes": modes,
+    }
+
+
+# --------------------------------------------------------------------------- case 4 / issue 3
+
+
+def capacity(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
+    """Case 4: requests per second the emulator serves over keep-alive (no latency model),
+    Get-User and Set-User separately, 1 client and a few, each client its own process."""
+    tenants.converge_mailboxes(emu)
+    _set_latency(emu, cfg, False)
+    env = _env(emu)
+    token = emu.issue_access_token("writer")
+    guids = [u["Guid"] for u in tenants.mailboxes(emu)][:500]
+    figures: dict[str, dict[int, list[float]]] = {}
+    for cmdlet in ("Get-User", "Set-User"):
+        figures[cmdlet] = {}
+        for clients in cfg.capacity_clients:
+            rates: list[float] = []
+            for _ in range(cfg.runs):
+                job = {
+                    "job": "load",
+                    "cmdlet": cmdlet,
+                    "seconds": cfg.capacity_seconds,
+                    "token": token,
+                    "policy": tenants.BLOCK,
+                }
+                children = [
+                    Child([], env, job={**job, "identities": guids[i::clients]})
+                    for i in range(clients)
+                ]
+                for child in children:
+                    child.wait_ready()
+                emu.reset_stats()
+                for child in children:
+                    child.go()
+                results = [child.finish().result for child in children]
+                served = _ok(emu.stats(), cmdlet)
+                elapsed = max(r["elapsed"]["wall_s"] for r in results)
+                if any(r["failures"] for r in results):
+                    raise BenchCheckFailed(f"capacity {cmdlet}: some requests failed")
+                rates.append(served / elapsed)
+            figures[cmdlet][clients] = rates
+            log.info("capacity %s x%d: %.0f req/s", cmdlet, clients, median(rates))
+    return {"seconds": cfg.capacity_seconds, "rates": figures}
+
+
+# --------------------------------------------------------------------------- issue 5
+
+
+def planner(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
+    """Issue 5: make_plan over the whole tenant against 20 rules (the read is not measured)."""
+    _set_latency(emu, cfg, False)
+    child = run_job(
+        {"job": "planner", "config": str(TWENTY_RULES_YAML), "runs": cfg.runs}, _env(emu)
+    )
+    result = child.result
+    log.info(
+        "planner %d users x %d rules: %.2f s CPU, %.0f MB traced",
+        result["users"],
+        result["rules"],
+        median([r["cpu_s"] for r in result["runs"]]),
+        result["plan_traced_peak_mb"],
+    )
+    _set_latency(emu, cfg, True)
+    return {**result, "process_peak_rss_mb": child.peak_rss_mb}
