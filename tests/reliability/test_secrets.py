@@ -68,6 +68,11 @@ def _pfx_with_password(emu: Emulator, directory: Path) -> Path:
 
 def _connection(emu: Emulator, case: str, tmp_path: Path) -> dict[str, str]:
     """The connection variables of one case; every case carries a secret *and* a password."""
+    if case == "federated":
+        env = emu.connection_env("writer", credential="federated")
+        env["AZURE_CLIENT_SECRET"] = WRONG_SECRET  # present too, but --credential picks
+        env["AZURE_CLIENT_CERTIFICATE_PASSWORD"] = CERT_PASSWORD
+        return env
     if case == "certificate":
         env = emu.connection_env("writer", credential="certificate")
         env["AZURE_CLIENT_CERTIFICATE_PATH"] = str(_pfx_with_password(emu, tmp_path))
@@ -94,6 +99,9 @@ def _connection(emu: Emulator, case: str, tmp_path: Path) -> dict[str, str]:
 
 def _secrets(emu: Emulator, recorder: TokenRecorder) -> list[str]:
     values = [CERT_PASSWORD, WRONG_SECRET, *recorder.tokens]
+    federated = emu.state_dir / "identity" / "federated-writer.jwt"
+    if federated.exists():
+        values.append(federated.read_text(encoding="ascii").strip())
     for app in ("writer", "reader", "no_role", "no_permission"):
         values.append(emu.app(app).secret)
     pieces = []
@@ -118,6 +126,7 @@ RUNS = [
     ("reader", ["report", "--format", "csv"], 0),
     ("reader", ["export", "--out", "EXPORT"], 0),
     ("certificate", ["plan", "-c", "CONFIG"], 0),
+    ("federated", ["plan", "-c", "CONFIG", "--credential", "federated"], 0),
     # A read-only identity: apply is refused change by change.
     ("reader", ["apply", "-c", "CONFIG", "--auto-approve", "--audit-log", "AUDIT2"], 1),
     ("secret", ["apply", "-c", "CONFIG", "--auto-approve", "--audit-log", "AUDIT"], 0),

@@ -11,6 +11,7 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +215,39 @@ def test_a_config_or_plan_for_one_tenant_never_writes_to_another(
 
     assert fabrikam.stats()["writes_changed_state"] == 0
     assert fabrikam.write_log() == []
+
+
+# --------------------------------------------------------------------------- foreign hosts
+
+
+def test_a_next_link_to_another_host_is_never_even_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from reconciler.model import SnapshotNeeds
+    from reconciler.tenant.connect import open_tenant
+    from reconciler.tenant.exo.errors import ExoProtocolError
+
+    looked_up: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def recording_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(str(host))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    settings = EmulatorSettings(users=1100, seed=7, state_dir=tmp_path / "emu", save_on_exit=False)
+    with Emulator(settings) as emu:  # two pages of users: there is a nextLink to tamper with
+        monkeypatch.setattr(socket, "getaddrinfo", recording_getaddrinfo)
+        tenant = open_tenant(argparse.Namespace(), emu.connection_env("reader"))
+        tenant.facts()
+        emu.set_faults(one_shot=["foreign_next_link"])
+        with pytest.raises(ExoProtocolError) as err:
+            tenant.read_snapshot(SnapshotNeeds())
+        assert emu.stats()["faults_injected"] == {"foreign_next_link": 1}
+    assert "attacker.example" in str(err.value)
+    assert "the token is never sent elsewhere" in str(err.value)
+    # No connection was even attempted: the name was never resolved, so no byte (and no
+    # Authorization header) can have left for it. (The hook saw the emulator's connections.)
+    assert "127.0.0.1" in looked_up
+    assert set(looked_up) == {"127.0.0.1"}
