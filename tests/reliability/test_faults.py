@@ -58,6 +58,12 @@ def apply_cli(capsys: pytest.CaptureFixture[str], config: Path, *extra: str) -> 
     return code, out + err
 
 
+def note(case: str, **figures: Any) -> None:
+    """One line for docs/reliability.md (stdout is captured by capsys; stderr is not with -s)."""
+    parts = " ".join(f"{k}={v}" for k, v in figures.items())
+    sys.__stderr__.write(f"\nRELIABILITY {case}: {parts}\n")
+
+
 def when_writes_reach(emu: Emulator, count: int, action: Callable[[], None]) -> threading.Thread:
     """Run `action` once the emulator has seen `count` state-changing writes (a watcher thread)."""
 
@@ -104,6 +110,7 @@ def test_429_bursts_with_retry_after_converge(
     stats = connected.stats()
     assert stats["throttled"] > 0
     assert stats["writes_noop"] == 0
+    note(f"429 window={window}", throttled=stats["throttled"], writes=stats["writes_changed_state"])
     connected.set_faults(**NO_FAULTS)
     assert_converged_within_plan(connected, config, plan, before)
 
@@ -117,6 +124,7 @@ def test_the_concurrency_error_is_ridden_out(
     code, output = apply_cli(capsys, config)
     assert code == 0, output
     assert connected.stats()["concurrency_rejected"] > 0
+    note("concurrency", rejected=connected.stats()["concurrency_rejected"])
     connected.set_faults(**NO_FAULTS)
     assert_converged_within_plan(connected, config, plan, before)
 
@@ -136,6 +144,7 @@ def test_503_and_504_converge(
     assert code == 0, output
     injected = connected.stats()["faults_injected"]
     assert injected.get("error_503", 0) > 0 and injected.get("error_504", 0) > 0
+    note(f"503/504 rate={rate}", injected=dict(injected))
     connected.set_faults(**NO_FAULTS)
     assert_converged_within_plan(connected, config, plan, before)
 
@@ -161,6 +170,7 @@ def test_connection_resets_on_single_writes_converge(
     assert report.counts["applied"] == len(plan.changes), report.counts
     stats = emu.stats()
     assert stats["faults_injected"][fault] >= 20
+    note(fault, injected=stats["faults_injected"][fault], noop=stats["writes_noop"])
     if fault == "reset_after_write":
         # The write was committed before the reset: the client re-reads and must not resend a
         # change (a resent one would at most be a no-op, and here there is none).
@@ -178,6 +188,7 @@ def test_resets_on_the_cli_path_converge(
     code, output = apply_cli(capsys, config)
     assert code == 0, output
     assert sum(connected.stats()["faults_injected"].values()) >= 2
+    note("resets on CLI path", injected=dict(connected.stats()["faults_injected"]))
     connected.set_faults(**NO_FAULTS)
     assert_converged_within_plan(connected, config, plan, before)
 
@@ -197,6 +208,7 @@ def test_tokens_expiring_mid_apply_are_renewed(
     stats = connected.stats()
     assert stats["requests"]["-"]["401"] >= 1  # an expired token was refused, then renewed
     assert int(stats["token_requests"]["200"]) >= 2
+    note("token expiry", refused_401=stats["requests"]["-"]["401"], tokens=stats["token_requests"])
     connected.set_faults(**NO_FAULTS)
     assert_converged_within_plan(connected, config, plan, before)
 
@@ -217,6 +229,8 @@ def test_a_credential_revoked_mid_apply_stops_with_a_clear_error_and_a_rerun_con
     assert "Traceback" not in output
     written = connected.stats()["writes_changed_state"]
     assert 60 <= written < len(plan.changes)
+    last_error = next(line for line in output.splitlines() if line.startswith("error: "))
+    note("revoked", written_before_stop=written, error=repr(last_error))
 
     connected.set_faults(**NO_FAULTS)
     code, output = apply_cli(capsys, config)
@@ -331,9 +345,10 @@ def test_malformed_answers_mid_apply_converge_or_stop_cleanly(
     assert "Traceback" not in output
     assert connected.stats()["faults_injected"].get(fault, 0) >= 1
     connected.set_faults(**{f"{fault}_rate": 0.0})
-    # For docs/reliability.md (capsys holds stdout): how the first apply ended.
     last = output.strip().splitlines()[-1] if output.strip() else ""
-    sys.__stderr__.write(f"\n{fault}: first apply exit {code}: {last}\n")
+    note(
+        fault, injected=connected.stats()["faults_injected"].get(fault), exit=code, last=repr(last)
+    )
     if code != 0:
         # Gave up on a malformed answer: a clear message, then a clean rerun finishes.
         assert code == 1, output
