@@ -59,6 +59,8 @@ class BenchConfig:
     throughput_changes: int = 20_000
     budget_per_window: int = 300
     budget_window_s: float = 1.0
+    # At 300 requests/s one run takes ~75 s per mode; fewer runs keep `all` near 20 minutes.
+    throughput_max_runs: int = 3
     # Issue 5: the planner at this size against 20 rules.
     planner_users: int = 100_000
     # Case 4: emulator capacity, seconds per measurement and client connections.

@@ -306,12 +306,50 @@ def _throughput(entry: dict[str, Any]) -> list[str]:
                 _int(med(_col(runs, "throttled"))),
             ]
         )
+    ceilings = fig.get("ceilings") or {}
+    for mode, label in (
+        ("batch", "with $batch, no budget"),
+        ("single", "without $batch, no budget"),
+    ):
+        ceiling = ceilings.get(mode)
+        if ceiling:
+            rows.append(
+                [
+                    label + " (1 run)",
+                    _num(ceiling["elapsed_s"], 1),
+                    _num(ceiling["changes_per_s"], 0),
+                    _int(ceiling["http_requests"]),
+                    f"{_int(ceiling['charged'])} ({_num(ceiling['units_per_s'], 0)}/s)",
+                    "-",
+                    _num(ceiling["writes_per_change"], 3),
+                    _int(ceiling["throttled"]),
+                ]
+            )
+    runs = fig.get("runs")
+    runs_note = (
+        f" {runs} budgeted runs per mode (fewer than 5 because each takes over a minute at this "
+        "budget; the spread is shown)."
+        if runs is not None and runs < 5
+        else ""
+    )
+    ceiling_note = ""
+    if ceilings.get("single") and ceilings.get("batch"):
+        single, batch = ceilings["single"], ceilings["batch"]
+        ceiling_note = (
+            " The rows without a budget show the client's own ceiling on this machine: "
+            f"{_num(single['units_per_s'], 0)} requests/s without $batch "
+            f"({_num(1000 * single['cpu_s'] / fig['changes'], 2)} ms of client CPU per change: "
+            "one HTTPS request each, through requests, under one GIL), "
+            f"{_num(batch['units_per_s'], 0)} budget units/s with $batch "
+            f"({_num(1000 * batch['cpu_s'] / fig['changes'], 2)} ms per change). A budget above "
+            "the first figure would measure the client, not the budget."
+        )
     return [
         f"{_int(fig['changes'])} user changes (a {_int(fig['users'])}-user tenant), applied by "
         f"`execute_plan` (max concurrency 16) in its own process; the emulator allows "
         f"{fig['budget_per_window']} requests per {fig['window_s']:g} s window per app "
         f"({_num(rate, 0)} requests/s) and answers 429 with Retry-After beyond it. The budget is "
-        "switched on after the plan read, so only the apply phase is measured.",
+        "switched on after the plan read, so only the apply phase is measured." + runs_note,
         "",
         *_table(
             [
@@ -332,7 +370,7 @@ def _throughput(entry: dict[str, Any]) -> list[str]:
         "second from this budget (at most budget x 10/11 changes/s), it buys fewer HTTP round "
         "trips. Achieved / budget = units charged / apply wall time / budget rate; writes per "
         "change = Set-User calls that ran (emulator count) / changes; 429 answers are rejected "
-        "attempts (they cost no budget and change nothing).",
+        "attempts (they cost no budget and change nothing)." + ceiling_note,
         "",
         *[f"- {v}" for v in verdicts],
     ]
