@@ -1,5 +1,7 @@
 """`python -m bench all | noop | drift | throughput | capacity | planner [--quick] [--runs N]`.
 
+`python -m bench render` writes the document again from the stored figures (no measuring).
+
 Runs the cases against the emulator (latency and throttling model on) and writes
 docs/benchmarks.md. Running one case keeps the other cases' figures from the last run
 (bench/results/latest.json), so the document always holds the latest figure of every case,
@@ -27,7 +29,9 @@ DEFAULT_RESULTS = ROOT / "bench" / "results" / "latest.json"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("case", choices=("all", *CASE_NAMES), help="what to measure")
+    parser.add_argument(
+        "case", choices=("all", *CASE_NAMES, "render"), help="what to measure (render: nothing)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default 5)")
     parser.add_argument(
         "--quick", action="store_true", help="small sizes (minutes -> seconds); not for the doc"
@@ -46,14 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path | None) -> dict[str, Any]:
+def _load(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results, machine) stored at `path`; empty when there is nothing readable."""
     if path is None or not path.exists():
-        return {}
+        return {}, {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
-    return data.get("results", {}) if isinstance(data, dict) else {}
+        return {}, {}
+    if not isinstance(data, dict):
+        return {}, {}
+    return data.get("results", {}), data.get("machine", {})
+
+
+def _write_doc(results: dict[str, Any], info: dict[str, Any], out_path: Path | None) -> None:
+    text = render(results, info, readings(results))
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        out_path.write_text(text, encoding="utf-8")
+        sys.stderr.write(f"wrote {out_path}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,11 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("authpolicy.emulator").setLevel(logging.WARNING)
     cfg = BenchConfig.make(quick=args.quick, runs=args.runs)
-    selected = CASE_NAMES if args.case == "all" else (args.case,)
+    selected = CASE_NAMES if args.case in ("all", "render") else (args.case,)
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results_path = args.results or (None if args.quick else DEFAULT_RESULTS)
     out_path = args.out or (None if args.quick else DEFAULT_DOC)
-    results = _load(results_path)
+    results, stored_machine = _load(results_path)
+    if args.case == "render":
+        if not results:
+            sys.stderr.write(f"error: no stored figures in {results_path}\n")
+            return 1
+        _write_doc(results, stored_machine or machine(), out_path)
+        return 0
     fresh = run_suite(cfg, selected, command)
     results.update(fresh)
     info = machine()
@@ -80,12 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         results_path.write_text(
             json.dumps({"machine": info, "results": results}, indent=1) + "\n", encoding="utf-8"
         )
-    text = render(results, info, readings(results))
-    if out_path is None:
-        sys.stdout.write(text)
-    else:
-        out_path.write_text(text, encoding="utf-8")
-        sys.stderr.write(f"wrote {out_path}\n")
+    _write_doc(results, info, out_path)
     failed = [name for name, entry in fresh.items() if _failed(entry)]
     if failed:
         sys.stderr.write(f"error: no figures for {', '.join(failed)} (see the log above)\n")

@@ -6,6 +6,7 @@ Requests are always counted by the emulator (its stats, by cmdlet), never by the
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -129,7 +130,10 @@ def drift(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
         # Ours: the real CLI, plan + apply + its verification read, in one process.
         tenants.inject_drift(emu, drift_count, seed=index)
         emu.reset_stats()
-        ours: ChildRun = run_command(command, env)
+        audit = workdir / f"audit-{index}.jsonl"
+        started = time.time()
+        ours: ChildRun = run_command([*command[:-1], str(audit)], env)
+        ended = time.time()
         stats = emu.stats()
         left = tenants.count_off_policy(emu)
         if ours.returncode != 0 or left != 0:
@@ -146,6 +150,7 @@ def drift(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
             "batches": _requests(stats).get("$batch", 0),
             "writes": _ok(stats, "Set-User"),
             "state_changes": stats["writes_changed_state"],
+            **_phases(audit, started, ended),
         }
         # The per-user checker, on a sample, with fresh drift spread the same way.
         tenants.inject_drift(emu, drift_count, seed=1000 + index)
@@ -217,6 +222,31 @@ def drift(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
         "command": command,
         "runs": runs,
     }
+
+
+def _phases(audit: Path, started: float, ended: float) -> dict[str, float]:
+    """Split an apply run's wall time at its first and last audit record: start-up + plan
+    read + rendering, the writes, then the verification read and the summary."""
+    first = last = None
+    for line in audit.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        begin = _epoch(record["ts_start"]) if record.get("ts_start") else None
+        end = _epoch(record["ts_end"]) if record.get("ts_end") else None
+        if begin is not None:
+            first = begin if first is None else min(first, begin)
+        if end is not None:
+            last = end if last is None else max(last, end)
+    if first is None or last is None:
+        return {}
+    return {
+        "before_writes_s": first - started,
+        "writes_s": last - first,
+        "after_writes_s": ended - last,
+    }
+
+
+def _epoch(stamp: str) -> float:
+    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
 
 
 # --------------------------------------------------------------------------- case 3 / issue 6

@@ -54,11 +54,13 @@ def _drift(entry: dict[str, Any]) -> str | None:
     floor = pages * (base + 1000 * per_object) / 1000.0
     naive = [r["naive"] for r in fig["runs"]]
     per_call = med([n["sample_wall_s"] / n["sample"] for n in naive]) * 1000
+    timed = [o for o in ours if "writes_s" in o]
+    writes = f"{med(_col(timed, 'writes_s')):.1f} s" if timed else "a small part of the time"
     return (
         f"Our run is bound by the two sequential full reads (plan, then verification: "
         f"{pages:.0f} Get-User pages, {floor:.1f} s of modelled latency) plus client CPU "
         f"({cpu:.1f} s of {wall:.1f} s, start-up included); the {fig['drift']:,} writes go 10 per "
-        "$batch, up to 16 batches in flight, and take a small part of the time. Both baselines "
+        f"$batch, up to 16 batches in flight, and take {writes}. Both baselines "
         f"are bound by one round trip per user ({per_call:.1f} ms per Set-User here, of which "
         f"{base:g} ms is the model): their time grows with the tenant, ours with the number of "
         "pages and the drift. The ratios therefore scale with the modelled proportion of a "

@@ -224,6 +224,7 @@ def _drift(entry: dict[str, Any]) -> list[str]:
             rows,
         ),
         "",
+        *_ours_phases(ours),
         "Targets:",
         f"- writes equal to the drift ({_int(drift)}): {_int(writes)} - {_verdict(writes == drift)}"
         f" (emulator-counted Set-User calls that ran; {_int(med(_col(ours, 'batches')))} "
@@ -262,6 +263,21 @@ def _drift(entry: dict[str, Any]) -> list[str]:
         "counted exactly that.",
     ]
     return out
+
+
+def _ours_phases(ours: Sequence[dict[str, Any]]) -> list[str]:
+    timed = [o for o in ours if "writes_s" in o]
+    if not timed:
+        return []
+    return [
+        "Where our time goes (median, split at the first and last audit-log record of each "
+        f"run): {_num(med(_col(timed, 'before_writes_s')), 1)} s before the first write "
+        "(interpreter start-up, loading, the plan read, rendering the plan), "
+        f"{_num(med(_col(timed, 'writes_s')), 1)} s of writes, "
+        f"{_num(med(_col(timed, 'after_writes_s')), 1)} s after the last write (the "
+        "verification read of the whole tenant, the summary).",
+        "",
+    ]
 
 
 def _short_command(command: Sequence[str]) -> list[str]:
