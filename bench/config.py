@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 MAILBOXES_YAML = BENCH_DIR / "policies" / "mailboxes.yaml"
@@ -25,7 +26,7 @@ class LatencyModel:
     base_ms: float = 20.0
     per_object_ms: float = 0.13
 
-    def settings(self) -> dict[str, float]:
+    def settings(self) -> dict[str, Any]:
         """The EmulatorSettings fields this model sets."""
         return {"latency_base_ms": self.base_ms, "latency_per_object_ms": self.per_object_ms}
 
