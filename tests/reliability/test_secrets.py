@@ -120,6 +120,9 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 # (case, verb argv, expected exit code); FILES in argv are replaced by paths in tmp_path.
 RUNS = [
     ("secret", ["validate", "-c", "CONFIG"], 0),
+    # The demo runs its own emulator and sets the caller's connection aside: neither the
+    # caller's secret nor the demo's own credentials may show.
+    ("secret", ["demo", "-c", "CONFIG"], 0),
     ("secret", ["plan", "-c", "CONFIG", "--out", "PLAN", "--format", "json"], 0),
     ("secret", ["plan", "-c", "CONFIG", "--format", "markdown"], 0),
     ("secret", ["drift", "-c", "CONFIG"], 2),
