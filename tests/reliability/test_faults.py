@@ -21,7 +21,7 @@ import pytest
 
 from reconciler import cli
 from reconciler.apply import MemoryAudit, execute_plan
-from reconciler.emulator import Emulator
+from reconciler.emulator import Emulator, EmulatorSettings
 from reconciler.model import UserChange
 from reconciler.tenant.connect import open_tenant
 from reconciler.tenant.exo.retry import RetryPolicy
@@ -31,6 +31,7 @@ from tests.reliability.harness import (
     planned_keys,
     state_diff_keys,
     upn_index,
+    write_config,
     writes_outside_plan,
 )
 
@@ -244,17 +245,12 @@ def test_a_credential_revoked_mid_apply_stops_with_a_clear_error_and_a_rerun_con
 def test_a_cursor_that_keeps_expiring_fails_plan_and_apply_without_a_partial_snapshot(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reconciler.emulator import EmulatorSettings
-
     # More than one page of users (1,000 a page), and every nextLink already expired.
     settings = EmulatorSettings(users=1500, seed=7, state_dir=tmp_path / "emu", save_on_exit=False)
     with Emulator(settings) as emu:
         for key, value in emu.connection_env("writer").items():
             monkeypatch.setenv(key, value)
-        config = tmp_path / "policies.yaml"
-        from tests.reliability.harness import write_config
-
-        write_config(tmp_path)
+        config = write_config(tmp_path)
         emu.set_faults(cursor_expiry_seconds=0.0)
         out_file = tmp_path / "plan.json"
         capsys.readouterr()
