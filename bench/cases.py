@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from bench import tenants
 from bench.config import MAILBOXES_YAML, NO_LATENCY, TWENTY_RULES_YAML, BenchConfig
-from bench.runner import Child, ChildRun, child_env, run_command, run_job
+from bench.runner import Child, ChildRun, child_env, run_job
 from reconciler.emulator import Emulator
 
 log = logging.getLogger("bench")
@@ -115,7 +114,7 @@ def drift(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
     users_file = workdir / "managed-users.json"
     users_file.write_text(json.dumps(managed), encoding="utf-8")
     command = [
-        sys.executable,
+        "python",
         "-m",
         "reconciler",
         "apply",
@@ -132,14 +131,15 @@ def drift(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
         emu.reset_stats()
         audit = workdir / f"audit-{index}.jsonl"
         started = time.time()
-        ours: ChildRun = run_command([*command[:-1], str(audit)], env)
+        # `python -m reconciler apply ...`, run by the child in its own process (runpy), so
+        # the child can read its own peak memory.
+        ours: ChildRun = run_job({"job": "cli", "argv": [*command[3:-1], str(audit)]}, env)
         ended = time.time()
         stats = emu.stats()
         left = tenants.count_off_policy(emu)
-        if ours.returncode != 0 or left != 0:
-            raise BenchCheckFailed(
-                f"apply exited {ours.returncode} and left {left} mailboxes off policy"
-            )
+        exit_code = ours.result.get("exit_code")
+        if exit_code != 0 or left != 0:
+            raise BenchCheckFailed(f"apply exited {exit_code} and left {left} mailboxes off policy")
         ours_figures = {
             "wall_s": ours.wall_s,
             "cpu_s": ours.cpu_s,

@@ -31,7 +31,19 @@ READY_LINE = "BENCH-READY"
 
 
 def _rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    """Peak resident set size of this process so far (VmHWM), in MiB.
+
+    Not ru_maxrss: Linux carries the high-water mark of the memory map replaced by exec into
+    ru_maxrss, so a child forked from the harness (which holds a 100,000-user emulator) would
+    report the harness's size. VmHWM belongs to this process's own memory map.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -264,7 +276,27 @@ def job_load(job: dict[str, Any]) -> dict[str, Any]:
     return {"requests": count, "failures": failures, "elapsed": clock.lap()}
 
 
+def job_cli(job: dict[str, Any]) -> dict[str, Any]:
+    """`python -m reconciler ARGS` in this process (exactly that module's code), so that its
+    peak memory can be read from inside; its output goes to this process's stdout."""
+    import runpy
+
+    clock = Clock()
+    saved = sys.argv
+    sys.argv = ["authpolicy", *job["argv"]]
+    try:
+        runpy.run_module("reconciler", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
+    sys.stdout.flush()
+    return {"exit_code": code, "run": clock.lap()}
+
+
 JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "cli": job_cli,
     "plan": job_plan,
     "planner": job_planner,
     "apply": job_apply,

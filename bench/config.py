@@ -53,8 +53,8 @@ class BenchConfig:
     # Case 2: drift at this size; the baselines run for real on a sample and are projected.
     drift_users: int = 100_000
     drift_fraction: float = 0.01
-    naive_sample: int = 500  # Set-User calls of the naive loop measured per run
-    checker_sample: int = 1_000  # users the per-user checker handles per run
+    naive_sample: int = 400  # Set-User calls of the naive loop measured per run
+    checker_sample: int = 600  # users the per-user checker handles per run
     # Case 3: user changes against a request budget (fixed window, per app).
     throughput_users: int = 30_000
     throughput_changes: int = 20_000

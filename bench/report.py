@@ -120,8 +120,8 @@ def _noop(entry: dict[str, Any]) -> list[str]:
         "Requests are the emulator's count of admin API calls (Get-AuthenticationPolicy, "
         "Get-OrganizationConfig, the Get-User pages); the bound is ceil(users/1000) + 2. "
         "Wall and CPU time run from loading policies.yaml to the rendered plan, in the client's "
-        "own process; the last column adds interpreter start-up and imports. Peak RSS is the "
-        "kernel's ru_maxrss of that process (interpreter and imports included, about "
+        "own process; the last column adds interpreter start-up and imports. Peak RSS is that "
+        "process's own high-water mark (VmHWM; interpreter and imports included, about "
         f"{_num(med([m['base'] for m in by_users.values()]), 0)} MB before any work)."
     )
     if 10_000 in by_users and 100_000 in by_users:
@@ -520,8 +520,11 @@ def render(results: dict[str, Any], machine: dict[str, Any], readings: dict[str,
         "## Method",
         "",
         "- The emulator runs in the harness process; every measured client runs in a process "
-        "of its own (bench/child.py, or the real `python -m reconciler apply`), so its CPU time "
-        "and peak memory (kernel accounting, `ru_maxrss`) are the client's alone.",
+        "of its own (bench/child.py; case 2 runs `python -m reconciler apply` in it), so its CPU "
+        "time (the kernel's accounting of that process) and peak memory are the client's alone. "
+        "Peak memory is the process's own high-water mark (VmHWM): ru_maxrss is not used, "
+        "because Linux carries the parent's resident size at fork into a child's ru_maxrss and "
+        "the parent here holds the emulator.",
         "- Requests are counted by the emulator (its statistics, by cmdlet), not by the client.",
         f"- Latency model (emulator settings, NOT measurements of Microsoft): "
         f"{latency or 'see bench/config.py'}. Exchange Online answers a Set-User in roughly "

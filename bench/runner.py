@@ -1,8 +1,9 @@
 """Run the measured client in its own process and collect what it cost.
 
-CPU time and peak RSS come from the kernel's accounting of that one child (`os.wait4`), so
-they are the client's own and include the interpreter and imports; the child also reports its
-phase timings itself.
+CPU time comes from the kernel's accounting of that one child (`os.wait4`), so it is the
+client's own and includes the interpreter and imports. Peak memory is the child's own VmHWM,
+which it reports itself: the kernel's ru_maxrss of a child also carries the parent's resident
+size from before exec (the harness holds the emulator), so it is used only as a fallback.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ChildRun:
     returncode: int
     wall_s: float  # from start to exit, as the harness saw it
     cpu_s: float  # user + system of the child (kernel accounting)
-    peak_rss_mb: float  # ru_maxrss of the child
+    peak_rss_mb: float  # the child's VmHWM (ru_maxrss only when it reported none)
 
 
 def child_env(connection: Mapping[str, str]) -> dict[str, str]:
@@ -109,7 +110,7 @@ class Child:
             returncode=self.proc.returncode,
             wall_s=wall,
             cpu_s=usage.ru_utime + usage.ru_stime,
-            peak_rss_mb=usage.ru_maxrss / 1024.0,
+            peak_rss_mb=float(result.get("child_peak_rss_mb") or usage.ru_maxrss / 1024.0),
         )
         if self._job_file and (run.returncode != 0 or not result):
             raise ChildFailed(f"bench child exited {run.returncode}: {tail.strip()}")
