@@ -403,4 +403,4 @@ def planner(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
         result["plan_traced_peak_mb"],
     )
     _set_latency(emu, cfg, True)
-    return {**result, "process_peak_rss_mb": child.peak_rss_mb}
+    return {**result, "process_peak_rss_mb": result["peak_rss_mb"]}

@@ -137,6 +137,7 @@ def job_planner(job: dict[str, Any]) -> dict[str, Any]:
         changes = len(plan.changes)
         del plan
     gc.collect()
+    peak_before_trace = _rss_mb()  # tracemalloc's own bookkeeping must not count
     tracemalloc.start()
     make_plan(desired, snapshot)
     _, traced_peak = tracemalloc.get_traced_memory()
@@ -149,7 +150,7 @@ def job_planner(job: dict[str, Any]) -> dict[str, Any]:
         "runs": times,
         "plan_traced_peak_mb": traced_peak / (1024.0 * 1024.0),
         "rss_after_read_mb": rss_after_read,
-        "peak_rss_mb": _rss_mb(),
+        "peak_rss_mb": peak_before_trace,
     }
 
 
