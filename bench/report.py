@@ -220,7 +220,14 @@ def _drift(entry: dict[str, Any]) -> list[str]:
         f'{_int(drift - drift / 2)} moved to "SMTP relay devices").',
         "",
         *_table(
-            ["", "requests", "reads", "writes (Set-User)", "wall s", "baseline / ours (per run)"],
+            [
+                "",
+                "HTTP requests",
+                "reads",
+                "writes (Set-User)",
+                "wall s",
+                "baseline / ours (per run)",
+            ],
             rows,
         ),
         "",
