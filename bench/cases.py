@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import math
+import shutil
 import statistics
 import tempfile
 import time
@@ -216,6 +217,7 @@ def drift(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
             naive_figures["projected_wall_s"],
             checker_figures["projected_wall_s"],
         )
+    shutil.rmtree(workdir, ignore_errors=True)  # audit logs and the user list of these runs
     return {
         "users": users,
         "managed": len(managed),
