@@ -7,7 +7,10 @@ timestamps, UTF-8 as is (`ensure_ascii=False`: UPNs stay readable), one change p
 Additive extensions to DESIGN.md's document: `inputs` (one digest per input, so a stale plan
 can say what moved), `default_policy` (the org default after the plan, so a reader can tell
 the effective policy of a user without a direct one), `affected_users` on policy_update, and
-`summary.policy_replace` (only when the plan has replaces, which plain planning never makes).
+`summary.policy_replace` (only when the plan has replaces: `plan --allow-replace`). A
+policy_replace change carries `policy`, `fields`, `after`, `holders` (reassigned after the
+recreate), `is_default`, `moved_holders` and `default_moves` (hold it now, moved later by
+their own changes: detached if Exchange refuses to remove a policy in use).
 """
 
 from __future__ import annotations
