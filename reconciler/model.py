@@ -252,6 +252,8 @@ class TenantUser:
 class SnapshotNeeds:
     """What a caller needs from read_snapshot beyond policies, default and users' core fields."""
 
+    # False: policies and the default only, no user pages (2 requests; verification after apply).
+    users: bool = True
     attributes: frozenset[str] = frozenset()  # department, company, office, title, city, country
     groups: frozenset[str] = frozenset()  # group names whose (nested) members are needed
     smtp_settings: bool = False  # Get-TransportConfig + Get-CASMailbox, for the exposure report

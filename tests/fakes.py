@@ -115,7 +115,7 @@ class FakeTenant:
     ) -> TenantSnapshot:
         with self._lock:
             self.snapshot_reads += 1
-            users = tuple(sorted(self.users.values(), key=lambda u: u.upn))
+            users = tuple(sorted(self.users.values(), key=lambda u: u.upn)) if needs.users else ()
             if progress is not None:
                 progress(len(users), len(users))
             return TenantSnapshot(

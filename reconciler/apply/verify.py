@@ -1,6 +1,19 @@
-"""After an apply: read the tenant again and confirm every applied change holds."""
+"""After an apply: read the tenant again and confirm the applied changes hold.
+
+Policies and the default are re-read in full (Get-AuthenticationPolicy and
+Get-OrganizationConfig: 2 requests, whatever the tenant's size). Users are re-read one by one
+(10 per $batch), so by default only an even sample of the changed users is checked (every
+target policy included, at most USER_SAMPLE users): a systematic failure (writes that answer
+success and do not take, a wrong identity) shows in any sample, at a constant cost; reading
+every changed user would add a request per 10 changes, and a paged read of the whole tenant
+would double apply's reads. `users="all"` checks every one. A later `authpolicy plan` or
+`drift` compares everything.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
 
 from reconciler.apply.report import ApplyReport, describe_change
 from reconciler.model import (
@@ -15,45 +28,111 @@ from reconciler.model import (
 )
 from reconciler.tenant.base import Tenant
 
+USER_SAMPLE = 20  # two $batch requests of 10
+VerifyUsers = Literal["sample", "all"]
+VERIFY_USERS: tuple[VerifyUsers, ...] = ("sample", "all")
+
+
+@dataclass
+class Verification:
+    """What the verification read checked and what it found."""
+
+    problems: list[str] = field(default_factory=list)
+    changes: int = 0  # applied changes other than user ones, all checked
+    users_changed: int = 0  # users the applied changes moved (replace holders included)
+    users_checked: int = 0  # of those, how many were re-read
+
+    def summary(self) -> str:
+        """One line for the apply summary; empty when nothing was applied."""
+        if not self.changes and not self.users_changed:
+            return ""
+        if self.problems:
+            return (
+                f"Verification: {len(self.problems)} applied change(s) do not hold (listed "
+                "above); run plan to see the tenant as it is now."
+            )
+        parts = []
+        if self.changes:
+            parts.append(_count(self.changes, "policy or default change"))
+        if self.users_checked == self.users_changed and self.users_changed:
+            parts.append(f"all {_count(self.users_changed, 'changed user')}")
+        elif self.users_changed:
+            parts.append(
+                f"{self.users_checked:,} of {self.users_changed:,} changed users (an even "
+                "sample; --check-users all re-reads every one)"
+            )
+        return f"Verified: {' and '.join(parts)} hold."
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
 
 def _same(a: str | None, b: str | None) -> bool:
     return (a or "").casefold() == (b or "").casefold() and (a is None) == (b is None)
 
 
-def verify_report(report: ApplyReport, tenant: Tenant) -> list[str]:
-    """Re-read what the applied changes touched; one line per change that does not hold.
+def verify_report(
+    report: ApplyReport, tenant: Tenant, users: VerifyUsers = "sample"
+) -> Verification:
+    """Re-read what the applied changes touched; one problem line per change that does not hold.
 
-    Policies and the default come from a fresh snapshot; users from `read_users` (only the
-    users this run changed). Changes that were not applied are not checked: the report
-    already says what happened to them.
+    Changes that were not applied are not checked: the report already says what happened to
+    them. See the module docstring for which users are re-read.
     """
+    result = Verification()
     applied = [o.change for o in report.outcomes if o.status == "applied"]
     if not applied:
-        return []
-    snapshot = tenant.read_snapshot(SnapshotNeeds())
-    user_ids = [c.user_id for c in applied if isinstance(c, UserChange)]
+        return result
+    snapshot = tenant.read_snapshot(SnapshotNeeds(users=False))
+    moved: list[tuple[str, str | None]] = []  # (user id, policy it should hold)
     for change in applied:
-        if isinstance(change, PolicyReplace):
-            user_ids.extend(change.holders)
-    live_users = _read_users(tenant, snapshot, user_ids)
-    problems: list[str] = []
+        if isinstance(change, UserChange):
+            moved.append((change.user_id, change.after))
+        else:
+            result.changes += 1
+            if isinstance(change, PolicyReplace):
+                moved.extend((uid, change.policy) for uid in change.holders)
+    unique = list(dict((uid, target) for uid, target in moved).items())
+    result.users_changed = len(unique)
+    chosen = unique if users == "all" else even_sample(unique, USER_SAMPLE)
+    live_users = dict(tenant.read_users([uid for uid, _ in chosen])) if chosen else {}
+    result.users_checked = len(chosen)
+    checked = {uid for uid, _ in chosen}
     for change in applied:
+        if isinstance(change, UserChange) and change.user_id not in checked:
+            continue
         problem = _check(change, snapshot, live_users)
         if problem is not None:
-            problems.append(f"{describe_change(change)}: {problem}")
-    return problems
+            result.problems.append(f"{describe_change(change)}: {problem}")
+    return result
 
 
-def _read_users(
-    tenant: Tenant, snapshot: TenantSnapshot, user_ids: list[str]
-) -> dict[str, str | None]:
-    if not user_ids:
-        return {}
-    # The snapshot already holds every user; asking again per user would cost a call each.
-    if snapshot.users:
-        wanted = set(user_ids)
-        return {u.id: u.policy for u in snapshot.users if u.id in wanted}
-    return dict(tenant.read_users(user_ids))
+def even_sample(items: list[tuple[str, str | None]], limit: int) -> list[tuple[str, str | None]]:
+    """At most `limit` items: the first one of each target, then evenly spaced ones, in order.
+
+    Deterministic, so the same apply checks the same users; every target policy (and a
+    clear) is represented as long as there are fewer targets than `limit`.
+    """
+    if len(items) <= limit:
+        return list(items)
+    picked: set[int] = set()
+    seen: set[str | None] = set()
+    for index, (_, target) in enumerate(items):
+        key = target.casefold() if target is not None else None
+        if key not in seen and len(picked) < limit:
+            seen.add(key)
+            picked.add(index)
+    step = len(items) / limit
+    for k in range(limit):
+        if len(picked) >= limit:
+            break
+        picked.add(int(k * step))
+    for index in range(len(items)):  # the spaced picks that hit a target's first: fill in
+        if len(picked) >= limit:
+            break
+        picked.add(index)
+    return [items[i] for i in sorted(picked)]
 
 
 def _check(change: object, snapshot: TenantSnapshot, users: dict[str, str | None]) -> str | None:

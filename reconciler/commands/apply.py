@@ -23,7 +23,7 @@ from reconciler.apply.progress import PhaseLines, ProgressBar
 from reconciler.apply.replace import plan_with_replaces
 from reconciler.apply.report import describe_change
 from reconciler.apply.staleness import stale_reasons
-from reconciler.apply.verify import verify_report
+from reconciler.apply.verify import USER_SAMPLE, VERIFY_USERS, Verification, verify_report
 from reconciler.errors import AuthPolicyError, GuardError, StalePlanError
 from reconciler.model import DesiredState, ExitCode, Plan, PolicyReplace, TenantSnapshot
 from reconciler.plan.pipeline import PlanRun, add_plan_source_arguments, plan_from_args
@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=16,
         metavar="N",
         help="most user-write batches in flight at once (default 16; adapts down on throttling)",
+    )
+    parser.add_argument(
+        "--check-users",
+        choices=VERIFY_USERS,
+        default="sample",
+        help="after the writes, re-read the policies, the default and either an even sample of "
+        f"up to {USER_SAMPLE} changed users (default) or all of them",
     )
     add_plan_source_arguments(parser)
 
@@ -149,7 +156,7 @@ def _is_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _summary(report: ApplyReport, audit_path: Path) -> list[str]:
+def _summary(report: ApplyReport, audit_path: Path, verified: str = "") -> list[str]:
     counts = report.counts
     lines: list[str] = []
     for outcome in report.failed[:SHOW_FAILURES]:
@@ -182,6 +189,8 @@ def _summary(report: ApplyReport, audit_path: Path) -> list[str]:
         lines.append(f"Apply complete: {head}.")
     else:
         lines.append(f"Apply finished with errors: {head}. Run apply again to retry.")
+    if verified:
+        lines.append(verified)
     lines.append(f"Audit log: {audit_path}")
     return lines
 
@@ -280,9 +289,11 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
                 stop=stop,
             )
+    verification = Verification()
     if not report.interrupted:
-        report.problems = verify_report(report, tenant)
-    for line in _summary(report, audit_path):
+        verification = verify_report(report, tenant, users=args.check_users)
+        report.problems = verification.problems
+    for line in _summary(report, audit_path, verification.summary()):
         sys.stdout.write(line + "\n")
     if report.interrupted:
         return INTERRUPTED_EXIT

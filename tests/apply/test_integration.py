@@ -22,6 +22,7 @@ import pytest
 
 from reconciler import cli
 from reconciler.apply import MemoryAudit, execute_plan
+from reconciler.apply.verify import USER_SAMPLE
 from reconciler.emulator import Emulator, EmulatorSettings
 from reconciler.model import Allowed, Plan, SnapshotNeeds, UserChange
 from reconciler.plan.pipeline import plan_from_args
@@ -138,7 +139,8 @@ def test_5000_users_exactly_the_planned_writes_then_zero(
     stats = connected.stats()
     assert stats["writes_changed_state"] == len(plan.changes)
     assert stats["writes_noop"] == 0
-    assert stats["requests"]["$batch"]["200"] <= len(plan.changes) // 10 + 2
+    # The writes, 10 per $batch, and the verification's sample of users, 10 per $batch.
+    assert stats["requests"]["$batch"]["200"] <= len(plan.changes) // 10 + 2 + USER_SAMPLE // 10
     # revoke_sessions: the token reset travels in the same Set-User as the policy.
     set_users = [e for e in stats["write_log"] if e["cmdlet"] == "Set-User"]
     assert len(set_users) == sum(isinstance(c, UserChange) for c in plan.changes)
@@ -146,6 +148,10 @@ def test_5000_users_exactly_the_planned_writes_then_zero(
         {"AuthenticationPolicy", "STSRefreshTokensValidFrom"} <= set(e["params"]) for e in set_users
     )
     assert f"Apply complete: {len(plan.changes)} applied, 0 failed" in out
+    users = sum(isinstance(c, UserChange) for c in plan.changes)
+    assert (
+        f"Verified: 2 policy or default changes and {USER_SAMPLE} of {users:,} changed users" in out
+    )
     records = audit_records(audit)
     assert len(records) == len(plan.changes)
     assert {r["result"] for r in records} == {"applied"}

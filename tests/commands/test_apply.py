@@ -7,11 +7,13 @@ import json
 import os
 import signal
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from reconciler import cli
+from reconciler.apply.verify import USER_SAMPLE
 from reconciler.commands import apply as apply_command
 from reconciler.model import (
     Assignments,
@@ -70,6 +72,26 @@ def audit_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.parametrize(("flag", "checked"), [(None, USER_SAMPLE), ("all", 30)])
+def test_check_users_chooses_a_sample_or_every_changed_user(
+    world: World, tmp_path: Path, capsys, flag: str | None, checked: int
+) -> None:
+    world.tenant = FakeTenant.with_users(30, policies={"Block": []})
+    world.plan = replace(world.plan, changes=tuple(user(i) for i in range(30)))
+    read: list[str] = []
+    real = world.tenant.read_users
+    world.tenant.read_users = lambda ids: read.extend(ids) or real(ids)  # type: ignore[method-assign]
+    extra = [] if flag is None else ["--check-users", flag]
+    argv = ["apply", "--auto-approve", "--audit-log", str(tmp_path / "a.jsonl"), *extra]
+    assert cli.main(argv) == 0
+    assert len(read) == checked
+    out = capsys.readouterr().out
+    if flag is None:
+        assert f"Verified: {USER_SAMPLE} of 30 changed users (an even sample;" in out
+    else:
+        assert "Verified: all 30 changed users hold." in out
+
+
 def test_without_terminal_or_auto_approve_it_refuses_and_writes_nothing(
     world: World, capsys
 ) -> None:
@@ -87,8 +109,9 @@ def test_auto_approve_applies_verifies_and_audits(world: World, tmp_path: Path, 
     assert cli.main(["apply", "--auto-approve", "--audit-log", str(audit)]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == "PLAN 6"
-    assert out.splitlines()[-2:] == [
+    assert out.splitlines()[-3:] == [
         "Apply complete: 6 applied, 0 failed, 0 skipped, 0 not found (0 retries).",
+        "Verified: 1 policy or default change and all 5 changed users hold.",
         f"Audit log: {audit}",
     ]
     assert "apply: user assignments: 5 applied" in err

@@ -169,7 +169,8 @@ class ExoTenant:
     ) -> TenantSnapshot:
         """Read everything `needs` asks for, completely, or raise (never a partial snapshot).
 
-        Requests without groups or SMTP settings: 2 + ceil(users / 1000).
+        Requests without groups or SMTP settings: 2 + ceil(users / 1000); 2 with
+        `needs.users` False (the users are then not read, and `users` is empty).
         A group the rules name that does not exist is an error (`TenantNotFoundError` naming
         it): matching nobody silently would make a rule quietly do something else.
         """
@@ -190,7 +191,11 @@ class ExoTenant:
         smtp_overrides: dict[str, bool] | None = None
         if needs.smtp_settings:
             smtp_org, smtp_overrides = self._read_smtp_settings()
-        users = self._read_users(needs, policies_by_key, smtp_overrides, progress)
+        users = (
+            self._read_users(needs, policies_by_key, smtp_overrides, progress)
+            if needs.users
+            else ()
+        )
         groups: dict[str, frozenset[str]] = {}
         if needs.groups:
             groups = self._read_groups(needs.groups)

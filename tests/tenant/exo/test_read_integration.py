@@ -82,6 +82,19 @@ def test_request_count_without_groups(emu: Emulator) -> None:
     assert tenant.client.stats.requests == math.ceil(USERS / 1000) + 2
 
 
+def test_policies_and_default_without_users_cost_two_requests(emu: Emulator) -> None:
+    # What apply's verification reads: no user page, whatever the tenant's size.
+    tenant = connect(emu.connection_env(app="reader"))
+    snapshot = tenant.read_snapshot(SnapshotNeeds(users=False))
+    assert emu.stats()["requests_total"] == 2
+    assert snapshot.users == () and snapshot.default_policy == "Block Basic Auth"
+    assert {p.name for p in snapshot.policies} == {
+        "Block Basic Auth",
+        "SMTP relay devices",
+        "Legacy 2018 Policy",
+    }
+
+
 def test_progress_reports_users_as_pages_arrive(emu: Emulator) -> None:
     seen: list[tuple[int, int | None]] = []
     connect(emu.connection_env(app="reader")).read_snapshot(
