@@ -8,9 +8,12 @@ case-insensitively; changes name policies the way the file declares them (user c
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import compress
+from operator import attrgetter, itemgetter
+from typing import Literal
 
 from reconciler.errors import PlanError
 from reconciler.model import (
@@ -62,6 +65,30 @@ def name_list(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
 
 def plural(count: int, word: str) -> str:
     return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
+
+
+_POLICY = attrgetter("policy")
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the plan does to every user with one (direct policy, governing rule) pair."""
+
+    # (kind, before, after, rule) of their UserChange; None: they do not change
+    change: tuple[Literal["user_assign", "user_clear"], str | None, str | None, str] | None
+    weakens: bool
+    dangling: bool  # the direct policy is a link to a policy the tenant does not list
+    unmatched: bool  # no rule matched, and `unmatched: clear`
+    holds_doomed: str | None  # the folded policy to delete these users would still hold
+
+    @property
+    def visit(self) -> bool:
+        return (
+            self.change is not None
+            or self.dangling
+            or self.unmatched
+            or self.holds_doomed is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,67 +224,76 @@ def make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     rule_of_user = evaluation.rule_of_user
     clear_unmatched = desired.assignments.unmatched == "clear"
 
-    # One pass over the users: their changes, and what the plan does to everyone's
-    # effective policy (for affected counts, held-policy checks and warnings).
-    user_changes: list[tuple[str, str, UserChange]] = []
-    weakens_cache: dict[tuple[str | None, str | None], bool] = {}
-    fold_cache: dict[str, str] = {}
+    # What happens to a user depends only on (direct policy now, governing rule): work it out
+    # once per such pair (a few dozen in a real tenant), count the pairs in C, and visit only
+    # the users that change or that a list must name (dangling links, unmatched, holders of
+    # a policy to delete).
+    users = snapshot.users
+    pairs = list(zip(map(_POLICY, users), rule_of_user, strict=True))
+    pair_counts = Counter(pairs)
+    outcomes: dict[tuple[str | None, int], _Outcome] = {}
     effective_after_count: dict[str | None, int] = {}
-    holders: dict[str, list[str]] = {}
-    dangling: dict[str, list[str]] = {}
-    unmatched: list[str] = []
     default_affected = 0
     relying_after = 0
-    for position, user in enumerate(snapshot.users):
-        before = user.policy
-        is_dangling = False
-        if before is None:
-            before_f = None
-        else:
-            before_f = fold_cache.get(before)
-            if before_f is None:
-                before_f = fold_cache[before] = before.casefold()
-            if before_f not in tenant:
-                is_dangling = True
-                dangling.setdefault(before, []).append(user.upn)
-        rule = rule_of_user[position]
+    for pair, count in pair_counts.items():
+        before, rule = pair
+        before_f = _fold(before)
+        is_dangling = before_f is not None and before_f not in tenant
         if rule >= 0:
             after, after_f, rule_name = targets[rule], targets_f[rule], rule_names[rule]
         elif clear_unmatched:
             after, after_f, rule_name = None, None, UNMATCHED_RULE
-            unmatched.append(user.upn)
         else:
             after, after_f, rule_name = before, before_f, ""
         effective_before_f = before_f if before_f is not None else default_before_f
         effective_after_f = after_f if after_f is not None else default_after_f
         # A link to a policy the tenant does not list is rewritten even when a rule names the
         # same policy: the link points at an object that is gone, not at the one we manage.
-        if after_f != before_f or (is_dangling and rule >= 0):
-            key = (effective_before_f, effective_after_f)
-            weakens = weakens_cache.get(key)
-            if weakens is None:
-                weakens = weakens_cache[key] = (
-                    effective_before_f != effective_after_f or is_dangling
-                ) and table.weakens(effective_before_f, effective_after_f)
-            change = UserChange(
-                kind="user_assign" if after is not None else "user_clear",
-                user=user.upn,
-                user_id=user.id,
-                before=before,
-                after=after,
-                rule=rule_name,
-                weakens=weakens,
-            )
-            user_changes.append((user.upn.casefold(), user.id, change))
-        if after_f is None:
-            relying_after += 1
-            if default_changes and effective_before_f != default_after_f:
-                default_affected += 1
-        elif after_f in doomed:
-            holders.setdefault(after_f, []).append(user.upn)
-        effective_after_count[effective_after_f] = (
-            effective_after_count.get(effective_after_f, 0) + 1
+        changes_user = after_f != before_f or (is_dangling and rule >= 0)
+        weakens = changes_user and (
+            (effective_before_f != effective_after_f or is_dangling)
+            and table.weakens(effective_before_f, effective_after_f)
         )
+        outcome = _Outcome(
+            change=(
+                ("user_assign" if after is not None else "user_clear", before, after, rule_name)
+                if changes_user
+                else None
+            ),
+            weakens=weakens,
+            dangling=is_dangling,
+            unmatched=rule < 0 and clear_unmatched,
+            holds_doomed=after_f if after_f is not None and after_f in doomed else None,
+        )
+        outcomes[pair] = outcome
+        if after_f is None:
+            relying_after += count
+            if default_changes and effective_before_f != default_after_f:
+                default_affected += count
+        effective_after_count[effective_after_f] = (
+            effective_after_count.get(effective_after_f, 0) + count
+        )
+
+    visit = {pair for pair, outcome in outcomes.items() if outcome.visit}
+    user_changes: list[tuple[str, str, UserChange]] = []
+    holders: dict[str, list[str]] = {}
+    dangling: dict[str, list[str]] = {}
+    unmatched: list[str] = []
+    if visit:
+        for position in compress(range(len(users)), map(visit.__contains__, pairs)):
+            user = users[position]
+            outcome = outcomes[pairs[position]]
+            if outcome.dangling:
+                dangling.setdefault(user.policy, []).append(user.upn)  # type: ignore[arg-type]
+            if outcome.unmatched:
+                unmatched.append(user.upn)
+            if outcome.holds_doomed is not None:
+                holders.setdefault(outcome.holds_doomed, []).append(user.upn)
+            if outcome.change is not None:
+                kind, before, after, rule_name = outcome.change
+                upn, user_id = user.upn, user.id
+                change = UserChange(kind, upn, user_id, before, after, rule_name, outcome.weakens)
+                user_changes.append((upn.casefold(), user_id, change))
 
     _refuse_held_deletes(doomed_list, tenant, holders, default_after_f)
 

@@ -33,6 +33,8 @@ OPTIONAL_ATTRIBUTES: tuple[str, ...] = (
 )
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_UPN = attrgetter("upn")
+_ID = attrgetter("id")
 
 
 def _fold(value: str | None) -> str | None:
@@ -75,19 +77,21 @@ class UserIndex:
         if column is not None:
             return column
         if key == "upn":
-            column = [u.upn.casefold() for u in self.users]
-        elif key == "domain":
-            column = [
-                upn.rpartition("@")[2] if "@" in upn else None  # type: ignore[operator,union-attr]
-                for upn in self.column("upn")
-            ]
+            column = list(map(str.casefold, map(_UPN, self.users)))
         elif key == "id":
-            column = [u.id for u in self.users]
+            column = list(map(_ID, self.users))
         else:
-            attribute = "recipient_type" if key == "recipient_type" else key
-            column = [
-                None if v is None else v.casefold() for v in map(attrgetter(attribute), self.users)
-            ]
+            if key == "domain":
+                raw = [
+                    upn.rpartition("@")[2] if "@" in upn else None  # type: ignore[operator,union-attr]
+                    for upn in self.column("upn")
+                ]
+            else:
+                raw = list(map(attrgetter(key), self.users))
+            # Few distinct values (departments, countries, ...): casefold each once, then map
+            # the column through the table in C. None maps to None (dict.get's default).
+            folded = {v: v.casefold() for v in set(raw) if v is not None}
+            column = list(map(folded.get, raw))
         self._columns[key] = column
         return column
 
