@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from random import Random
 
-from reconciler.model import MatchSpec
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from reconciler.model import MatchSpec, TenantUser
 from reconciler.plan import make_plan
-from reconciler.plan.fingerprint import INPUT_NAMES, moved_inputs
+from reconciler.plan.fingerprint import INPUT_NAMES, _users_digest, moved_inputs
 from tests.plan.scenarios import contoso, policy, user
 
 
@@ -81,3 +85,59 @@ def test_rule_order_is_part_of_the_config_but_policy_order_is_not() -> None:
         ),
     )
     assert make_plan(other_match, tenant).inputs["config"] != base.inputs["config"]
+
+
+# Values chosen to trip a careless encoding: None against "" and "null", quotes, line breaks
+# (the separator of the column text), and a value repeated enough to take the table path.
+_TRICKY = st.sampled_from([None, "", "null", '"', "\n", "a\nb", "Sales", "sales", "Ü"])
+_FIELDS = ("id", "upn", "recipient_type", "policy", "department")
+
+
+@st.composite
+def _users(draw: st.DrawFn) -> list[TenantUser]:
+    count = draw(st.integers(0, 12))
+    ids = draw(
+        st.lists(st.sampled_from("abcdefghijklmnop"), min_size=count, max_size=count, unique=True)
+    )
+    upn = st.sampled_from(["a@x", "b@x", "c\n@x", "Ü@x", ""])
+    return [
+        TenantUser(
+            id=i,
+            upn=draw(upn),
+            identity="-",
+            recipient_type=draw(st.sampled_from(["UserMailbox", "MailUser", "a\nb"])),
+            policy=draw(_TRICKY),
+            department=draw(_TRICKY),
+        )
+        for i in ids
+    ]
+
+
+def _rows(users: list[TenantUser]) -> list[tuple[object, ...]]:
+    return sorted((u.id, u.upn, u.recipient_type, u.policy, u.department) for u in users)
+
+
+@given(_users(), _users(), st.randoms())
+def test_users_digest_is_equal_exactly_when_the_users_are(
+    a: list[TenantUser], b: list[TenantUser], rnd: Random
+) -> None:
+    shuffled = list(a)
+    rnd.shuffle(shuffled)
+    assert _users_digest(shuffled, _FIELDS) == _users_digest(a, _FIELDS)
+    same = _rows(a) == _rows(b)
+    assert (_users_digest(a, _FIELDS) == _users_digest(b, _FIELDS)) == same
+
+
+@given(_users(), st.data())
+def test_any_one_field_of_any_one_user_moves_the_users_digest(
+    users: list[TenantUser], data: st.DataObject
+) -> None:
+    assume(users)
+    index = data.draw(st.integers(0, len(users) - 1))
+    field = data.draw(st.sampled_from(["upn", "recipient_type", "policy", "department"]))
+    new = data.draw(_TRICKY.filter(lambda v: v != getattr(users[index], field)))
+    if field in ("upn", "recipient_type") and new is None:
+        new = "changed"
+    changed = list(users)
+    changed[index] = dataclasses.replace(users[index], **{field: new})
+    assert _users_digest(changed, _FIELDS) != _users_digest(users, _FIELDS)
