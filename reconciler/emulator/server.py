@@ -87,6 +87,9 @@ class Stats:
     concurrency_rejected: int = 0
     faults_injected: Counter[str] = field(default_factory=Counter)
     objects_returned: int = 0
+    # Answers to $batch members, by cmdlet (also counted in `requests`): tells pages from
+    # per-object reads in a run that does both.
+    batch_members: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able snapshot."""
@@ -105,6 +108,7 @@ class Stats:
             "concurrency_rejected": self.concurrency_rejected,
             "faults_injected": dict(self.faults_injected),
             "objects_returned": self.objects_returned,
+            "batch_members": dict(sorted(self.batch_members.items())),
         }
 
 
@@ -175,11 +179,13 @@ class EmulatorService:
                 self.stats.faults_injected[fault] += 1
         return hit
 
-    def count(self, cmdlet: str, status: int, objects: int = 0) -> None:
-        """Record one answered request."""
+    def count(self, cmdlet: str, status: int, objects: int = 0, *, member: bool = False) -> None:
+        """Record one answered request (`member`: a $batch member's)."""
         with self._stats_lock:
             self.stats.requests[(cmdlet, status)] += 1
             self.stats.objects_returned += objects
+            if member:
+                self.stats.batch_members[cmdlet] += 1
 
     # ------------------------------------------------------------------- identity
     def openid_configuration(self, tenant: str) -> Response:
@@ -514,7 +520,12 @@ class EmulatorService:
         *,
         transport_faults: bool,
     ) -> tuple[Response, int]:
-        """One InvokeCommand: parse, authorise the cmdlet, run or page, wrap."""
+        """One InvokeCommand: parse, authorise the cmdlet, run or page, wrap.
+
+        `transport_faults` is False exactly for $batch members (resets and malformed answers
+        are injected on whole HTTP requests only).
+        """
+        member = not transport_faults
         try:
             doc = json.loads(body or b"null")
             cmdlet_input = doc["CmdletInput"]
@@ -523,17 +534,17 @@ class EmulatorService:
             if not isinstance(parameters, dict):
                 raise TypeError
         except (ValueError, KeyError, TypeError, AttributeError):
-            self.count("-", 400)
+            self.count("-", 400, member=member)
             return _error_response(_bad_request("The request body is not a valid CmdletInput.")), 0
         spec = self.engine.lookup(name)
         if spec is None:
-            self.count(str(name)[:60], 403)
+            self.count(str(name)[:60], 403, member=member)
             return self._forbidden(), 0
         wids = set(claims.get("wids") or [])
         if spec.write and not (
             wids & WRITE_ROLES or (spec.recipient_write and wids & RECIPIENT_WRITE_ROLES)
         ):
-            self.count(spec.name, 403)
+            self.count(spec.name, 403, member=member)
             return self._forbidden(), 0
         body_hash = hashlib.sha256(
             json.dumps(cmdlet_input, sort_keys=True, separators=(",", ":")).encode("utf-8")
@@ -545,20 +556,20 @@ class EmulatorService:
         skiptoken = skiptokens[0] if skiptokens else None
         if skiptoken is not None:
             response, objects = self._next_page(tenant, skiptoken, body_hash, page_size, spec.name)
-            self.count(spec.name, response.status, objects)
+            self.count(spec.name, response.status, objects, member=member)
             return response, objects
         if spec.write and transport_faults and self._roll("reset_before_write"):
-            self.count(spec.name, 0)
+            self.count(spec.name, 0, member=member)
             return Response(0, reset=True, cmdlet=spec.name), 0
         try:
             result = self.engine.run(spec, parameters)
         except wire.CmdletError as exc:
-            self.count(spec.name, exc.status)
+            self.count(spec.name, exc.status, member=member)
             return _error_response(exc), 0
         if result.write:
             self._record_write(result)
             if transport_faults and not result.dry_run and self._roll("reset_after_write"):
-                self.count(spec.name, 0)
+                self.count(spec.name, 0, member=member)
                 return Response(0, reset=True, cmdlet=spec.name), 0
             response = self._write_response(tenant, result)
             objects = len(result.items)
@@ -568,7 +579,7 @@ class EmulatorService:
             )
         if transport_faults:
             response = self._maybe_malform(response)
-        self.count(spec.name, response.status, objects)
+        self.count(spec.name, response.status, objects, member=member)
         return response, objects
 
     def _record_write(self, result: CmdletResult) -> None:

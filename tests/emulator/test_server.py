@@ -140,6 +140,15 @@ def test_batch(client: AdminClient, emu: Emulator) -> None:
     assert [answers[str(i)]["status"] for i in range(4)] == [200, 404, 403, 200]
     assert answers["3"]["body"]["value"][0]["DefaultAuthenticationPolicy"] == "Block Basic Auth"
     assert [e["target"] for e in emu.write_log()] == ["breakglass@contoso.com"]
+    client.ok("Get-User", {"Identity": "breakglass"})  # not a member: not in batch_members
+    stats = emu.stats()
+    assert stats["batch_members"] == {
+        "Get-Mailbox": 1,
+        "Get-OrganizationConfig": 1,
+        "Get-User": 1,
+        "Set-User": 1,
+    }
+    assert stats["requests"]["Get-User"] == {"200": 1, "404": 1}
 
 
 def test_batch_of_eleven_is_refused(client: AdminClient, emu: Emulator) -> None:
