@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any
 
 from reconciler.model import PROTOCOL_NAMES, DesiredState, MatchSpec, TenantSnapshot, TenantUser
+from reconciler.plan.columns import Columns, user_columns
 from reconciler.plan.needs import snapshot_needs
 
 INPUT_NAMES: tuple[str, ...] = ("config", "policies", "default", "users", "groups")
@@ -28,7 +29,9 @@ def _digest(data: Any) -> str:
     return "sha256:" + hashlib.sha256(_canonical(data).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _users_digest(users: Sequence[TenantUser], fields: Sequence[str]) -> str:
+def _users_digest(
+    users: Sequence[TenantUser], fields: Sequence[str], columns: Columns | None = None
+) -> str:
     """The users' `fields` (the first is the id), in id order, hashed column by column.
 
     Columns, not rows, because a column of 100,000 values mostly holds a few distinct ones
@@ -36,7 +39,9 @@ def _users_digest(users: Sequence[TenantUser], fields: Sequence[str]) -> str:
     the column is put in id order and joined in C; a fraction of the cost of JSON-encoding
     100,000 rows. Ids and UPNs, all different, are joined as they are.
     """
-    ids = list(map(attrgetter(fields[0]), users))
+    if columns is None or not all(name in columns for name in fields):
+        columns = user_columns(users, fields)
+    ids = columns[fields[0]]
     order = sorted(range(len(ids)), key=ids.__getitem__)  # the read order is noise
     # itemgetter(*order)(column): the whole permutation in one C call.
     in_order: Callable[[list[Any]], Sequence[Any]] = (
@@ -44,7 +49,7 @@ def _users_digest(users: Sequence[TenantUser], fields: Sequence[str]) -> str:
     )
     digest = hashlib.sha256(_canonical({"fields": list(fields), "users": len(ids)}).encode())
     for name in fields:
-        column = ids if name == fields[0] else list(map(attrgetter(name), users))
+        column = columns[name]
         text = _column_text(column, in_order, unique=name in ("id", "upn"))
         digest.update(f"\n{len(text)}\n".encode())
         digest.update(text.encode("utf-8", "surrogatepass"))
@@ -132,10 +137,16 @@ def canonical_config(desired: DesiredState) -> dict[str, Any]:
     }
 
 
-def input_digests(desired: DesiredState, snapshot: TenantSnapshot) -> dict[str, str]:
-    """One digest per input, in INPUT_NAMES order."""
+def user_fields(desired: DesiredState) -> tuple[str, ...]:
+    """The user fields a plan of `desired` reads (and its fingerprint covers); id first."""
+    return ("id", "upn", "recipient_type", "policy", *sorted(snapshot_needs(desired).attributes))
+
+
+def input_digests(
+    desired: DesiredState, snapshot: TenantSnapshot, columns: Columns | None = None
+) -> dict[str, str]:
+    """One digest per input, in INPUT_NAMES order (`columns`: the users' already read)."""
     needs = snapshot_needs(desired)
-    attributes = sorted(needs.attributes)
     wanted_groups = {g.casefold() for g in needs.groups}
     groups = {
         name: sorted(members)
@@ -149,9 +160,7 @@ def input_digests(desired: DesiredState, snapshot: TenantSnapshot) -> dict[str, 
         "config": _digest(canonical_config(desired)),
         "policies": _digest(sorted([p.name, _allow_list(p.allow)] for p in snapshot.policies)),
         "default": _digest(snapshot.default_policy),
-        "users": _users_digest(
-            snapshot.users, ("id", "upn", "recipient_type", "policy", *attributes)
-        ),
+        "users": _users_digest(snapshot.users, user_fields(desired), columns),
         "groups": _digest(groups),
     }
 

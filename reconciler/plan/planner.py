@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import compress
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Literal
 
 from reconciler.errors import PlanError
@@ -37,7 +37,8 @@ from reconciler.model import (
     TenantSnapshot,
     UserChange,
 )
-from reconciler.plan.fingerprint import fingerprint_of, input_digests
+from reconciler.plan.columns import user_columns
+from reconciler.plan.fingerprint import fingerprint_of, input_digests, user_fields
 from reconciler.plan.rules import RuleEvaluation, UserIndex, evaluate_rules
 from reconciler.render.escape import visible
 
@@ -67,9 +68,6 @@ def name_list(names: Sequence[str], shown: int = NAMES_SHOWN) -> str:
 
 def plural(count: int, word: str) -> str:
     return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
-
-
-_POLICY = attrgetter("policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +244,9 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     ]
     targets_f = [_fold(t) for t in targets]
     rule_names = [rule.name for rule in rules]
-    evaluation = evaluate_rules(rules, UserIndex(snapshot.users, snapshot.groups))
+    # Every user field the plan reads, in one pass over the users (plan/columns.py).
+    columns = user_columns(snapshot.users, user_fields(desired))
+    evaluation = evaluate_rules(rules, UserIndex(snapshot.users, snapshot.groups, columns))
     rule_of_user = evaluation.rule_of_user
     clear_unmatched = desired.assignments.unmatched == "clear"
 
@@ -255,7 +255,7 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     # the users that change or that a list must name (dangling links, unmatched, holders of
     # a policy to delete).
     users = snapshot.users
-    pairs = list(zip(map(_POLICY, users), rule_of_user, strict=True))
+    pairs = list(zip(columns["policy"], rule_of_user, strict=True))
     pair_counts = Counter(pairs)
     outcomes: dict[tuple[str | None, int], _Outcome] = {}
     effective_after_count: dict[str | None, int] = {}
@@ -348,7 +348,7 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     # Already built in phase order; the stable sort keeps it true should phases be added.
     changes.sort(key=lambda c: PHASE_ORDER[c.kind])
 
-    inputs = input_digests(desired, snapshot)
+    inputs = input_digests(desired, snapshot, columns)
     return Plan(
         tenant=snapshot.tenant,
         fingerprint=fingerprint_of(snapshot.tenant, inputs),

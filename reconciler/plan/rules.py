@@ -18,7 +18,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, itemgetter, methodcaller
+from typing import Any
 
 from reconciler.model import MATCH_KEYS, MatchSpec, Rule, TenantUser
 
@@ -33,8 +34,6 @@ OPTIONAL_ATTRIBUTES: tuple[str, ...] = (
 )
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_UPN = attrgetter("upn")
-_ID = attrgetter("id")
 
 
 def _fold(value: str | None) -> str | None:
@@ -53,22 +52,45 @@ def _user_value(user: TenantUser, key: str) -> str | None:
     return _fold(getattr(user, key))
 
 
+# A set of users as a mask: one byte per user position (1 = in the set), held as a Python
+# int (little-endian: user i is byte i). `&`, `|` and `& ~` on these ints are set
+# intersection, union and difference, done in C over 100 KB at 100,000 users.
+Mask = int
+
+
+def _mask(flags: bytes) -> Mask:
+    return int.from_bytes(flags, "little")
+
+
 @dataclass
 class UserIndex:
     """Casefolded per-key value columns over a snapshot's users, built lazily, once per plan.
 
-    A key's matches are found with `compress(range(n), map(wanted.__contains__, column))`:
-    the whole scan runs in C, so a rule costs a few milliseconds per 100,000 users.
+    Matches are masks (see Mask): a rule is a few big-int operations, whatever the number of
+    users it matches. A column with at most 256 distinct values (recipient types,
+    departments, countries, most domains) is also kept as bytes, one code per user, so the
+    users with any of some values come from one `bytes.translate` (wanted code -> 1, other
+    codes -> 0) without a Python call per user. Other columns (UPNs, ids) are tested per
+    user with `bytes(map(test, column))`, which still runs the loop in C.
     """
 
     users: Sequence[TenantUser]
     groups: Mapping[str, frozenset[str]]
+    # Raw (not casefolded) columns already read from the users (plan.columns); the others
+    # are read from the users when needed.
+    raw: Mapping[str, list[Any]] = field(default_factory=dict)
     _columns: dict[str, list[str | None]] = field(default_factory=dict)
+    _coded: dict[str, tuple[bytes, dict[str | None, int]] | None] = field(default_factory=dict)
     missing_groups: set[str] = field(default_factory=set)
 
     @property
-    def everyone(self) -> set[int]:
-        return set(range(len(self.users)))
+    def everyone(self) -> Mask:
+        return _mask(b"\x01" * len(self.users))
+
+    def positions(self, mask: Mask) -> list[int]:
+        """The user positions in a mask, ascending."""
+        n = len(self.users)
+        return list(compress(range(n), mask.to_bytes(n, "little"))) if mask else []
 
     def column(self, key: str) -> list[str | None]:
         """The casefolded value of `key` for every user, in snapshot order."""
@@ -77,17 +99,20 @@ class UserIndex:
         if column is not None:
             return column
         if key == "upn":
-            column = list(map(str.casefold, map(_UPN, self.users)))
+            column = list(map(str.casefold, self._raw("upn")))
         elif key == "id":
-            column = list(map(_ID, self.users))
+            column = self._raw("id")
         else:
             if key == "domain":
-                raw = [
-                    upn.rpartition("@")[2] if "@" in upn else None  # type: ignore[operator,union-attr]
-                    for upn in self.column("upn")
-                ]
+                # (separator, text after the last @) per user, by maps that run in C; then
+                # the few distinct pairs -> domain (None for a UPN without @).
+                parts = list(
+                    map(itemgetter(1, 2), map(methodcaller("rpartition", "@"), self.column("upn")))
+                )
+                domain_of = {pair: (pair[1] if pair[0] else None) for pair in set(parts)}
+                raw = list(map(domain_of.__getitem__, parts))
             else:
-                raw = list(map(attrgetter(key), self.users))
+                raw = self._raw(key)
             # Few distinct values (departments, countries, ...): casefold each once, then map
             # the column through the table in C. None maps to None (dict.get's default).
             folded = {v: v.casefold() for v in set(raw) if v is not None}
@@ -95,26 +120,50 @@ class UserIndex:
         self._columns[key] = column
         return column
 
-    def _scan(self, key: str, test: Callable[[str | None], object]) -> set[int]:
-        return set(compress(range(len(self.users)), map(test, self.column(key))))
+    def _raw(self, name: str) -> list[Any]:
+        column = self.raw.get(name)
+        return column if column is not None else list(map(attrgetter(name), self.users))
 
-    def positions_with(self, key: str, values: Iterable[str]) -> set[int]:
+    def _test(self, key: str, test: Callable[[Any], object]) -> Mask:
+        return _mask(bytes(map(bool, map(test, self.column(key)))))
+
+    def mask_with(self, key: str, values: Iterable[str]) -> Mask:
         """Users whose `key` equals any of `values` (case-insensitively)."""
         wanted = {value.casefold() for value in values}
-        return self._scan(key, wanted.__contains__)
+        coded = self.coded(key)
+        if coded is None:
+            return self._test(key, wanted.__contains__)
+        codes, code_of = coded
+        hits = {code_of[value] for value in wanted if value in code_of}
+        if not hits:
+            return 0
+        return _mask(codes.translate(bytes(1 if code in hits else 0 for code in range(256))))
 
-    def positions_matching_globs(self, patterns: Iterable[str]) -> set[int]:
+    def coded(self, key: str) -> tuple[bytes, dict[str | None, int]] | None:
+        """(one byte per user, value -> code) for a column of at most 256 distinct values."""
+        key = "upn" if key == "users" else key
+        if key not in self._coded:
+            column = self.column(key)
+            distinct = set(column)
+            if len(distinct) > 256:
+                self._coded[key] = None
+            else:
+                code_of = {value: code for code, value in enumerate(distinct)}
+                self._coded[key] = (bytes(map(code_of.__getitem__, column)), code_of)
+        return self._coded[key]
+
+    def mask_matching_globs(self, patterns: Iterable[str]) -> Mask:
         """Users whose UPN matches any glob (fnmatch syntax, case-insensitive)."""
         exact = [p for p in patterns if not _GLOB_CHARS.search(p)]
         globs = [p for p in patterns if _GLOB_CHARS.search(p)]
-        found = self.positions_with("upn", exact) if exact else set()
+        found = self.mask_with("upn", exact) if exact else 0
         if globs:
             # One compiled alternation; fnmatch.translate anchors each branch at the end.
             regex = re.compile("|".join(fnmatch.translate(p.casefold()) for p in globs))
-            found |= self._scan("upn", regex.match)  # type: ignore[arg-type]
+            found |= self._test("upn", regex.match)
         return found
 
-    def positions_in_groups(self, names: Iterable[str]) -> set[int]:
+    def mask_in_groups(self, names: Iterable[str]) -> Mask:
         """Members of any of the groups (nested groups already expanded in the snapshot)."""
         member_ids: set[str] = set()
         for name in names:
@@ -123,25 +172,29 @@ class UserIndex:
                 self.missing_groups.add(name)
             else:
                 member_ids |= members
-        return self._scan("id", member_ids.__contains__) if member_ids else set()
+        return self._test("id", member_ids.__contains__) if member_ids else 0
 
-    def positions_matching(self, spec: MatchSpec) -> set[int]:
+    def mask_matching(self, spec: MatchSpec) -> Mask:
         """Every user the spec matches."""
         if spec.match_all:
             return self.everyone
-        result: set[int] | None = None
+        result: Mask | None = None
         for key in MATCH_KEYS:
             values: tuple[str, ...] = getattr(spec, key)
             if not values:
                 continue
             if key == "upn":
-                matched = self.positions_matching_globs(values)
+                matched = self.mask_matching_globs(values)
             elif key == "member_of":
-                matched = self.positions_in_groups(values)
+                matched = self.mask_in_groups(values)
             else:
-                matched = self.positions_with(key, values)
+                matched = self.mask_with(key, values)
             result = matched if result is None else result & matched
-        return result if result is not None else set()
+        return result if result is not None else 0
+
+    def positions_matching(self, spec: MatchSpec) -> set[int]:
+        """Every user the spec matches, as positions."""
+        return set(self.positions(self.mask_matching(spec)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,19 +211,19 @@ class RuleEvaluation:
 def evaluate_rules(rules: Sequence[Rule], index: UserIndex) -> RuleEvaluation:
     """Apply the rules in order; the first rule that matches a user governs it."""
     rule_of_user = [-1] * len(index.users)
-    taken: set[int] = set()
+    taken: Mask = 0
     matched_counts: list[int] = []
     governed_counts: list[int] = []
     for position, rule in enumerate(rules):
-        matched = index.positions_matching(rule.match)
+        matched = index.mask_matching(rule.match)
         if rule.except_ is not None and matched:
-            matched -= index.positions_matching(rule.except_)
-        fresh = matched - taken if taken else matched
-        for user_position in fresh:
+            matched &= ~index.mask_matching(rule.except_)
+        fresh = matched & ~taken
+        for user_position in index.positions(fresh):
             rule_of_user[user_position] = position
         taken |= fresh
-        matched_counts.append(len(matched))
-        governed_counts.append(len(fresh))
+        matched_counts.append(matched.bit_count())  # one bit set per user (bytes of 0 or 1)
+        governed_counts.append(fresh.bit_count())
     return RuleEvaluation(
         rule_of_user=rule_of_user,
         matched_counts=tuple(matched_counts),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.model import MatchSpec
 from reconciler.plan.rules import UserIndex, evaluate_rules, spec_matches_user
@@ -88,3 +90,60 @@ def test_glob_metacharacters_of_regex_are_literal() -> None:
     index = UserIndex(users, {})
     found = index.positions_matching(MatchSpec(upn=("a.b+c@*",)))
     assert found == {0}
+
+
+_KEYS = ("users", "upn", "domain", "department", "recipient_type", "member_of")
+
+
+@st.composite
+def _world(draw: st.DrawFn) -> tuple[list, dict, MatchSpec]:
+    # Few departments, or more than 256 (so both the coded path and the per-user test run),
+    # UPNs with and without "@", and casing that differs between the users and the spec.
+    many = draw(st.booleans())
+    departments = [f"Dept{i}" for i in range(300)] if many else ["Sales", "sales", "IT", ""]
+    count = draw(st.integers(0, 320 if many else 30))
+    users = [
+        user(
+            draw(
+                st.sampled_from(["a{i}@Contoso.com", "b{i}@fabrikam.com", "nodomain", "c{i}@"])
+            ).format(i=i),
+            department=draw(st.sampled_from([None, *departments])),
+            recipient_type=draw(st.sampled_from(["UserMailbox", "SharedMailbox", "MailUser"])),
+            uid=f"id-{i}",
+        )
+        for i in range(count)
+    ]
+    groups = {"g": frozenset(f"id-{i}" for i in draw(st.sets(st.integers(0, max(count, 1)))))}
+    values = {
+        "users": st.sampled_from(["A1@contoso.com", "NoDomain", "x@y"]),
+        "upn": st.sampled_from(["a*@contoso.com", "*@FABRIKAM.com", "nodomain*", "c?@"]),
+        "domain": st.sampled_from(["contoso.com", "Fabrikam.com", "", "nodomain"]),
+        "department": st.sampled_from(["SALES", "it", "Dept7", "Dept299", ""]),
+        "recipient_type": st.sampled_from(["usermailbox", "MailUser", "Room"]),
+        "member_of": st.sampled_from(["g", "missing"]),
+    }
+    keys = draw(st.sets(st.sampled_from(_KEYS), min_size=1, max_size=3))
+    spec = MatchSpec(**{k: tuple(draw(st.lists(values[k], min_size=1, max_size=2))) for k in keys})
+    return users, groups, spec
+
+
+@settings(max_examples=150, deadline=None)
+@given(_world())
+def test_the_index_matches_exactly_whom_the_slow_oracle_matches(world) -> None:
+    users, groups, spec = world
+    index = UserIndex(users, groups)
+    expected = {i for i, u in enumerate(users) if spec_matches_user(spec, u, groups)}
+    assert index.positions_matching(spec) == expected
+    evaluation = evaluate_rules([rule("r", "P", spec), rule("all", "Q", ALL)], index)
+    assert evaluation.rule_of_user == [0 if i in expected else 1 for i in range(len(users))]
+    assert evaluation.matched_counts == (len(expected), len(users))
+    assert evaluation.governed_counts == (len(expected), len(users) - len(expected))
+
+
+def test_a_upn_without_at_has_no_domain_and_one_ending_in_at_an_empty_one() -> None:
+    users = (user("nodomain"), user("x@"), user("a@nodomain"))
+    index = UserIndex(users, {})
+    for value, expected in (("nodomain", {2}), ("", {1})):
+        spec = MatchSpec(domain=(value,))
+        assert index.positions_matching(spec) == expected
+        assert {i for i, u in enumerate(users) if spec_matches_user(spec, u, {})} == expected
