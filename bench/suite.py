@@ -95,9 +95,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _commit() -> str:
+    """The checked-out commit, with "+ changes" when the tree differs from it."""
+    head = machine()["commit"]
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return head
+    return f"{head} + uncommitted changes" if status else head
+
+
 def run_suite(cfg: BenchConfig, selected: Sequence[str], command: str) -> dict[str, Any]:
     """Run the selected cases; returns {case: {..., "meta": {...}}} (noop: a list by size)."""
     results: dict[str, Any] = {}
+    commit = _commit()
     for size, steps in sorted(_steps(cfg, selected).items()):
         log.info("starting an emulator with %d users", size)
         with running_emulator(size, cfg.latency) as emu:
@@ -112,6 +129,7 @@ def run_suite(cfg: BenchConfig, selected: Sequence[str], command: str) -> dict[s
                     figures, error = None, f"{type(exc).__name__}: {exc}"
                 meta = {
                     "command": command,
+                    "commit": commit,
                     "started": started.strftime("%Y-%m-%d %H:%M UTC"),
                     "seconds": (dt.datetime.now(dt.UTC) - started).total_seconds(),
                     "runs": cfg.runs,
