@@ -142,6 +142,8 @@ class UserIndex:
     def coded(self, key: str) -> tuple[bytes, dict[str | None, int]] | None:
         """(one byte per user, value -> code) for a column of at most 256 distinct values."""
         key = "upn" if key == "users" else key
+        if key in ("upn", "id"):
+            return None  # one value per user: no table to gain from
         if key not in self._coded:
             column = self.column(key)
             distinct = set(column)
