@@ -93,7 +93,7 @@ def verify_report(
             result.changes += 1
             if isinstance(change, PolicyReplace):
                 moved.extend((uid, change.policy) for uid in change.holders)
-    unique = list(dict((uid, target) for uid, target in moved).items())
+    unique = list(dict(moved).items())  # one per user, in order; the last target wins
     result.users_changed = len(unique)
     chosen = unique if users == "all" else even_sample(unique, USER_SAMPLE)
     live_users = dict(tenant.read_users([uid for uid, _ in chosen])) if chosen else {}
