@@ -75,16 +75,7 @@ def machine() -> dict[str, Any]:
                     break
     except (OSError, ValueError):
         pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
+    commit = _git("rev-parse", "--short", "HEAD")
     return {
         "cpu_model": model,
         "nproc": os.cpu_count(),
@@ -95,20 +86,21 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _commit() -> str:
-    """The checked-out commit, with "+ changes" when the tree differs from it."""
-    head = machine()["commit"]
+def _git(*args: str) -> str:
+    """`git ARGS` in the repository, stripped; empty when git is missing or fails."""
     try:
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
     except OSError:
-        return head
-    return f"{head} + uncommitted changes" if status else head
+        return ""
+
+
+def _commit() -> str:
+    """The checked-out commit, with "+ uncommitted changes" when tracked files differ from it."""
+    head = _git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return f"{head} + uncommitted changes" if dirty else head
 
 
 def run_suite(cfg: BenchConfig, selected: Sequence[str], command: str) -> dict[str, Any]:
