@@ -26,7 +26,12 @@ from reconciler.apply.report import (
     OutcomeStatus,
     describe_change,
 )
-from reconciler.errors import AuthPolicyError, TenantNotFoundError, TenantThrottledError
+from reconciler.errors import (
+    AuthenticationError,
+    AuthPolicyError,
+    TenantNotFoundError,
+    TenantThrottledError,
+)
 from reconciler.model import (
     PHASE_ORDER,
     Change,
@@ -179,10 +184,25 @@ class _Run:
         self.sleep = sleep
         self.outcomes: dict[int, ChangeOutcome] = {}
         self.report = ApplyReport()
+        # Set by the first write Exchange refuses for want of a role or permission: nothing
+        # more is sent, since every other write would be refused the same way.
+        self.denied: str | None = None
+
+    def _deny(self, exc: BaseException) -> None:
+        if self.denied is None:
+            self.denied = error_text(exc)
+            self.report.denied = self.denied
+            log.error("stopping: %s", self.denied)
+
+    def _client_retries(self) -> int:
+        """Re-sends the tenant client made inside its own calls (503, resets, 429, 401)."""
+        counter = getattr(self.tenant, "request_retries", None)
+        return int(counter()) if callable(counter) else 0
 
     # ------------------------------------------------------------------ driver
 
     def execute(self) -> ApplyReport:
+        client_retries_before = self._client_retries()
         phases: dict[int, list[int]] = {}
         for index, change in enumerate(self.changes):
             phases.setdefault(PHASE_ORDER[change.kind], []).append(index)
@@ -207,6 +227,7 @@ class _Run:
             o.message == INTERRUPTED for o in self.outcomes.values()
         )
         self.report.outcomes = [self.outcomes[i] for i in range(len(self.changes))]
+        self.report.retries += self._client_retries() - client_retries_before
         return self.report
 
     def _finish(
@@ -251,6 +272,8 @@ class _Run:
 
     def _skip_reason(self, change: Change) -> str | None:
         """Why `change` must not run because something it depends on did not succeed."""
+        if self.denied is not None:
+            return f"not sent: an earlier write was refused ({self.denied})"
         target: str | None = None
         if isinstance(change, UserChange | DefaultChange):
             target = change.after
@@ -293,6 +316,9 @@ class _Run:
         except TenantNotFoundError as exc:
             status: OutcomeStatus = "not_found"
             message = error_text(exc)
+        except AuthenticationError as exc:
+            status, message = "failed", error_text(exc)
+            self._deny(exc)
         except Exception as exc:  # every failure is reported, never raised: others continue
             status = "failed"
             message = error_text(exc)
@@ -500,6 +526,7 @@ class _Run:
                 while (
                     pending
                     and not self.stop.is_set()
+                    and self.denied is None
                     and now >= not_before
                     and len(in_flight) < self.limit.limit
                 ):
@@ -509,7 +536,7 @@ class _Run:
                     future = pool.submit(self.tenant.set_user_policies, writes)
                     in_flight[future] = (batch, self.limit.epoch, utc_now())
                 if not in_flight:
-                    if self.stop.is_set():
+                    if self.stop.is_set() or self.denied is not None:
                         break
                     # Waiting out Retry-After; a Ctrl-C ends the wait at once.
                     self.stop.wait(min(0.5, max(0.0, not_before - time.monotonic())))
@@ -523,7 +550,10 @@ class _Run:
                         not_before = max(not_before, time.monotonic() + delay)
         for batch in pending:
             for index in batch.indices:
-                self._finish(index, "skipped", INTERRUPTED)
+                if self.denied is not None:
+                    self._finish(index, "skipped", f"not sent: {self.denied}")
+                else:
+                    self._finish(index, "skipped", INTERRUPTED)
 
     def _user_write(self, index: int) -> UserWrite:
         change = self.changes[index]
@@ -550,6 +580,8 @@ class _Run:
                 return _retry_after(exc, batch.resends - 1)
             if is_throttle_error(exc):
                 self.limit.on_throttle(epoch)
+            if isinstance(exc, AuthenticationError):
+                self._deny(exc)
             message = error_text(exc)
             for index in batch.indices:
                 self._finish(index, "failed", message, attempts=1, ts_start=started)

@@ -37,6 +37,7 @@ class ApplyReport:
     retries: int = 0  # HTTP retries inside the client, plus batches the executor re-sent
     writes: int = 0  # state-changing calls the executor made (a $batch of 10 counts 10)
     problems: list[str] = field(default_factory=list)  # verification findings
+    denied: str | None = None  # the first write refused for want of a role: apply stopped there
 
     @property
     def counts(self) -> dict[str, int]:

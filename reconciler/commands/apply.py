@@ -164,6 +164,13 @@ def _summary(report: ApplyReport, audit_path: Path, verified: str = "") -> list[
     if len(report.failed) > SHOW_FAILURES:
         lines.append(f"  ... and {len(report.failed) - SHOW_FAILURES} more failures (audit log)")
     skipped = [o for o in report.outcomes if o.status == "skipped" and not report.interrupted]
+    if report.denied is not None:
+        # One line for the refusal, not one per write that was never sent.
+        lines.append(
+            f"Stopped at the first refused write: {report.denied}; {len(skipped)} change(s) "
+            "not sent"
+        )
+        skipped = [o for o in skipped if not o.message.startswith("not sent:")]
     for outcome in skipped[:SHOW_FAILURES]:
         lines.append(f"  skipped: {describe_change(outcome.change)}: {outcome.message}")
     # Objects deleted by someone else since the plan: not a failure, but the admin should see

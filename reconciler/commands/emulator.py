@@ -8,10 +8,14 @@ reconciler.emulator; this module only parses arguments and prints.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import json
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from reconciler.emulator import Emulator, EmulatorSettings
 
@@ -65,6 +69,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--control", action="store_true", help="enable /_emulator/{stats,state,reset,faults}"
     )
+    serve.add_argument(
+        "--cloud",
+        choices=("commercial", "gcc-high", "dod", "china"),
+        default="commercial",
+        help="the Microsoft cloud whose token audiences and scopes the emulator issues and accepts",
+    )
+    serve.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any emulator setting (docs/emulator.md); VALUE is JSON or a bare string; repeatable",
+    )
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set NAME=VALUE` pairs as settings; VALUE is JSON, or else a bare string."""
+    known = {f.name for f in dataclasses.fields(EmulatorSettings)}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"--set {name}: unknown setting{hint}; see docs/emulator.md")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, list):
+            value = tuple(value) if name != "one_shot" else value
+        out[name] = value
+    return out
 
 
 def _loopback(host: str) -> bool:
@@ -99,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
             max_concurrent_per_tenant=args.max_concurrent,
             remove_referenced=args.remove_referenced,
             cursor_expiry_seconds=args.cursor_expiry,
+            cloud=args.cloud,
         )
+        settings = dataclasses.replace(settings, **parse_set(args.settings))
+        settings.validate()
         emulator = Emulator(settings)
         emulator.start()
     except (ValueError, OSError) as exc:
@@ -117,8 +161,11 @@ def run(args: argparse.Namespace) -> int:
         "AZURE_CLIENT_SECRET",
         "AUTHPOLICY_ENDPOINT",
         "AUTHPOLICY_CA_BUNDLE",
+        "AUTHPOLICY_TRUSTED_HOSTS",
+        "AUTHPOLICY_CLOUD",
     ):
-        print(f"{key}={env[key]}")
+        if key in env:
+            print(f"{key}={env[key]}")
     print(f"# tenant {emulator.tenant_domain}; state file {emulator.state_path}; Ctrl-C to stop")
     sys.stdout.flush()
 

@@ -7,6 +7,7 @@ the server), warnings, and for writes whether state changed. Cmdlet errors are `
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,6 +223,16 @@ class CmdletEngine:
         self.state = state
         self._settings = settings
         self.specs: dict[str, CmdletSpec] = {spec.name.lower(): spec for spec in _SPECS}
+        self._request = threading.local()
+
+    @property
+    def reference_form(self) -> str:
+        """How this request renders policy references (set by `begin_request`)."""
+        return getattr(self._request, "reference_form", "name")
+
+    def begin_request(self, reference_form: str) -> None:
+        """Called by the server at the start of each admin request, on its thread."""
+        self._request.reference_form = reference_form
 
     @property
     def settings(self) -> EmulatorSettings:
@@ -365,8 +376,8 @@ class CmdletEngine:
             "Name": domain,
             "DisplayName": self.state.display_name,
             "Guid": org["Guid"],
-            "DefaultAuthenticationPolicy": self.state.policy_name_of(
-                org.get("DefaultAuthenticationPolicy")
+            "DefaultAuthenticationPolicy": self.state.policy_reference(
+                org.get("DefaultAuthenticationPolicy"), self.reference_form
             ),
             "OAuth2ClientProfileEnabled": True,
             "PublicFoldersEnabled": "Local",
@@ -501,8 +512,11 @@ _USER_FIELDS: dict[str, Callable[[CmdletEngine, dict[str, Any]], Any]] = {
     "CountryOrRegion": _user_field("CountryOrRegion"),
     "IsDirSynced": _user_field("IsDirSynced"),
     "AccountDisabled": _user_field("AccountDisabled"),
-    # The direct assignment only, as the policy's name (a deleted policy shows its GUID).
-    "AuthenticationPolicy": lambda engine, user: engine.state.policy_name_of(user["_policy"]),
+    # The direct assignment only, in the request's reference form (policy_reference_format;
+    # a deleted policy shows its GUID).
+    "AuthenticationPolicy": lambda engine, user: engine.state.policy_reference(
+        user["_policy"], engine.reference_form
+    ),
     "StsRefreshTokensValidFrom": _user_field("StsRefreshTokensValidFrom"),
     "OrganizationalUnitRoot": lambda engine, user: engine.state.domain,
     "IsValid": lambda engine, user: True,
@@ -746,11 +760,17 @@ def _set_transport_config(engine: CmdletEngine, bound: dict[str, Any]) -> Cmdlet
 def _get_user(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
     state = engine.state
     result_size = _result_size(bound.get("ResultSize"))
+    candidates: list[dict[str, Any]] = state.users
     if bound.get("Identity") is not None:
-        user = engine.resolve_user(_identity("Identity", bound["Identity"]))
-        candidates: list[dict[str, Any]] = [user]
-    else:
-        candidates = state.users
+        identity = _identity("Identity", bound["Identity"])
+        user = state.find_user(
+            identity, allow_external_id=engine.settings.accept_external_directory_object_id
+        )
+        if user is not None:
+            candidates = [user]
+        elif not engine.settings.missing_identity_returns_all:
+            raise wire.not_found(identity)
+        # else: Microsoft's caution on Get-User -Identity <missing>: every object comes back
     types = None
     if bound.get("RecipientTypeDetails") is not None:
         types = _enum_list(
@@ -786,6 +806,11 @@ def _set_user(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
     identity = _identity("Identity", bound["Identity"])
     user = engine.resolve_user(identity)
     new_policy: str | None = user["_policy"]
+    if (
+        "AuthenticationPolicy" in bound
+        and user["RecipientTypeDetails"] in engine.settings.set_user_refuses
+    ):
+        raise wire.authentication_policy_refused(identity, user["RecipientTypeDetails"])
     if "AuthenticationPolicy" in bound:
         value = bound["AuthenticationPolicy"]
         if value is None or (isinstance(value, str) and value.strip() == ""):
@@ -879,9 +904,12 @@ def _get_recipient(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
     if bound.get("Identity") is not None:
         identity = _identity("Identity", bound["Identity"])
         found = state.find_recipient(identity)
-        if found is None:
+        if found is not None:
+            candidates: list[dict[str, Any]] = [found]
+        elif engine.settings.missing_identity_returns_all:
+            candidates = [u for u in state.users if _is_recipient(u)] + state.groups
+        else:
             raise wire.not_found(identity)
-        candidates: list[dict[str, Any]] = [found]
     else:
         candidates = [u for u in state.users if _is_recipient(u)] + state.groups
     filters: list[Callable[[dict[str, Any]], bool]] = []
@@ -951,9 +979,13 @@ def _get_cas_mailbox(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResul
     if bound.get("Identity") is not None:
         identity = _identity("Identity", bound["Identity"])
         user = state.find_user(identity, allow_external_id=False)
-        if user is None or user["RecipientTypeDetails"] not in MAILBOX_TYPES:
+        mailboxes = [u for u in state.users if u["RecipientTypeDetails"] in MAILBOX_TYPES]
+        if user is not None and user["RecipientTypeDetails"] in MAILBOX_TYPES:
+            candidates = [user]
+        elif engine.settings.missing_identity_returns_all:
+            candidates = mailboxes
+        else:
             raise wire.not_found(identity)
-        candidates = [user]
     else:
         candidates = [u for u in state.users if u["RecipientTypeDetails"] in MAILBOX_TYPES]
     if bound.get("Filter") is not None:

@@ -85,6 +85,7 @@ class Emulator:
         )
         port = server.server_address[1]
         service.endpoint = f"https://{self.settings.host}:{port}"
+        service.backend_endpoint = f"https://{self.settings.backend_host}:{port}"
         self._pki = pki
         self._service = service
         self._server = server
@@ -151,6 +152,16 @@ class Emulator:
         return self.service.endpoint
 
     @property
+    def backend_endpoint(self) -> str:
+        """The same socket under the backend host name: https://localhost:PORT."""
+        return self.service.backend_endpoint
+
+    @property
+    def trusted_hosts(self) -> tuple[str, ...]:
+        """host:port of the front end and the backend, as AUTHPOLICY_TRUSTED_HOSTS lists them."""
+        return tuple(e.split("://", 1)[1] for e in (self.endpoint, self.backend_endpoint))
+
+    @property
     def ca_path(self) -> Path:
         """PEM of the emulator's CA (trust this file)."""
         return self._pki.ca_path
@@ -188,7 +199,11 @@ class Emulator:
             "AZURE_CLIENT_ID": registration.client_id,
             "AUTHPOLICY_ENDPOINT": self.endpoint,
             "AUTHPOLICY_CA_BUNDLE": str(self.ca_path),
+            # Hosts the emulator's redirects and nextLinks may name (the same socket).
+            "AUTHPOLICY_TRUSTED_HOSTS": ",".join(self.trusted_hosts),
         }
+        if self.settings.cloud != "commercial":  # the client's default cloud
+            env["AUTHPOLICY_CLOUD"] = self.settings.cloud
         if credential == "secret":
             env["AZURE_CLIENT_SECRET"] = registration.secret
         elif credential == "certificate":

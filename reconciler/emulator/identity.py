@@ -48,6 +48,11 @@ KNOWN_RESOURCES = (
     "https://outlook.office.com",
     "https://graph.microsoft.com",
     "https://outlook.office365.us",
+    "https://outlook-dod.office365.us",
+    "https://partner.outlook.cn",
+    "https://graph.microsoft.us",
+    "https://dod-graph.microsoft.us",
+    "https://microsoftgraph.chinacloudapi.cn",
 )
 _APP_NAMESPACE = uuid.UUID("6f6a3b8e-2b1d-4f3c-9a51-5d8e0c7b1a10")
 
@@ -295,8 +300,13 @@ class IdentityService:
         revoked: tuple[str, ...],
         federated_issuer: str,
         federated_audience: str,
+        resources: tuple[str, ...] = KNOWN_RESOURCES,
     ) -> dict[str, Any]:
-        """Answer a client-credentials grant; raise TokenError as Entra would."""
+        """Answer a client-credentials grant; raise TokenError as Entra would.
+
+        `resources` are the resources this cloud's Entra knows; a resource of another cloud is
+        AADSTS500011, as Entra answers a token request sent to the wrong cloud.
+        """
         if not self.knows_tenant(tenant):
             raise TokenError(
                 400,
@@ -333,6 +343,16 @@ class IdentityService:
                 f"The provided value for scope {' '.join(scope)} is not valid. Client credential "
                 "flows must have a scope value with /.default suffixed to the resource "
                 "identifier (application ID URI).",
+            )
+        if resource not in resources:
+            raise TokenError(
+                400,
+                "invalid_resource",
+                500011,
+                f"The resource principal named {resource} was not found in the tenant named "
+                f"{self.tenant_domain}. This can happen if the application has not been installed "
+                "by the administrator of the tenant or consented to by any user in the tenant. "
+                "You might have sent your authentication request to the wrong tenant.",
             )
         appidacr = self._authenticate_client(
             app, form, token_endpoint, federated_issuer, federated_audience

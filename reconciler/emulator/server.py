@@ -35,7 +35,12 @@ from reconciler.emulator.identity import (
     IdentityService,
     TokenError,
 )
-from reconciler.emulator.settings import EmulatorSettings, apply_runtime_changes
+from reconciler.emulator.settings import (
+    CLOUD_GRAPH,
+    EmulatorSettings,
+    apply_runtime_changes,
+    audiences_of,
+)
 from reconciler.emulator.state import TenantState
 
 log = logging.getLogger("authpolicy.emulator")
@@ -71,6 +76,7 @@ class _Cursor:
     truncated: bool
     cmdlet: str
     created: float
+    anchor: str = ""  # X-AnchorMailbox of the first page (cursor_affinity=strict checks it)
 
 
 @dataclass
@@ -127,7 +133,9 @@ class EmulatorService:
         self.identity = identity
         self.engine = CmdletEngine(state, lambda: self.settings)
         self._reload_state = reload_state
-        self.endpoint = ""  # set once the port is known
+        self.endpoint = ""  # set once the port is known: https://127.0.0.1:PORT (the front)
+        self.backend_endpoint = ""  # the same socket under settings.backend_host
+        self._reference_counter = 0
         self.stats = Stats()
         self._stats_lock = threading.Lock()
         self._cursors: dict[str, _Cursor] = {}
@@ -263,6 +271,7 @@ class EmulatorService:
                 revoked=settings.revoked_apps,
                 federated_issuer=settings.federated_issuer,
                 federated_audience=settings.federated_audience,
+                resources=(*audiences_of(settings), CLOUD_GRAPH[settings.cloud]),
             )
             response = _json(200, answer)
         except TokenError as exc:
@@ -304,9 +313,7 @@ class EmulatorService:
         if scheme.lower() != "bearer" or not token.strip():
             return None, self._unauthorized("Bearer token is missing.")
         settings = self.settings
-        claims, reason = self.identity.verify_access_token(
-            token.strip(), settings.accepted_audiences
-        )
+        claims, reason = self.identity.verify_access_token(token.strip(), audiences_of(settings))
         if claims is None:
             return None, self._unauthorized(reason)
         if not self.identity.knows_tenant(tenant) or claims.get("tid") != self.identity.tenant_id:
@@ -379,10 +386,46 @@ class EmulatorService:
             self._inflight -= 1
 
     # ------------------------------------------------------------------- admin API
+    def _on_backend(self, host: str | None) -> bool:
+        name = (host or "").rsplit(":", 1)[0].strip("[]").lower()
+        return name == self.settings.backend_host.lower()
+
+    def _link_base(self, host: str | None, tenant: str) -> str:
+        """scheme://host/adminapi/beta/{tenant} of the nextLinks this request hands out."""
+        style = self.settings.next_link_style
+        if style == "backend_host":
+            return f"{self.backend_endpoint}/adminapi/beta/{tenant}"
+        origin = f"https://{host}" if host else self.endpoint
+        if style == "guid":
+            tenant = self.identity.tenant_id
+        elif style == "domain":
+            tenant = self.state.domain
+        return f"{origin}/adminapi/beta/{tenant}"
+
+    def _choose_reference_form(self) -> str:
+        form = self.settings.policy_reference_format
+        if form != "rotate":
+            return form
+        with self._stats_lock:
+            self._reference_counter += 1
+            return ("name", "dn", "guid", "object")[self._reference_counter % 4]
+
     def admin_request(
-        self, tenant: str, action: str, query: dict[str, list[str]], headers: Any, body: bytes
+        self,
+        tenant: str,
+        action: str,
+        query: dict[str, list[str]],
+        headers: Any,
+        body: bytes,
+        path: str = "",
     ) -> Response:
         """POST /adminapi/beta/{tenant}/InvokeCommand | $batch."""
+        host = headers.get("Host")
+        if self.settings.redirect_to_backend and not self._on_backend(host):
+            # round2-facts.md §3: some tenants are sent to a tenant-specific host first.
+            self.count("-", 307)
+            return Response(307, b"", {"Location": f"{self.backend_endpoint}{path}"})
+        self.engine.begin_request(self._choose_reference_form())
         claims, failure = self.authenticate(headers, tenant)
         if failure is not None:
             self.count("-", failure.status)
@@ -413,11 +456,19 @@ class EmulatorService:
                         else b"<html><body>Gateway Timeout</body></html>",
                         {"Content-Type": "text/html"},
                     )
+            link_base = self._link_base(host, tenant)
             if action == "$batch":
-                response, objects = self._batch(tenant, claims, query, headers, body)
+                response, objects = self._batch(tenant, claims, query, headers, body, link_base)
             else:
                 response, objects = self._invoke(
-                    tenant, claims, query, headers.get("Prefer"), body, transport_faults=True
+                    tenant,
+                    claims,
+                    query,
+                    headers.get("Prefer"),
+                    body,
+                    transport_faults=True,
+                    link_base=link_base,
+                    anchor=headers.get("X-AnchorMailbox") or "",
                 )
             self._sleep_latency(objects, started)
             return response
@@ -438,6 +489,7 @@ class EmulatorService:
         query: dict[str, list[str]],
         headers: Any,
         body: bytes,
+        link_base: str,
     ) -> tuple[Response, int]:
         try:
             doc = json.loads(body or b"null")
@@ -468,14 +520,26 @@ class EmulatorService:
                 if isinstance(raw_headers, dict)
                 else {}
             )
-            prefer = next((v for k, v in inner_headers.items() if k.lower() == "prefer"), None)
-            if (
+            lowered = {k.lower(): v for k, v in inner_headers.items()}
+            prefer = lowered.get("prefer")
+            member_failure = None
+            resp_body: Any
+            if self.settings.batch_member_auth == "required":
+                # round2-facts.md §3: the V3 module and CIPP put a token in every member.
+                _, member_failure = self.authenticate(_Headers(lowered), tenant)
+            if member_failure is not None:
+                self.count("-", member_failure.status, member=True)
+                status, resp_headers, resp_body = (
+                    member_failure.status,
+                    dict(member_failure.headers),
+                    None,
+                )
+            elif (
                 len(parts) != 4
                 or parts[0].lower() != "adminapi"
                 or parts[2].lower() != tenant.lower()
                 or parts[3].lower() != "invokecommand"
             ):
-                resp_body: Any
                 status, resp_headers, resp_body = (
                     400,
                     {},
@@ -497,6 +561,8 @@ class EmulatorService:
                         prefer,
                         inner_body,
                         transport_faults=False,
+                        link_base=link_base,
+                        anchor=lowered.get("x-anchormailbox", ""),
                     )
                 objects += count
                 status, resp_headers = inner.status, dict(inner.headers)
@@ -519,6 +585,8 @@ class EmulatorService:
         body: bytes,
         *,
         transport_faults: bool,
+        link_base: str,
+        anchor: str,
     ) -> tuple[Response, int]:
         """One InvokeCommand: parse, authorise the cmdlet, run or page, wrap.
 
@@ -555,7 +623,9 @@ class EmulatorService:
         skiptokens = query.get("$skiptoken")
         skiptoken = skiptokens[0] if skiptokens else None
         if skiptoken is not None:
-            response, objects = self._next_page(tenant, skiptoken, body_hash, page_size, spec.name)
+            response, objects = self._next_page(
+                tenant, skiptoken, body_hash, page_size, spec.name, link_base, anchor
+            )
             self.count(spec.name, response.status, objects, member=member)
             return response, objects
         if spec.write and transport_faults and self._roll("reset_before_write"):
@@ -575,7 +645,7 @@ class EmulatorService:
             objects = len(result.items)
         else:
             response, objects = self._first_page(
-                tenant, result, select, page_size, body_hash, spec.name, query
+                tenant, result, select, page_size, body_hash, spec.name, link_base, anchor
             )
         if transport_faults:
             response = self._maybe_malform(response)
@@ -625,7 +695,8 @@ class EmulatorService:
         page_size: int,
         body_hash: str,
         cmdlet: str,
-        query: dict[str, list[str]],
+        link_base: str,
+        anchor: str,
     ) -> tuple[Response, int]:
         items = result.items
         end = len(items) if result.limit is None else min(result.limit, len(items))
@@ -640,29 +711,41 @@ class EmulatorService:
             truncated=truncated,
             cmdlet=cmdlet,
             created=time.monotonic(),
+            anchor=anchor,
         )
         if end <= page_size:
             cursor.items = list(items[:end])
-        return self._serve_page(tenant, cursor, page_size, result.warnings)
+        return self._serve_page(tenant, link_base, cursor, page_size, result.warnings)
 
     def _next_page(
-        self, tenant: str, token: str, body_hash: str, page_size: int, cmdlet: str
+        self,
+        tenant: str,
+        token: str,
+        body_hash: str,
+        page_size: int,
+        cmdlet: str,
+        link_base: str,
+        anchor: str,
     ) -> tuple[Response, int]:
         now = time.monotonic()
         expiry = self.settings.cursor_expiry_seconds
+        strict = self.settings.cursor_affinity == "strict"
         with self._cursor_lock:
-            cursor = self._cursors.get(token)
+            # strict: a cursor works once (graph2otel saw replays fail at once), and only with
+            # the routing header of the read it belongs to.
+            cursor = self._cursors.pop(token, None) if strict else self._cursors.get(token)
         if (
             cursor is None
             or now - cursor.created > expiry
             or cursor.body_hash != body_hash
             or cursor.cmdlet != cmdlet
+            or (strict and cursor.anchor.lower() != anchor.lower())
         ):
             return _error_response(wire.pagination_expired()), 0
-        return self._serve_page(tenant, cursor, page_size, [])
+        return self._serve_page(tenant, link_base, cursor, page_size, [])
 
     def _serve_page(
-        self, tenant: str, cursor: _Cursor, page_size: int, warnings: list[str]
+        self, tenant: str, link_base: str, cursor: _Cursor, page_size: int, warnings: list[str]
     ) -> tuple[Response, int]:
         stop = min(cursor.offset + page_size, cursor.end)
         render = cursor.render
@@ -679,10 +762,7 @@ class EmulatorService:
             select_part = (
                 "$select=" + quote(",".join(select.names), safe=",") + "&" if select else ""
             )
-            next_link = (
-                f"{self.endpoint}/adminapi/beta/{tenant}/InvokeCommand?{select_part}"
-                f"$skiptoken={token}"
-            )
+            next_link = f"{link_base}/InvokeCommand?{select_part}$skiptoken={token}"
         if next_link is not None or cursor.truncated:
             warnings.append(wire.MORE_RESULTS_WARNING)
         body = wire.envelope(self.endpoint, tenant, value, warnings=warnings, next_link=next_link)
@@ -813,6 +893,7 @@ class _Headers:
 _REASONS = {
     200: "OK",
     204: "No Content",
+    307: "Temporary Redirect",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -944,9 +1025,13 @@ class _Handler(socketserver.StreamRequestHandler):
             if method != "POST":
                 return Response(405, b"", {"Allow": "POST"})
             if lowered[3] == "invokecommand":
-                return service.admin_request(parts[2], "InvokeCommand", query, self.headers, body)
+                return service.admin_request(
+                    parts[2], "InvokeCommand", query, self.headers, body, self.path
+                )
             if lowered[3] == "$batch":
-                return service.admin_request(parts[2], "$batch", query, self.headers, body)
+                return service.admin_request(
+                    parts[2], "$batch", query, self.headers, body, self.path
+                )
             return Response(404, b"")
         if len(parts) == 2 and lowered[0] == "_emulator":
             if not service.settings.control_api:

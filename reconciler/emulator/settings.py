@@ -16,6 +16,24 @@ from typing import Any
 REMOVE_REFERENCED_CHOICES = ("reject", "orphan", "clear")
 WRITE_RESPONSE_CHOICES = ("empty", "absent", "null", "no_content")
 FORBIDDEN_BODY_CHOICES = ("nul_gzip", "empty")
+NEXT_LINK_STYLES = ("echo", "guid", "domain", "backend_host")
+BATCH_MEMBER_AUTH_CHOICES = ("required", "ignored")
+POLICY_REFERENCE_FORMATS = ("name", "dn", "guid", "object", "rotate")
+CURSOR_AFFINITY_CHOICES = ("lenient", "strict")
+CLOUDS = ("commercial", "gcc-high", "dod", "china")
+# The Exchange resource (token audience) of each cloud; the emulator accepts only its own cloud's.
+CLOUD_AUDIENCES = {
+    "commercial": ("https://outlook.office365.com", "https://outlook.office.com"),
+    "gcc-high": ("https://outlook.office365.us",),
+    "dod": ("https://outlook-dod.office365.us",),
+    "china": ("https://partner.outlook.cn",),
+}
+CLOUD_GRAPH = {
+    "commercial": "https://graph.microsoft.com",
+    "gcc-high": "https://graph.microsoft.us",
+    "dod": "https://dod-graph.microsoft.us",
+    "china": "https://microsoftgraph.chinacloudapi.cn",
+}
 
 # Malformed-response injections (hardening tests for the client). Each has a `<name>_rate` setting
 # and may be queued as a one-shot with `one_shot=[name, ...]`.
@@ -45,15 +63,18 @@ class EmulatorSettings:
     tenant_domain: str = "contoso.onmicrosoft.com"
     user_domain: str = "contoso.com"
     control_api: bool = False  # serve /_emulator/* (stats, state, reset, faults)
+    # Which Microsoft cloud the emulator stands in for: the token audiences it issues and accepts.
+    cloud: str = "commercial"
+    # The host name of the "backend" the front end redirects to and nextLinks may name: the
+    # same socket answers as `host` and as this name (the certificate names both).
+    backend_host: str = "localhost"
     # Extra or overridden app registrations: name -> {"manage_as_app": bool, "roles": [...],
     # "certificate": bool}; roles by name (exchange_administrator, global_reader, ...) or wid.
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # --- identity ------------------------------------------------------------------------------
-    accepted_audiences: tuple[str, ...] = (
-        "https://outlook.office365.com",
-        "https://outlook.office.com",
-    )
+    # Token `aud` values the admin API accepts; empty = the cloud's own (CLOUD_AUDIENCES).
+    accepted_audiences: tuple[str, ...] = ()
     token_lifetime_seconds: int = 3599
     # The API treats tokens older than this as expired although their exp says otherwise
     # (models tokens that "expire early", e.g. revoked sessions). None = honour exp.
@@ -68,6 +89,23 @@ class EmulatorSettings:
         str, ...
     ] = ()  # names Set-AuthenticationPolicy fails for; "*" = all
     missing_policy_identity_returns_all: bool = True  # Get-AuthenticationPolicy -Identity <missing>
+    # Get-User / Get-Recipient / Get-CASMailbox -Identity <missing> return every object
+    # (round2-facts.md §3: Microsoft's caution on Get-User).
+    missing_identity_returns_all: bool = True
+    # Form of @odata.nextLink: echo (the URL called) | guid (tenant segment = GUID) | domain
+    # (tenant segment = initial domain) | backend_host (another host name, same socket).
+    next_link_style: str = "backend_host"
+    # The first admin request of a tenant on the front host answers 307 to the backend host.
+    redirect_to_backend: bool = True
+    # $batch members must carry their own Authorization header (required) or inherit (ignored).
+    batch_member_auth: str = "required"
+    # How AuthenticationPolicy / DefaultAuthenticationPolicy are rendered: name | dn | guid |
+    # object ({"Name", "DistinguishedName", "Guid"}) | rotate (one of the four per request).
+    policy_reference_format: str = "rotate"
+    # strict: a nextLink works once, and only with the X-AnchorMailbox of the first page.
+    cursor_affinity: str = "strict"
+    # RecipientTypeDetails for which Set-User -AuthenticationPolicy fails with Exchange's error.
+    set_user_refuses: tuple[str, ...] = ("GuestMailUser", "MailUser")
     accept_external_directory_object_id: bool = False  # as -Identity of Get-User/Set-User
     write_response: str = (
         "empty"  # Set/Remove answers: empty value | absent | null | no_content (204)
@@ -108,6 +146,15 @@ class EmulatorSettings:
             raise ValueError(f"write_response must be one of {', '.join(WRITE_RESPONSE_CHOICES)}")
         if self.forbidden_body not in FORBIDDEN_BODY_CHOICES:
             raise ValueError(f"forbidden_body must be one of {', '.join(FORBIDDEN_BODY_CHOICES)}")
+        for name, value, choices in (
+            ("next_link_style", self.next_link_style, NEXT_LINK_STYLES),
+            ("batch_member_auth", self.batch_member_auth, BATCH_MEMBER_AUTH_CHOICES),
+            ("policy_reference_format", self.policy_reference_format, POLICY_REFERENCE_FORMATS),
+            ("cursor_affinity", self.cursor_affinity, CURSOR_AFFINITY_CHOICES),
+            ("cloud", self.cloud, CLOUDS),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}")
         if self.users < 0:
             raise ValueError("users must be >= 0")
         if not 1 <= self.default_page_size <= 1000:
@@ -133,8 +180,15 @@ STARTUP_ONLY = frozenset(
         "tenant_domain",
         "user_domain",
         "apps",
+        "cloud",
+        "backend_host",
     }
 )
+
+
+def audiences_of(settings: EmulatorSettings) -> tuple[str, ...]:
+    """The token audiences the admin API accepts under `settings`."""
+    return settings.accepted_audiences or CLOUD_AUDIENCES[settings.cloud]
 
 
 def runtime_setting_names() -> frozenset[str]:
@@ -150,7 +204,12 @@ def apply_runtime_changes(settings: EmulatorSettings, changes: dict[str, Any]) -
         raise ValueError(f"unknown or start-up-only setting(s): {', '.join(unknown)}")
     coerced: dict[str, Any] = {}
     for key, value in changes.items():
-        if key in {"revoked_apps", "null_reference_policies", "accepted_audiences"}:
+        if key in {
+            "revoked_apps",
+            "null_reference_policies",
+            "accepted_audiences",
+            "set_user_refuses",
+        }:
             value = tuple(value or ())
         if key == "one_shot":
             value = list(value or ())

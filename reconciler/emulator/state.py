@@ -217,6 +217,29 @@ class TenantState:
         policy = self.policies.get(guid)
         return policy["Name"] if policy is not None else guid
 
+    def policy_reference(self, guid: str | None, form: str) -> Any:
+        """Wire value of a policy link in `form` (name | dn | guid | object).
+
+        A deleted policy's link is its bare GUID in every form: it names nothing, and a client
+        must never take it for a re-created namesake.
+        """
+        if guid is None:
+            return None
+        policy = self.policies.get(guid)
+        if policy is None:
+            return guid
+        if form == "dn":
+            return policy["DistinguishedName"]
+        if form == "guid":
+            return policy["Guid"]
+        if form == "object":
+            return {
+                "Name": policy["Name"],
+                "DistinguishedName": policy["DistinguishedName"],
+                "ObjectGuid": policy["Guid"],
+            }
+        return policy["Name"]
+
     def policy_dn_of(self, guid: str | None) -> str | None:
         """DN of a linked policy (a deleted one keeps a DN-shaped GUID, matching nothing)."""
         if guid is None:

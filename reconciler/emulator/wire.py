@@ -184,6 +184,21 @@ def already_exists(dn: str) -> CmdletError:
     )
 
 
+def authentication_policy_refused(identity: str, recipient_type: str) -> CmdletError:
+    """Set-User -AuthenticationPolicy on a recipient type Exchange does not take it for
+    (`set_user_refuses`; the text is the emulator's own: Microsoft's is not documented)."""
+    return CmdletError(
+        400,
+        "BadRequest",
+        "Error executing cmdlet",
+        INVALID_OPERATION_CLASS,
+        f"The authentication policy can't be set on '{identity}' because its recipient type "
+        f"is {recipient_type}.",
+        string_id="Ex2B7E40",
+        internal_class=DIRECT_INVOKE_CLASS,
+    )
+
+
 def parameter_set(cmdlet: str, names: list[str]) -> CmdletError:
     """AmbiguousParameterSetException: a parameter the cmdlet does not have, or a bad mix."""
     return CmdletError(

@@ -25,6 +25,7 @@ from reconciler.tenant.exo.settings import (
     check_client_id,
     check_https_base,
     check_tenant,
+    check_trusted_hosts,
     cloud_named,
 )
 
@@ -153,6 +154,8 @@ def connection_settings(args: Any, environ: Mapping[str, str] = os.environ) -> C
             raise ConnectionSettingsError(f"{ca_origin}={ca_bundle}: the file does not exist")
         if not os.access(ca_bundle, os.R_OK):
             raise ConnectionSettingsError(f"{ca_origin}={ca_bundle}: the file is not readable")
+    trusted_text, trusted_origin = _pick(args, "trusted_hosts", environ, "AUTHPOLICY_TRUSTED_HOSTS")
+    trusted_hosts = check_trusted_hosts(trusted_text, trusted_origin) if trusted_text else ()
     exchange_host = getattr(args, "exchange_host", None)
     if exchange_host:
         exchange_host = check_https_base(exchange_host, "--exchange-host")
@@ -165,6 +168,7 @@ def connection_settings(args: Any, environ: Mapping[str, str] = os.environ) -> C
         ca_bundle=ca_bundle,
         exchange_host=exchange_host or None,
         scope=getattr(args, "scope", None) or None,
+        trusted_hosts=trusted_hosts,
     )
 
 

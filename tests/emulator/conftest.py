@@ -17,6 +17,17 @@ from reconciler.emulator.settings import runtime_setting_names
 
 USERS = 400
 SCOPE = ["https://outlook.office365.com/.default"]
+# The cmdlet-level tests below read raw answers, so they pin the plain reading of each
+# unverified behaviour; tests/emulator/test_pessimistic.py covers every pessimistic default,
+# and every client test (tests/tenant, tests/commands, tests/reliability) runs under them.
+PLAIN = {
+    "redirect_to_backend": False,
+    "policy_reference_format": "name",
+    "cursor_affinity": "lenient",
+    "batch_member_auth": "ignored",
+    "missing_identity_returns_all": False,
+    "set_user_refuses": (),
+}
 
 
 class TrustingSession(requests.Session):
@@ -79,7 +90,14 @@ class AdminClient:
         body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters or {}}}
         # stream=True: Exchange's 403 body is NUL bytes declared as gzip, which requests would
         # fail to decode while reading it eagerly; tests read such bodies with raw_body().
-        return self.session.post(target, json=body, headers=headers, timeout=60, stream=True)
+        send = {"json": body, "headers": headers, "timeout": 60, "stream": True}
+        # requests would follow a 307 itself and drop the token on the new host.
+        response = self.session.post(target, allow_redirects=False, **send)
+        if response.status_code == 307:  # redirect_to_backend: re-send, token included, once
+            response = self.session.post(
+                response.headers["Location"], allow_redirects=False, **send
+            )
+        return response
 
     def ok(
         self, cmdlet: str, parameters: dict[str, Any] | None = None, **kw: Any
@@ -135,7 +153,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 def emu(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
     """The shared emulator; settings, tenant and statistics restored after each test."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    defaults = dataclasses.asdict(EmulatorSettings(control_api=True))
+    defaults = {**dataclasses.asdict(EmulatorSettings(control_api=True)), **PLAIN}
+    emulator.set_faults(**PLAIN)
     emulator.reset_stats()
     yield emulator
     emulator.set_faults(**{k: defaults[k] for k in runtime_setting_names()})

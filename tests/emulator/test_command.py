@@ -22,6 +22,7 @@ KEYS = [
     "AZURE_CLIENT_SECRET",
     "AUTHPOLICY_ENDPOINT",
     "AUTHPOLICY_CA_BUNDLE",
+    "AUTHPOLICY_TRUSTED_HOSTS",
 ]
 
 
@@ -50,10 +51,12 @@ def test_serve_prints_env_and_saves_on_ctrl_c(tmp_path: Path) -> None:
     proc = _serve(tmp_path, "--control")
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline().rstrip("\n") for _ in range(6)]
-        pairs = dict(line.split("=", 1) for line in lines[:5])
+        lines = [proc.stdout.readline().rstrip("\n") for _ in range(7)]
+        pairs = dict(line.split("=", 1) for line in lines[:6])
         assert list(pairs) == KEYS
-        assert lines[5].startswith("# tenant contoso.onmicrosoft.com; state file ")
+        port = pairs["AUTHPOLICY_ENDPOINT"].rsplit(":", 1)[1]
+        assert pairs["AUTHPOLICY_TRUSTED_HOSTS"] == f"127.0.0.1:{port},localhost:{port}"
+        assert lines[6].startswith("# tenant contoso.onmicrosoft.com; state file ")
         assert pairs["AUTHPOLICY_ENDPOINT"].startswith("https://127.0.0.1:")
         session = TrustingSession()
         session.verify = pairs["AUTHPOLICY_CA_BUNDLE"]
@@ -65,16 +68,21 @@ def test_serve_prints_env_and_saves_on_ctrl_c(tmp_path: Path) -> None:
             http_client=session,
         )
         token = app.acquire_token_for_client(scopes=SCOPE)["access_token"]
-        response = session.post(
-            f"{pairs['AUTHPOLICY_ENDPOINT']}/adminapi/beta/{pairs['AZURE_TENANT_ID']}/InvokeCommand",
-            json={
+        send = {
+            "json": {
                 "CmdletInput": {
                     "CmdletName": "Set-User",
                     "Parameters": {"Identity": "breakglass", "AuthenticationPolicy": None},
                 }
             },
-            headers={"Authorization": f"Bearer {token}"},
-        )
+            "headers": {"Authorization": f"Bearer {token}"},
+            "allow_redirects": False,
+        }
+        url = f"{pairs['AUTHPOLICY_ENDPOINT']}/adminapi/beta/{pairs['AZURE_TENANT_ID']}/InvokeCommand"
+        first = session.post(url, **send)  # type: ignore[arg-type]
+        assert first.status_code == 307  # redirect_to_backend, on by default
+        assert first.headers["Location"] == url.replace("127.0.0.1", "localhost")
+        response = session.post(first.headers["Location"], **send)  # type: ignore[arg-type]
         assert response.status_code == 200
         assert session.get(f"{pairs['AUTHPOLICY_ENDPOINT']}/_emulator/stats").status_code == 200
     finally:
@@ -99,3 +107,25 @@ def test_emulator_without_subcommand(capsys: pytest.CaptureFixture[str]) -> None
 
     assert main(["emulator"]) == 1
     assert "usage: authpolicy emulator serve" in capsys.readouterr().err
+
+
+def test_set_overrides_any_setting_and_names_a_typo(tmp_path: Path) -> None:
+    proc = _serve(tmp_path, "--set", "redirect_to_backnd=false")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.strip() == (
+        "error: cannot start the emulator: --set redirect_to_backnd: unknown setting "
+        "(did you mean redirect_to_backend?); see docs/emulator.md"
+    )
+    proc = _serve(tmp_path, "--set", "cursor_affinity=sticky")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "cursor_affinity must be one of lenient, strict" in err
+
+
+def test_parse_set_reads_json_or_a_bare_string() -> None:
+    from reconciler.commands.emulator import parse_set
+
+    assert parse_set(
+        ["redirect_to_backend=false", "next_link_style=guid", 'set_user_refuses=["MailUser"]']
+    ) == {"redirect_to_backend": False, "next_link_style": "guid", "set_user_refuses": ("MailUser",)}

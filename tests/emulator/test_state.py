@@ -90,6 +90,7 @@ def test_connection_env_shapes(emu: Emulator) -> None:
         "AZURE_CLIENT_SECRET",
         "AUTHPOLICY_ENDPOINT",
         "AUTHPOLICY_CA_BUNDLE",
+        "AUTHPOLICY_TRUSTED_HOSTS",
     }
     cert = emu.connection_env("writer", credential="certificate")
     assert "AZURE_CLIENT_SECRET" not in cert

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -39,6 +39,7 @@ from reconciler.tenant.exo.auth import TokenProvider
 from reconciler.tenant.exo.errors import (
     ExoConnectionError,
     ExoError,
+    ExoPaginationExpiredError,
     ExoPermissionError,
     ExoProtocolError,
     ExoThrottledError,
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 SYSTEM_MAILBOX = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
 MAX_PAGE_SIZE = 1000
 MAX_BATCH = 10
+MAX_REDIRECTS = 3
 MORE_RESULTS_WARNING = "There are more results available than are currently displayed"
 WRITE_VERBS = ("set-", "new-", "remove-", "add-", "enable-", "disable-", "update-")
 
@@ -78,6 +80,8 @@ class ClientStats:
     throttled: int = 0  # 429 / concurrency answers
     retries: int = 0  # requests sent again after a failure
     token_refreshes: int = 0  # 401 -> new token
+    redirects: int = 0  # 3xx answers followed (once per run when the redirect is cached)
+    read_restarts: int = 0  # reads started again because Exchange refused a cursor
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -89,7 +93,16 @@ class ClientStats:
         with self._lock:
             return {
                 k: getattr(self, k)
-                for k in ("requests", "pages", "batches", "throttled", "retries", "token_refreshes")
+                for k in (
+                    "requests",
+                    "pages",
+                    "batches",
+                    "throttled",
+                    "retries",
+                    "token_refreshes",
+                    "redirects",
+                    "read_restarts",
+                )
             }
 
 
@@ -132,6 +145,10 @@ class _Answer:
     body_broken: bool = False  # the body could not be read (reset mid-body, bad gzip)
 
 
+class ExoAuthError(ExoPermissionError):
+    """A $batch member refused its token (401): it ran nothing and is sent again alone."""
+
+
 class AdminApiClient:
     """Calls cmdlets through InvokeCommand. See the module docstring for the retry contract."""
 
@@ -154,13 +171,37 @@ class AdminApiClient:
         self.timeout = timeout
         self.on_throttle = on_throttle
         self.stats = ClientStats()
-        self.base = settings.adminapi_base
-        self.invoke_url = f"{self.base}/InvokeCommand"
-        self.batch_url = f"{self.base}/$batch"
-        self._origin = origin_of(self.base)
-        self._base_path = urlsplit(self.base).path.lower()
+        self._trusted = settings.trusted_origins
+        self._tenant_segments = {settings.tenant.lower()}
+        self._segments_lock = threading.Lock()
+        self._rebase(settings.adminapi_base)
         self._connection_id = str(uuid.uuid4())
         self.anchor = f"APP:{SYSTEM_MAILBOX}@{settings.tenant}"
+        self.max_read_restarts = 3
+
+    def _rebase(self, base: str) -> None:
+        """Send every later call to `base` (`{origin}/adminapi/beta/{tenant}`)."""
+        self.base = base
+        self.invoke_url = f"{base}/InvokeCommand"
+        self.batch_url = f"{base}/$batch"
+        self._origin = origin_of(base)
+
+    def add_tenant_alias(self, alias: str) -> None:
+        """Another name of this tenant (GUID or initial domain) a nextLink may carry."""
+        if alias:
+            with self._segments_lock:
+                self._tenant_segments.add(alias.lower())
+
+    def _known_segment(self, segment: str) -> bool:
+        segment = segment.lower()
+        if segment in self._tenant_segments:
+            return True
+        try:  # the token's tid is the tenant GUID, whichever form AZURE_TENANT_ID has
+            tid = str(self.tokens.claims().get("tid") or "")
+        except Exception:  # no token yet, or unreadable: the segment stays unknown
+            tid = ""
+        self.add_tenant_alias(tid)
+        return segment in self._tenant_segments
 
     # ------------------------------------------------------------------ headers and bodies
 
@@ -185,15 +226,48 @@ class AdminApiClient:
         return f"{url}?$select={','.join(select)}"
 
     def check_next_link(self, link: str) -> str:
-        """`link` if it points at our admin API; a token is never sent anywhere else."""
+        """`link` if it names this tenant's admin API on a trusted host (see `_check_target`)."""
+        return self._check_target(link, "follow @odata.nextLink")
+
+    def _check_target(self, link: str, what: str) -> str:
+        """`link` when it is https on a trusted origin (the configured admin API, the cloud's
+        Exchange hosts, AUTHPOLICY_TRUSTED_HOSTS) with path /adminapi/beta/{this tenant's GUID
+        or initial domain}/...; a token is never sent anywhere else."""
         parts = urlsplit(link)
-        if origin_of(link) != self._origin or not parts.path.lower().startswith(self._base_path):
-            where = f"{parts.scheme}://{parts.netloc}" if parts.netloc else repr(link[:80])
+        where = f"{parts.scheme}://{parts.netloc}" if parts.netloc else repr(link[:80])
+        try:
+            origin = origin_of(link)
+        except ValueError:
+            origin = ""
+        if parts.scheme.lower() != "https" or origin not in self._trusted:
             raise ExoProtocolError(
-                f"refusing to follow @odata.nextLink to {where}{parts.path[:60]}: it is not the "
-                f"configured admin API {self.base} (the token is never sent elsewhere)"
+                f"refusing to {what} to {where}: that host is not one this cloud's Exchange "
+                "service uses (nor in AUTHPOLICY_TRUSTED_HOSTS); the token is never sent there"
+            )
+        segments = [p for p in parts.path.split("/") if p]
+        if (
+            len(segments) < 4
+            or [p.lower() for p in segments[:2]] != ["adminapi", "beta"]
+            or not self._known_segment(segments[2])
+        ):
+            raise ExoProtocolError(
+                f"refusing to {what} to {where}{parts.path[:80]}: it is not this tenant's admin "
+                f"API (expected /adminapi/beta/<tenant GUID or initial domain>/...)"
             )
         return link
+
+    def _follow_redirect(self, url: str, answer: _Answer, cmdlet: str) -> str:
+        """The URL a 3xx answer sends `url` to; the new origin is kept for every later call."""
+        location = answer.headers.get("Location") or ""
+        if not location:
+            raise ExoProtocolError(f"{cmdlet}: Exchange answered {answer.status} without Location")
+        target = self._check_target(urljoin(url, location), f"follow a {answer.status} redirect")
+        parts = urlsplit(target)
+        segments = [p for p in parts.path.split("/") if p]
+        self._rebase(f"{parts.scheme}://{parts.netloc}/{'/'.join(segments[:3])}")
+        log.info("%s: Exchange redirects this tenant to %s", cmdlet, self._origin)
+        self.stats.add(redirects=1)
+        return target
 
     # ------------------------------------------------------------------ one HTTP exchange
 
@@ -262,6 +336,7 @@ class AdminApiClient:
         """One logical call with retries; returns a 2xx answer or raises a typed ExoError."""
         attempts = attempts or Attempts(self.retry)
         refreshed = False
+        redirects = 0
         while True:
             attempts.start()
             token = self.tokens.get()
@@ -281,6 +356,15 @@ class AdminApiClient:
             log.debug("%s -> %d (%d bytes)", cmdlet, answer.status, len(answer.body))
             if 200 <= answer.status < 300:
                 return answer
+            if answer.status in (301, 302, 303, 307, 308):
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise ExoProtocolError(
+                        f"{cmdlet}: Exchange redirected {redirects} times in a row; giving up"
+                    )
+                # 307/308 keep the method and the body; nothing ran, so a write may go again.
+                url = self._follow_redirect(url, answer, cmdlet)
+                continue
             retry_after = parse_retry_after(answer.headers.get("Retry-After"))
             error = classify_error(
                 answer.status,
@@ -390,13 +474,30 @@ class AdminApiClient:
         select: Sequence[str] | None = None,
         request_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Run one cmdlet and return its objects (every page of a read)."""
+        """Run one cmdlet and return its objects (every page of a read).
+
+        A read whose cursor Exchange refuses (expired, or one that does not replay) starts again
+        from the first page, up to `max_read_restarts` times; never a partial result. Objects
+        that come twice (same Guid or ExternalDirectoryObjectId) are kept once: no sort order
+        is documented, so nothing may rely on one.
+        """
         if is_write_cmdlet(cmdlet):
             return self.invoke_write(cmdlet, parameters or {}, request_id=request_id)
-        out: list[dict[str, Any]] = []
-        for page in self.iter_pages(cmdlet, parameters or {}, select=select, request_id=request_id):
-            out.extend(page)
-        return out
+        for restart in range(self.max_read_restarts + 1):
+            out: list[dict[str, Any]] = []
+            try:
+                for page in self.iter_pages(
+                    cmdlet, parameters or {}, select=select, request_id=request_id
+                ):
+                    out.extend(page)
+            except ExoPaginationExpiredError:
+                if restart >= self.max_read_restarts:
+                    raise
+                self.stats.add(read_restarts=1)
+                log.warning("%s: Exchange refused the next page; reading again", cmdlet)
+                continue
+            return unique_rows(out)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def invoke_write(
         self,
@@ -483,8 +584,11 @@ class AdminApiClient:
             raise ValueError(f"a $batch holds at most {MAX_BATCH} requests")
         request_id = str(uuid.uuid4())
         requests_json = []
+        # round2-facts.md §3: the V3 module and CIPP put the token in every member.
+        member_token = self.tokens.get()
         for index, item in enumerate(items):
             member_headers = {
+                "Authorization": f"Bearer {member_token}",
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "X-CmdletName": item.cmdlet,
@@ -529,7 +633,28 @@ class AdminApiClient:
                 )
                 for item in items
             ]
-        return self._batch_outcomes(items, answer)
+        outcomes = self._batch_outcomes(items, answer)
+        if any(isinstance(o.error, ExoAuthError) for o in outcomes):
+            # A member refused its token (401) ran nothing: a new token, and that member alone.
+            self.tokens.invalidate(member_token, None)
+            self.stats.add(token_refreshes=1)
+            outcomes = [
+                self._send_alone(o.item) if isinstance(o.error, ExoAuthError) else o
+                for o in outcomes
+            ]
+        return outcomes
+
+    def _send_alone(self, item: BatchItem) -> BatchOutcome:
+        """One former $batch member as a call of its own, its failure as an outcome."""
+        self.stats.add(retries=1)
+        try:
+            if is_write_cmdlet(item.cmdlet):
+                return BatchOutcome(item, value=self.invoke_write(item.cmdlet, item.parameters))
+            return BatchOutcome(
+                item, value=self.invoke(item.cmdlet, item.parameters, select=item.select)
+            )
+        except ExoError as exc:
+            return BatchOutcome(item, error=exc)
 
     def _batch_outcomes(self, items: Sequence[BatchItem], answer: _Answer) -> list[BatchOutcome]:
         try:
@@ -579,8 +704,30 @@ class AdminApiClient:
                 self.stats.add(throttled=1)
                 if self.on_throttle is not None:
                     self.on_throttle(retry_after)
+            if status == 401:
+                error = ExoAuthError(str(error), status=401, cmdlet=item.cmdlet)
             outcomes.append(BatchOutcome(item, error=error))
         return outcomes
+
+
+def row_key(row: Mapping[str, Any]) -> str | None:
+    """What identifies a returned object: its Guid, else its ExternalDirectoryObjectId."""
+    value = row.get("Guid") or row.get("ExternalDirectoryObjectId")
+    return str(value).lower() if value else None
+
+
+def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` without repeats of the same object (first one kept, order kept)."""
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        key = row_key(row)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(row)
+    return out
 
 
 _CLAIMS = re.compile(r'claims="([^"]+)"')

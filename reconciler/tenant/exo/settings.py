@@ -24,6 +24,9 @@ class Cloud:
     exchange_host: str  # base of /adminapi/beta/{tenant}/InvokeCommand
     authority_host: str  # Entra ID login host
     scope: str  # token scope: the Exchange resource + /.default
+    # Hosts this cloud's Exchange service is known to name in redirects and @odata.nextLink
+    # (round2-facts.md §3: the captured @odata.context names outlook.office.com).
+    exchange_hosts: tuple[str, ...] = ()
 
 
 # exo-adminapi.md §1.3 and §2. The DoD and China hosts conflict between sources; we follow the
@@ -36,24 +39,28 @@ CLOUDS: dict[str, Cloud] = {
         "https://outlook.office365.com",
         "https://login.microsoftonline.com",
         "https://outlook.office365.com/.default",
+        ("outlook.office365.com", "outlook.office.com"),
     ),
     "gcc-high": Cloud(
         "gcc-high",
         "https://outlook.office365.us",
         "https://login.microsoftonline.us",
         "https://outlook.office365.us/.default",
+        ("outlook.office365.us",),
     ),
     "dod": Cloud(
         "dod",
         "https://outlook-dod.office365.us",
         "https://login.microsoftonline.us",
         "https://outlook-dod.office365.us/.default",
+        ("outlook-dod.office365.us",),
     ),
     "china": Cloud(
         "china",
         "https://partner.outlook.cn",
         "https://login.chinacloudapi.cn",
         "https://partner.outlook.cn/.default",
+        ("partner.outlook.cn",),
     ),
 }
 
@@ -95,6 +102,9 @@ class ConnectionSettings:
     ca_bundle: str | None = None  # AUTHPOLICY_CA_BUNDLE: extra CA to trust
     exchange_host: str | None = None  # override of cloud.exchange_host
     scope: str | None = None  # override of cloud.scope
+    # AUTHPOLICY_TRUSTED_HOSTS: more host[:port] names the admin API may redirect to or name in
+    # a nextLink (the emulator prints its own); a token is sent to no host outside this set.
+    trusted_hosts: tuple[str, ...] = ()
 
     @property
     def authority(self) -> str:
@@ -114,8 +124,18 @@ class ConnectionSettings:
 
     @property
     def api_origin(self) -> str:
-        """scheme://host:port of the admin API: the only place a token may be sent."""
+        """scheme://host:port of the admin API as configured (the first place a token goes)."""
         return origin_of(self.adminapi_base)
+
+    @property
+    def trusted_origins(self) -> frozenset[str]:
+        """Every scheme://host:port an Exchange token may be sent to: the configured admin API,
+        the cloud's known Exchange hosts (not with AUTHPOLICY_ENDPOINT) and the trusted hosts."""
+        origins = {self.api_origin}
+        if not self.endpoint:
+            origins |= {f"https://{host}:443" for host in self.cloud.exchange_hosts}
+        origins |= {origin_of(f"https://{host}") for host in self.trusted_hosts}
+        return frozenset(origins)
 
 
 def origin_of(url: str) -> str:
@@ -169,6 +189,27 @@ def check_client_id(client_id: str, origin: str = "AZURE_CLIENT_ID") -> str:
             "00000000-0000-0000-0000-000000000000"
         )
     return value
+
+
+def check_trusted_hosts(text: str, origin: str = "AUTHPOLICY_TRUSTED_HOSTS") -> tuple[str, ...]:
+    """Comma-separated host[:port] names; a one-line error for anything that is not one."""
+    hosts: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            parts = urlsplit(f"https://{item}")
+            _ = parts.port
+        except ValueError:
+            raise ConnectionSettingsError(
+                f"{origin}: {item[:40]!r} is not a host[:port] name"
+            ) from None
+        if not parts.hostname or parts.path or parts.query or parts.username or parts.password:
+            raise ConnectionSettingsError(
+                f"{origin}: {item[:40]!r} is not a host[:port] name (no scheme, path or user)"
+            )
+        hosts.append(item.lower())
+    return tuple(hosts)
 
 
 def check_https_base(url: str, origin: str) -> str:

@@ -48,6 +48,14 @@ GROUP_MEMBER_SELECT: tuple[str, ...] = (
     "ExternalDirectoryObjectId",
     "RecipientTypeDetails",
 )
+# Resolving a group named in the rules: every property a name in policies.yaml may be.
+GROUP_RESOLVE_SELECT: tuple[str, ...] = (
+    *GROUP_MEMBER_SELECT,
+    "DisplayName",
+    "Alias",
+    "PrimarySmtpAddress",
+    "DistinguishedName",
+)
 CAS_SELECT: tuple[str, ...] = (
     "Name",
     "Guid",
@@ -123,11 +131,38 @@ def _optional_bool(value: Any) -> bool | None:
     return _as_bool(value)
 
 
-def policy_name_from_reference(value: str | None, policies_by_key: Mapping[str, str]) -> str | None:
-    """A policy reference (name, DN or GUID as Exchange may show it) as the policy's name."""
+def policy_keys(policies: Iterable[TenantPolicy]) -> dict[str, str]:
+    """Every form Exchange may use to refer to a policy (name, GUID, DN), folded -> its name."""
+    keys: dict[str, str] = {}
+    for policy in policies:
+        for key in (policy.name, policy.guid, policy.distinguished_name):
+            if key:
+                keys[key.casefold()] = policy.name
+    return keys
+
+
+def policy_name_from_reference(value: Any, policies_by_key: Mapping[str, str]) -> str | None:
+    """The one reading of a policy reference (Get-User AuthenticationPolicy, Get-OrganizationConfig
+    DefaultAuthenticationPolicy): a name, a DN, a GUID, or an object carrying any of them
+    (round2-facts.md §3: the form is unverified). Returns the policy's name; a reference that
+    names no known policy (a deleted one's GUID) is returned as it came, never guessed."""
     if value is None:
         return None
-    return policies_by_key.get(value.casefold(), value)
+    if isinstance(value, dict):
+        candidates = [
+            value.get(k)
+            for k in ("Name", "ObjectGuid", "Guid", "DistinguishedName", "Identity", "Id")
+        ]
+        texts = [str(c) for c in candidates if c not in (None, "")]
+        for text in texts:
+            found = policies_by_key.get(text.casefold())
+            if found is not None:
+                return found
+        return texts[0] if texts else None
+    text = str(value)
+    if not text.strip():
+        return None
+    return policies_by_key.get(text.casefold(), text)
 
 
 @dataclass(slots=True)
@@ -162,9 +197,11 @@ def user_from_json(
         if smtp is None and guid:
             smtp = smtp_overrides.get(guid)
     upn = _text(obj, "UserPrincipalName") or ""
-    policy = _text(obj, "AuthenticationPolicy")
+    policy = obj.get("AuthenticationPolicy")
     if policy is not None:
-        policy = sys.intern(policies_by_key.get(policy.casefold(), policy))
+        policy = policy_name_from_reference(policy, policies_by_key)
+        if policy is not None:
+            policy = sys.intern(policy)
     user = TenantUser(
         id=user_id,
         upn=upn,

@@ -44,6 +44,7 @@ from reconciler.tenant.exo.settings import is_guid
 from reconciler.tenant.exo.snapshot import (
     CAS_SELECT,
     GROUP_MEMBER_SELECT,
+    GROUP_RESOLVE_SELECT,
     ORG_SELECT,
     POLICY_SELECT,
     UNIFIED_GROUP_TYPES,
@@ -51,6 +52,8 @@ from reconciler.tenant.exo.snapshot import (
     expand_group,
     is_group_type,
     policy_from_json,
+    policy_keys,
+    policy_name_from_reference,
     smtp_override_of,
     user_from_json,
     user_select,
@@ -108,6 +111,13 @@ class ExoTenant:
         # documented identities are name, UPN, DN and GUID, not the Entra object id.
         self._exchange_guids: dict[str, str] = {}
         self._initial_domain: str | None = None
+        # Every form of every policy's reference (name, GUID, DN) -> its name, from the last
+        # read of the policies: what turns a re-read's reference into a name.
+        self._policies_by_key: dict[str, str] = {}
+
+    def request_retries(self) -> int:
+        """Requests the client sent again so far (503, resets, throttling, token refresh)."""
+        return self.client.stats.as_dict()["retries"]
 
     # ------------------------------------------------------------------ tenant facts
 
@@ -152,7 +162,20 @@ class ExoTenant:
 
     def _read_policies(self) -> list[Any]:
         rows = self.client.invoke("Get-AuthenticationPolicy", {}, select=POLICY_SELECT)
-        return [policy_from_json(row) for row in rows]
+        policies = [policy_from_json(row) for row in rows]
+        keys = policy_keys(policies)
+        with self._lock:
+            self._policies_by_key = keys
+        return policies
+
+    def _policy_name(self, reference: Any) -> str | None:
+        """A reference read back (any form) as a policy name; reads the policies when the
+        reference names none known yet (a policy created since the last read)."""
+        name = policy_name_from_reference(reference, self._policies_by_key)
+        if name is not None and name.casefold() not in self._policies_by_key:
+            self._read_policies()
+            name = policy_name_from_reference(reference, self._policies_by_key)
+        return name
 
     def _read_org(self) -> dict[str, Any]:
         rows = self.client.invoke("Get-OrganizationConfig", {}, select=ORG_SELECT)
@@ -162,6 +185,7 @@ class ExoTenant:
         domain = org.get("Name") or org.get("Identity")
         if isinstance(domain, str) and domain:
             self._initial_domain = domain
+            self.client.add_tenant_alias(domain)
         return org
 
     def read_snapshot(
@@ -176,16 +200,9 @@ class ExoTenant:
         """
         policies = self._read_policies()
         org = self._read_org()
-        policies_by_key: dict[str, str] = {}
-        for policy in policies:
-            for key in (policy.name, policy.guid, policy.distinguished_name):
-                if key:
-                    policies_by_key[key.casefold()] = policy.name
-        default_ref = org.get("DefaultAuthenticationPolicy")
-        default = (
-            policies_by_key.get(str(default_ref).casefold(), str(default_ref))
-            if default_ref
-            else None
+        policies_by_key = policy_keys(policies)
+        default = policy_name_from_reference(
+            org.get("DefaultAuthenticationPolicy"), policies_by_key
         )
         smtp_org: bool | None = None
         smtp_overrides: dict[str, bool] | None = None
@@ -221,6 +238,7 @@ class ExoTenant:
         for restart in range(self.max_read_restarts + 1):
             users: list[Any] = []
             guids: dict[str, str] = {}
+            seen: set[str] = set()
             skipped = 0
             try:
                 for page in self.client.iter_pages(
@@ -231,6 +249,9 @@ class ExoTenant:
                         if row is None:
                             skipped += 1
                             continue
+                        if row.user.id in seen:  # no order is documented: a page may repeat
+                            continue
+                        seen.add(row.user.id)
                         users.append(row.user)
                         if row.exchange_guid:
                             guids[row.user.id] = row.exchange_guid
@@ -243,7 +264,8 @@ class ExoTenant:
                         f"reading users failed: Exchange refused the next page {restart + 1} "
                         f"time(s) ({exc.exchange_text or exc}); nothing was changed, try again"
                     ) from None
-                log.warning("the Get-User cursor expired; reading all users again")
+                log.warning("Exchange refused the Get-User cursor; reading all users again")
+                self.client.stats.add(read_restarts=1)
                 continue
             if skipped:
                 # Without an Entra object id the planner could not address them by id.
@@ -262,15 +284,14 @@ class ExoTenant:
         )
         org_value = rows[0].get("SmtpClientAuthenticationDisabled") if rows else None
         overrides: dict[str, bool] = {}
-        for page in self.client.iter_pages(
+        for obj in self.client.invoke(
             "Get-CASMailbox", {"ResultSize": "Unlimited"}, select=CAS_SELECT
         ):
-            for obj in page:
-                found = smtp_override_of(obj)
-                if found is not None:
-                    keys, value = found
-                    for key in keys:
-                        overrides[key] = value
+            found = smtp_override_of(obj)
+            if found is not None:
+                keys, value = found
+                for key in keys:
+                    overrides[key] = value
         return (None if org_value is None else bool(org_value)), overrides
 
     def _read_groups(self, names: frozenset[str]) -> dict[str, frozenset[str]]:
@@ -305,10 +326,13 @@ class ExoTenant:
     def _resolve_group(self, name: str) -> GroupRef:
         try:
             rows = self.client.invoke(
-                "Get-Recipient", {"Identity": name}, select=GROUP_MEMBER_SELECT
+                "Get-Recipient", {"Identity": name}, select=GROUP_RESOLVE_SELECT
             )
         except ExoNotFoundError:
             rows = []
+        # Get-Recipient -Identity <missing> may answer every recipient (round2-facts.md §3):
+        # keep only rows that are the group asked for.
+        rows = [row for row in rows if _is_named(row, name)]
         if not rows:
             raise TenantNotFoundError(
                 f"the group {name!r} named in the rules (member_of) does not exist in tenant "
@@ -338,13 +362,10 @@ class ExoTenant:
         select = ["ExternalDirectoryObjectId", "Guid", "AuthenticationPolicy"]
         if len(user_ids) > FULL_READ_THRESHOLD:
             wanted = {uid.lower(): uid for uid in user_ids}
-            for page in self.client.iter_pages(
-                "Get-User", {"ResultSize": "Unlimited"}, select=select
-            ):
-                for row in page:
-                    uid = wanted.get(str(row.get("ExternalDirectoryObjectId") or "").lower())
-                    if uid is not None:
-                        result[uid] = (True, _policy_of(row))
+            for row in self.client.invoke("Get-User", {"ResultSize": "Unlimited"}, select=select):
+                uid = wanted.get(str(row.get("ExternalDirectoryObjectId") or "").lower())
+                if uid is not None:
+                    result[uid] = (True, self._policy_name(row.get("AuthenticationPolicy")))
             for uid in user_ids:
                 result.setdefault(uid, (False, None))
             return result
@@ -355,7 +376,10 @@ class ExoTenant:
                 known.append((uid, guid))
             else:
                 found = self._lookup_user(uid)
-                result[uid] = (found is not None, _policy_of(found) if found else None)
+                result[uid] = (
+                    found is not None,
+                    self._policy_name(found.get("AuthenticationPolicy")) if found else None,
+                )
         step = 10 if self.use_batch else 1
         for start in range(0, len(known), step):
             chunk = known[start : start + step]
@@ -370,14 +394,23 @@ class ExoTenant:
             for (uid, guid), outcome in zip(chunk, outcomes, strict=True):
                 if outcome.ok:
                     rows = outcome.value or []
-                    result[uid] = (bool(rows), _policy_of(rows[0]) if rows else None)
                 elif isinstance(outcome.error, ExoNotFoundError):
-                    result[uid] = (False, None)
+                    rows = []
                 else:
                     # Retry this one alone (the client retries it properly), or raise.
                     rows = self.client.invoke("Get-User", {"Identity": guid}, select=select)
-                    result[uid] = (bool(rows), _policy_of(rows[0]) if rows else None)
+                result[uid] = self._user_row_state(rows, uid, guid)
         return result
+
+    def _user_row_state(
+        self, rows: Sequence[Mapping[str, Any]], user_id: str, guid: str
+    ) -> tuple[bool, str | None]:
+        """(exists, direct policy) from a Get-User -Identity answer. Get-User -Identity
+        <missing> may return every user (round2-facts.md §3): only a single row that is the
+        user asked for counts; several rows, or a foreign one, mean "not found"."""
+        if len(rows) != 1 or not _is_user(rows[0], user_id, guid):
+            return (False, None)
+        return (True, self._policy_name(rows[0].get("AuthenticationPolicy")))
 
     def _single(self, item: BatchItem) -> BatchOutcome:
         """One call outside $batch, its failure as an outcome (permission problems raise)."""
@@ -401,6 +434,7 @@ class ExoTenant:
             {"Filter": f"ExternalDirectoryObjectId -eq '{user_id}'", "ResultSize": 2},
             select=["ExternalDirectoryObjectId", "Guid", "AuthenticationPolicy", "Name"],
         )
+        rows = [r for r in rows if _is_user(r, user_id, "")]
         if len(rows) != 1:
             return None
         row = rows[0]
@@ -518,10 +552,8 @@ class ExoTenant:
         """Set-OrganizationConfig -DefaultAuthenticationPolicy (None clears it)."""
 
         def took_effect() -> bool:
-            current = self._read_org().get("DefaultAuthenticationPolicy")
-            if name is None:
-                return current in (None, "")
-            return _same_policy(current, name, self._policy_row(name))
+            current = self._policy_name(self._read_org().get("DefaultAuthenticationPolicy"))
+            return _same_name(current, name)
 
         self._write(
             "Set-OrganizationConfig",
@@ -677,24 +709,32 @@ def _set_user_parameters(write: UserWrite, guid: str, stamp: str) -> dict[str, A
     return params
 
 
-def _policy_of(row: Mapping[str, Any]) -> str | None:
-    value = row.get("AuthenticationPolicy")
-    if isinstance(value, dict):
-        value = value.get("Name")
-    return str(value) if value else None
+def _is_user(row: Mapping[str, Any], user_id: str, guid: str) -> bool:
+    """The row is the user asked for: its Entra object id or its Exchange GUID matches."""
+    edoid = str(row.get("ExternalDirectoryObjectId") or "").lower()
+    row_guid = str(row.get("Guid") or "").lower()
+    return (bool(user_id) and edoid == user_id.lower()) or (bool(guid) and row_guid == guid.lower())
+
+
+def _is_named(row: Mapping[str, Any], name: str) -> bool:
+    """The recipient row is the one `name` asked for (name, display name, address, GUID...)."""
+    folded = name.strip().casefold()
+    return any(
+        str(row.get(key) or "").casefold() == folded
+        for key in (
+            "Name",
+            "DisplayName",
+            "Identity",
+            "Alias",
+            "PrimarySmtpAddress",
+            "Guid",
+            "ExternalDirectoryObjectId",
+            "DistinguishedName",
+        )
+    )
 
 
 def _same_name(current: str | None, wanted: str | None) -> bool:
     if current is None or wanted is None:
         return current is None and wanted is None
     return current.casefold() == wanted.casefold()
-
-
-def _same_policy(current: Any, wanted: str, row: Mapping[str, Any] | None) -> bool:
-    if current in (None, ""):
-        return False
-    text = str(current).casefold()
-    keys = {wanted.casefold()}
-    if row:
-        keys |= {str(row.get(k) or "").casefold() for k in ("Guid", "DistinguishedName")}
-    return text in keys
