@@ -76,6 +76,8 @@ def noop_plan(emu: Emulator, cfg: BenchConfig, users: int) -> dict[str, Any]:
                 "requests": stats["requests_total"],
                 "by_cmdlet": _requests(stats),
                 "reads": _reads(stats),
+                # redirect_to_backend's one 307, which the client follows once per run.
+                "redirects": int(stats["requests"].get("-", {}).get("307", 0)),
                 "token_requests": sum(stats["token_requests"].values()),
                 "wall_s": result["total"]["wall_s"],
                 "process_wall_s": child.wall_s,

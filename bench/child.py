@@ -244,15 +244,23 @@ def job_naive(job: dict[str, Any]) -> dict[str, Any]:
 def job_checker(job: dict[str, Any]) -> dict[str, Any]:
     """Microsoft365DSC-style per-user resource: for each managed user (listed in the
     configuration), Get-User, then Set-User only when the policy differs."""
-    client = _tenant().client
+    from reconciler.model import SnapshotNeeds
+    from reconciler.tenant.exo.snapshot import policy_keys, policy_name_from_reference
+
+    tenant = _tenant()
+    client = tenant.client
     with open(job["users_file"], encoding="utf-8") as handle:
         users = json.load(handle)[: int(job["sample"])]
     wanted = str(job["policy"])
+    keys = policy_keys(tenant.read_snapshot(SnapshotNeeds(users=False)).policies)
     clock = Clock()
     sets = 0
     for upn in users:
         rows = client.invoke("Get-User", {"Identity": upn}, select=["AuthenticationPolicy"])
-        current = rows[0].get("AuthenticationPolicy") if rows else None
+        # The reference may come as a name, a DN, a GUID or an object: one reading of it.
+        current = (
+            policy_name_from_reference(rows[0].get("AuthenticationPolicy"), keys) if rows else None
+        )
         if (current or "").casefold() != wanted.casefold():
             client.invoke_write(
                 "Set-User", {"Identity": upn, "AuthenticationPolicy": wanted, "Confirm": False}
@@ -264,7 +272,10 @@ def job_checker(job: dict[str, Any]) -> dict[str, Any]:
 def job_load(job: dict[str, Any]) -> dict[str, Any]:
     """A lean keep-alive client (http.client, one connection): as many requests as it can in
     `seconds`, so the emulator, not a heavy client, is what gets measured."""
-    endpoint = urlsplit(os.environ["AUTHPOLICY_ENDPOINT"])
+    # The backend host the emulator redirects to (the last of AUTHPOLICY_TRUSTED_HOSTS): this
+    # lean client measures the server, so it goes straight there instead of paying a 307.
+    backend = os.environ.get("AUTHPOLICY_TRUSTED_HOSTS", "").split(",")[-1]
+    endpoint = urlsplit(f"https://{backend}" if backend else os.environ["AUTHPOLICY_ENDPOINT"])
     context = ssl.create_default_context(cafile=os.environ["AUTHPOLICY_CA_BUNDLE"])
     conn = http.client.HTTPSConnection(
         endpoint.hostname or "127.0.0.1", endpoint.port, context=context

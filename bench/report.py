@@ -99,10 +99,13 @@ def _noop(entry: dict[str, Any]) -> list[str]:
         }
         by_users[fig["users"]] = medians
         requests = _col(runs, "requests")
+        redirects = [r.get("redirects", 0) for r in runs]
         rows.append(
             [
                 _int(fig["users"]),
-                f"{_int(med(requests))} (bound {fig['expected_reads']})",
+                f"{_int(med(requests))} (bound {fig['expected_reads']}"
+                + (f" + {_int(med(redirects))} redirect" if med(redirects) else "")
+                + ")",
                 _spread(_col(runs, "wall_s")),
                 _spread(_col(runs, "cpu_s")),
                 _spread(_col(runs, "peak_rss_mb"), 0),

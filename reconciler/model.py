@@ -155,11 +155,25 @@ class Rule:
 UnmatchedMode: TypeAlias = Literal["ignore", "clear"]
 
 
+# assignments.recipient_types when omitted: the mailbox types (docs/configuration.md). Exchange
+# refuses Set-User -AuthenticationPolicy for some recipients without a mailbox.
+DEFAULT_RECIPIENT_TYPES: tuple[str, ...] = (
+    "UserMailbox",
+    "SharedMailbox",
+    "RoomMailbox",
+    "EquipmentMailbox",
+    "LinkedMailbox",
+    "SchedulingMailbox",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Assignments:
     unmatched: UnmatchedMode = "ignore"
     revoke_sessions: bool = True
     rules: tuple[Rule, ...] = ()
+    # The RecipientTypeDetails the plan manages; users of other types are never changed.
+    recipient_types: tuple[str, ...] = DEFAULT_RECIPIENT_TYPES
 
 
 @dataclass(frozen=True, slots=True)

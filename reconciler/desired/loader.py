@@ -19,6 +19,7 @@ from reconciler.desired.semantics import RECIPIENT_TYPE_BY_FOLDED, semantic_find
 from reconciler.desired.source import Document, FileProblem, decode, parse
 from reconciler.errors import ConfigError
 from reconciler.model import (
+    DEFAULT_RECIPIENT_TYPES,
     MATCH_KEYS,
     Assignments,
     DesiredState,
@@ -185,6 +186,14 @@ def build(doc: Document, filename: str) -> DesiredState:
             unmatched=assignments.get("unmatched", "ignore"),
             revoke_sessions=assignments.get("revoke_sessions", True),
             rules=rules,
+            recipient_types=tuple(
+                sorted(
+                    {
+                        RECIPIENT_TYPE_BY_FOLDED[t.casefold()]
+                        for t in assignments.get("recipient_types", DEFAULT_RECIPIENT_TYPES)
+                    }
+                )
+            ),
         ),
         safety=Safety(
             max_user_changes=_limit(safety.get("max_user_changes")),
@@ -250,6 +259,7 @@ def _with_canonical(state: DesiredState) -> DesiredState:
         "assignments": {
             "unmatched": state.assignments.unmatched,
             "revoke_sessions": state.assignments.revoke_sessions,
+            "recipient_types": list(state.assignments.recipient_types),
             "rules": [
                 {
                     "name": rule.name,

@@ -57,6 +57,8 @@ def semantic_findings(doc: Document, skip: Skip) -> list[Finding]:
             if problem:
                 findings.append(Finding(("default_policy",), problem))
     assignments = data.get("assignments")
+    if isinstance(assignments, dict):
+        _check_recipient_types(assignments, ("assignments",), skip, findings, "recipient_types")
     rules = assignments.get("rules") if isinstance(assignments, dict) else None
     if isinstance(rules, list) and not skip(("assignments", "rules")):
         _check_rules(rules, declared, removed, doc, skip, findings)
@@ -194,13 +196,17 @@ def _rule_label(rule: object, index: int) -> str:
 
 
 def _check_recipient_types(
-    spec: dict[str, object], path: Path, skip: Skip, findings: list[Finding]
+    spec: dict[str, object],
+    path: Path,
+    skip: Skip,
+    findings: list[Finding],
+    key: str = "recipient_type",
 ) -> None:
-    values = spec.get("recipient_type")
-    if not isinstance(values, list) or skip((*path, "recipient_type")):
+    values = spec.get(key)
+    if not isinstance(values, list) or skip((*path, key)):
         return
     for index, value in enumerate(values):
-        item: Path = (*path, "recipient_type", index)
+        item: Path = (*path, key, index)
         if not isinstance(value, str) or skip(item):
             continue
         if value.casefold() not in RECIPIENT_TYPE_BY_FOLDED:

@@ -458,7 +458,9 @@ def _users(
             mail=mail,
         )
         position = len(records) - scanner_no - 1  # index among ordinary users
-        if position < newest_cutoff:
+        # Mail users and guests hold no direct policy: Exchange refuses Set-User
+        # -AuthenticationPolicy for them (the set_user_refuses default).
+        if position < newest_cutoff and rtd not in ("MailUser", "GuestMailUser"):
             user["_policy"] = block
         if rtd in ("UserMailbox", "SharedMailbox") and rng.random() < 0.02:
             user["_smtp_disabled"] = True

@@ -118,6 +118,7 @@ def canonical_config(desired: DesiredState) -> dict[str, Any]:
         "assignments": {
             "unmatched": desired.assignments.unmatched,
             "revoke_sessions": desired.assignments.revoke_sessions,
+            "recipient_types": sorted(desired.assignments.recipient_types),
             "rules": [
                 {
                     "name": r.name,

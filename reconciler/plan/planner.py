@@ -35,6 +35,7 @@ from reconciler.model import (
     PolicyUpdate,
     TenantPolicy,
     TenantSnapshot,
+    TenantUser,
     UserChange,
 )
 from reconciler.plan.columns import user_columns
@@ -247,7 +248,9 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     # Every user field the plan reads, in one pass over the users (plan/columns.py).
     columns = user_columns(snapshot.users, user_fields(desired))
     evaluation = evaluate_rules(rules, UserIndex(snapshot.users, snapshot.groups, columns))
-    rule_of_user = evaluation.rule_of_user
+    rule_of_user, unmanaged = _leave_out_unmanaged(
+        evaluation.rule_of_user, snapshot.users, desired.assignments.recipient_types
+    )
     clear_unmatched = desired.assignments.unmatched == "clear"
 
     # What happens to a user depends only on (direct policy now, governing rule): work it out
@@ -267,7 +270,7 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
         is_dangling = before_f is not None and before_f not in tenant
         if rule >= 0:
             after, after_f, rule_name = targets[rule], targets_f[rule], rule_names[rule]
-        elif clear_unmatched:
+        elif clear_unmatched and rule != UNMANAGED:
             after, after_f, rule_name = None, None, UNMATCHED_RULE
         else:
             after, after_f, rule_name = before, before_f, ""
@@ -288,7 +291,7 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
             ),
             weakens=weakens,
             dangling=is_dangling,
-            unmatched=rule < 0 and clear_unmatched,
+            unmatched=rule < 0 and rule != UNMANAGED and clear_unmatched,
             holds_doomed=after_f if after_f is not None and after_f in doomed else None,
         )
         outcomes[pair] = outcome
@@ -363,12 +366,33 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
                 dangling,
                 unmatched,
                 effective_after_count.get(None, 0),
+                unmanaged,
             )
         ),
         guards=tuple(_guards(desired, snapshot, changes, relying_after)),
         inputs=inputs,
         default_policy=default_after,
     )
+
+
+UNMANAGED = -2  # the rule index of a user whose recipient type the plan does not manage
+
+
+def _leave_out_unmanaged(
+    rule_of_user: Sequence[int], users: Sequence[TenantUser], managed: Sequence[str]
+) -> tuple[list[int], dict[str, list[str]]]:
+    """Rule per user with the unmanaged ones marked UNMANAGED (never changed, whatever rule
+    or `unmatched` says), and the left-out UPNs by recipient type."""
+    managed_f = {t.casefold() for t in managed}
+    types = [user.recipient_type for user in users]
+    outside = {t for t in set(types) if t.casefold() not in managed_f}
+    out = list(rule_of_user)
+    left_out: dict[str, list[str]] = {}
+    if outside:
+        for position in compress(range(len(users)), map(outside.__contains__, types)):
+            out[position] = UNMANAGED
+            left_out.setdefault(types[position], []).append(users[position].upn)
+    return out, left_out
 
 
 def _refuse_held_deletes(
@@ -470,10 +494,20 @@ def _warnings(
     dangling: dict[str, list[str]],
     unmatched: list[str],
     unprotected_after: int,
+    unmanaged: dict[str, list[str]],
 ) -> list[str]:
     """Things an admin must know, in a fixed order (each group sorted)."""
     warnings: list[str] = []
     rules = desired.assignments.rules
+    if unmanaged and (rules or desired.assignments.unmatched == "clear"):
+        upns = sorted(
+            (u for names in unmanaged.values() for u in names), key=lambda u: (u.casefold(), u)
+        )
+        by_type = ", ".join(f"{kind} {len(names):,}" for kind, names in sorted(unmanaged.items()))
+        warnings.append(
+            f"{plural(len(upns), 'user')} left alone: not a recipient type the plan manages "
+            f"(assignments.recipient_types; {by_type}): {name_list(upns)}"
+        )
     for position, rule in enumerate(rules):
         if evaluation.governed_counts[position]:
             continue

@@ -49,7 +49,9 @@ def test_counts_come_out_exact(results: dict) -> None:
     cfg = tiny_config()
     noop = results["noop"]["sizes"][0]["figures"]
     for run in noop["runs"]:
-        assert run["reads"] == run["requests"] == noop["expected_reads"]  # ceil(300/1000) + 2
+        assert run["reads"] == noop["expected_reads"]  # ceil(300/1000) + 2
+        assert run["redirects"] == 1  # redirect_to_backend: followed once, then kept
+        assert run["requests"] == run["reads"] + run["redirects"]
     drift = results["drift"]["figures"]
     assert drift["drift"] == 8  # 2% of 400
     for run in drift["runs"]:

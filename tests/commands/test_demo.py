@@ -36,7 +36,7 @@ def test_demo_plans_applies_converges_and_reports(
     # The story is read from the tenant, not written in advance.
     assert '  - the default policy "Block Basic Auth" allows Basic auth for imap, smtp\n' in out
     assert '  - "Legacy 2018 Policy" is held by nobody and allows 6 of the 12 protocols\n' in out
-    assert "  - 100 users have no direct policy of their own\n" in out
+    assert "  - 226 users have no direct policy of their own\n" in out
     first_plan, rest = out.split("$ authpolicy apply", 1)
     assert '~ update policy "Block Basic Auth"' in first_plan
     assert '- delete policy "Legacy 2018 Policy"' in first_plan

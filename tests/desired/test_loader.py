@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.desired import limits, load_desired_state, loader, validate_text
 from reconciler.errors import ConfigError
-from reconciler.model import Limit, MatchSpec, Safety, SourceLocation
+from reconciler.model import DEFAULT_RECIPIENT_TYPES, Limit, MatchSpec, Safety, SourceLocation
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "desired"
@@ -204,6 +204,7 @@ def test_same_meaning_gives_the_same_canonical_data() -> None:
         "assignments": {
             "unmatched": "ignore",
             "revoke_sessions": True,
+            "recipient_types": sorted(DEFAULT_RECIPIENT_TYPES),
             "rules": [
                 {
                     "name": "r",

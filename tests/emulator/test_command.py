@@ -78,7 +78,9 @@ def test_serve_prints_env_and_saves_on_ctrl_c(tmp_path: Path) -> None:
             "headers": {"Authorization": f"Bearer {token}"},
             "allow_redirects": False,
         }
-        url = f"{pairs['AUTHPOLICY_ENDPOINT']}/adminapi/beta/{pairs['AZURE_TENANT_ID']}/InvokeCommand"
+        url = (
+            f"{pairs['AUTHPOLICY_ENDPOINT']}/adminapi/beta/{pairs['AZURE_TENANT_ID']}/InvokeCommand"
+        )
         first = session.post(url, **send)  # type: ignore[arg-type]
         assert first.status_code == 307  # redirect_to_backend, on by default
         assert first.headers["Location"] == url.replace("127.0.0.1", "localhost")
@@ -128,4 +130,8 @@ def test_parse_set_reads_json_or_a_bare_string() -> None:
 
     assert parse_set(
         ["redirect_to_backend=false", "next_link_style=guid", 'set_user_refuses=["MailUser"]']
-    ) == {"redirect_to_backend": False, "next_link_style": "guid", "set_user_refuses": ("MailUser",)}
+    ) == {
+        "redirect_to_backend": False,
+        "next_link_style": "guid",
+        "set_user_refuses": ("MailUser",),
+    }

@@ -78,7 +78,8 @@ def _hostile_state() -> dict[str, Any]:
     )
     policies = [new_policy_record(name, {"AllowBasicAuthPop": True}) for name in HOSTILE_POLICIES]
     data["policies"].extend(policies)
-    users = data["users"]
+    # Mailboxes only: the plan leaves other recipient types alone (assignments.recipient_types).
+    users = [u for u in data["users"] if u["RecipientTypeDetails"] == "UserMailbox"]
     for index, policy in enumerate(policies):
         users[10 + index]["_policy"] = policy["Guid"].lower()
     for user in users[20:30]:

@@ -190,8 +190,11 @@ def test_no_secret_in_output_files_or_errors(
     for where, text in texts.items():
         assert _leaks(text, secrets) == [], where
     if expected == 1 and case == "reader" and argv[0] == "apply":
-        # A read-only identity: every write is refused (403) and reported, nothing changes.
-        assert "Apply finished with errors: 0 applied, 5 failed" in result.stdout
+        # A read-only identity: the first write is refused (403) and apply stops there, with
+        # one line naming the role; nothing else is sent, nothing changes.
+        assert "Apply finished with errors: 0 applied, 1 failed" in result.stdout
+        assert "Stopped at the first refused write: Exchange refused" in result.stdout
+        assert "assign the Exchange Administrator role" in result.stdout
         assert "assign the Exchange Administrator role to the app to apply" in result.stderr
         assert len(emu.write_log()) == writes_before  # refused: nothing was written
     elif expected == 1:

@@ -242,7 +242,7 @@ class AdminApiClient:
         if parts.scheme.lower() != "https" or origin not in self._trusted:
             raise ExoProtocolError(
                 f"refusing to {what} to {where}: that host is not one this cloud's Exchange "
-                "service uses (nor in AUTHPOLICY_TRUSTED_HOSTS); the token is never sent there"
+                "service uses (nor in AUTHPOLICY_TRUSTED_HOSTS); the token is never sent elsewhere"
             )
         segments = [p for p in parts.path.split("/") if p]
         if (
