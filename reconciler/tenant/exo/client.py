@@ -382,7 +382,7 @@ class AdminApiClient:
                 self.stats.add(token_refreshes=1, retries=1)
                 continue
             if answer.status == 401:
-                raise self._explain_401(error)
+                raise self._explain_401(error, answer.headers.get("WWW-Authenticate", ""))
             if isinstance(error, ExoThrottledError):
                 self.stats.add(throttled=1)
                 if self.on_throttle is not None:
@@ -414,12 +414,33 @@ class AdminApiClient:
                 continue
             raise error
 
-    def _explain_401(self, error: ExoError) -> ExoPermissionError:
+    def _explain_401(self, error: ExoError, www_authenticate: str = "") -> ExoPermissionError:
+        """Tell a wrong-cloud token, an expired one and a missing role apart (each its fix)."""
         claims: Mapping[str, Any] = {}
         try:
             claims = self.tokens.claims()
         except Exception:  # the message must come out even if the token cannot be read again
             claims = {}
+        said = _WWW_DESCRIPTION.search(www_authenticate or "")
+        reason = said.group(1) if said else ""
+        expected = self.settings.token_scope.removesuffix("/.default").rstrip("/")
+        audience = str(claims.get("aud") or "").rstrip("/")
+        if audience and audience.lower() != expected.lower():
+            return ExoPermissionError(
+                f"Exchange refused the token (401): it was issued for {audience}, not {expected}; "
+                f"the token is for another cloud's Exchange: check AUTHPOLICY_CLOUD "
+                f"(now {self.settings.cloud.name}) and --scope",
+                status=401,
+                cmdlet=error.cmdlet,
+            )
+        if "expired" in reason.lower() or "lifetime" in reason.lower():
+            return ExoPermissionError(
+                "Exchange refused the token as expired (401) although a new one was just "
+                "fetched; check this machine's clock (tokens are valid for about an hour) and "
+                "that the app's credentials were not revoked",
+                status=401,
+                cmdlet=error.cmdlet,
+            )
         roles = claims.get("roles") or []
         if claims and isinstance(roles, list) and "Exchange.ManageAsApp" not in roles:
             return ExoPermissionError(
@@ -731,6 +752,7 @@ def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 _CLAIMS = re.compile(r'claims="([^"]+)"')
+_WWW_DESCRIPTION = re.compile(r'error_description="([^"]*)"')
 
 
 def claims_challenge(www_authenticate: str) -> str | None:

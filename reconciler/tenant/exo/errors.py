@@ -232,7 +232,12 @@ def classify_error(
             "consent in the app registration",
             **common,
         )
-    if status == 403 or (exc and _contains(exc, "", PERMISSION_EXCEPTIONS)):
+    # A 403 is the app's missing role only when Exchange says so (no cmdlet ran: an empty or
+    # NUL body, the role text, or an access-denied class). Exchange answers per-object
+    # failures with 403 too (e.g. an object outside a write scope): those name another
+    # exception class, concern that one object, and must not stop the others.
+    per_object = bool(exc) and not _contains(exc, "", PERMISSION_EXCEPTIONS) and status == 403
+    if (status == 403 and not per_object) or (exc and _contains(exc, "", PERMISSION_EXCEPTIONS)):
         if is_write:
             message = (
                 f"Exchange refused {cmdlet} (403): the app's role does not allow changes (e.g. "
