@@ -126,3 +126,18 @@ def outcome_record(
     if extra:
         entry.update(extra)
     return entry
+
+
+def run_record(report: Any) -> dict[str, Any]:
+    """The last record of a run: its counts, every re-send (the client's 503/reset/429/401
+    retries and the executor's own), and the refusal that stopped it, if any."""
+    return {
+        "ts_end": utc_now(),
+        "record": "run",
+        "result": "summary",
+        "counts": report.counts,
+        "writes": report.writes,
+        "retries": report.retries,
+        "interrupted": report.interrupted,
+        "denied": report.denied,
+    }

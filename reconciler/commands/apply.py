@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from reconciler.apply import ApplyReport, AuditLog, default_audit_path, execute_plan
+from reconciler.apply.audit import run_record
 from reconciler.apply.executor import INTERRUPTED
 from reconciler.apply.progress import PhaseLines, ProgressBar
 from reconciler.apply.replace import plan_with_replaces
@@ -296,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
                 stop=stop,
             )
+        audit.record(run_record(report))
     verification = Verification()
     if not report.interrupted:
         verification = verify_report(report, tenant, users=args.check_users)

@@ -108,7 +108,18 @@ def replan_changes(capsys: pytest.CaptureFixture[str], config: Path, tmp_path: P
 
 
 def audit_records(path: Path) -> list[dict[str, Any]]:
+    """The change records; the run's closing summary is `run_summary(path)`."""
+    return [r for r in _all_records(path) if r.get("record") != "run"]
+
+
+def _all_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def run_summary(path: Path) -> dict[str, Any]:
+    last = _all_records(path)[-1]
+    assert last["record"] == "run"
+    return last
 
 
 # --------------------------------------------------------------------------- the main promise
@@ -165,6 +176,9 @@ def test_5000_users_exactly_the_planned_writes_then_zero(
     assert {r["result"] for r in records} == {"applied"}
     assert {r["fingerprint"] for r in records} == {plan.fingerprint}
     assert "secret" not in audit.read_text(encoding="utf-8").lower()
+    summary = run_summary(audit)
+    assert summary["counts"]["applied"] == len(plan.changes)
+    assert summary["retries"] == 0 and summary["denied"] is None
 
     assert replan_changes(capsys, config, tmp_path) == 0
 
@@ -492,3 +506,32 @@ def test_reviewed_plan_with_allow_replace_shows_the_replace_and_applies_it(
     assert after["organization"]["DefaultAuthenticationPolicy"].lower() == policy["Guid"].lower()
     assert not policy["AllowBasicAuthSmtp"] and not policy["AllowBasicAuthImap"]
     assert replan_changes(capsys, config, tmp_path) == 0
+
+
+def test_every_resend_is_counted_in_the_summary_and_the_audit(
+    connected: Emulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.reliability.test_faults import when_writes_reach
+
+    # The first write of the apply lands; the request after it answers 503 once, which the
+    # client sends again by itself (no executor-level resend is involved).
+    watcher = when_writes_reach(connected, 1, lambda: connected.set_faults(one_shot=["error_503"]))
+    audit = tmp_path / "audit.jsonl"
+    code, out, err = run_cli(
+        capsys,
+        "apply",
+        "-c",
+        str(config),
+        "--auto-approve",
+        "--force",
+        "--max-concurrency",
+        "1",
+        "--audit-log",
+        str(audit),
+    )
+    watcher.join()
+    assert code == 0, err
+    injected = connected.stats()["faults_injected"]
+    assert injected == {"error_503": 1}
+    assert ", 0 not found (1 retries)." in out
+    assert run_summary(audit)["retries"] == 1

@@ -69,6 +69,11 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
 
 
 def audit_lines(path: Path) -> list[dict]:
+    """The change records (the run's closing summary record is checked on its own)."""
+    return [r for r in all_audit_lines(path) if r.get("record") != "run"]
+
+
+def all_audit_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -254,6 +259,9 @@ def test_ctrl_c_finishes_in_flight_calls_and_leaves_a_whole_audit_log(
     records = audit_lines(audit)
     assert len(records) == 100
     assert sum(r["result"] == "applied" for r in records) == applied
+    summary = all_audit_lines(audit)[-1]
+    assert summary["record"] == "run" and summary["interrupted"] is True
+    assert summary["counts"]["applied"] == applied
     assert {r["message"] for r in records if r["result"] == "skipped"} == {
         "not started: apply was interrupted"
     }

@@ -40,8 +40,8 @@ def test_demo_plans_applies_converges_and_reports(
     first_plan, rest = out.split("$ authpolicy apply", 1)
     assert '~ update policy "Block Basic Auth"' in first_plan
     assert '- delete policy "Legacy 2018 Policy"' in first_plan
-    assert "106 user changes (105 assign, 1 clear)" in first_plan
-    assert "Apply complete: 108 applied, 0 failed, 0 skipped, 0 not found" in rest
+    assert "96 user changes (95 assign, 1 clear)" in first_plan
+    assert "Apply complete: 98 applied, 0 failed, 0 skipped, 0 not found" in rest
     second_plan = rest.split("$ authpolicy plan -c policies.yaml --detailed-exitcode", 1)[1]
     assert "No changes. The tenant matches the desired state." in second_plan
     report = rest.split("$ authpolicy report", 1)[1]
