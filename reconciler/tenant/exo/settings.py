@@ -27,6 +27,9 @@ class Cloud:
     # Hosts this cloud's Exchange service is known to name in redirects and @odata.nextLink
     # (round2-facts.md §3: the captured @odata.context names outlook.office.com).
     exchange_hosts: tuple[str, ...] = ()
+    # Microsoft Graph of this cloud (round2-facts.md §2): the sign-in log; its token has its
+    # own scope ({graph_host}/.default) and its own trusted host.
+    graph_host: str = ""
 
 
 # exo-adminapi.md §1.3 and §2. The DoD and China hosts conflict between sources; we follow the
@@ -40,6 +43,7 @@ CLOUDS: dict[str, Cloud] = {
         "https://login.microsoftonline.com",
         "https://outlook.office365.com/.default",
         ("outlook.office365.com", "outlook.office.com"),
+        "https://graph.microsoft.com",
     ),
     "gcc-high": Cloud(
         "gcc-high",
@@ -47,6 +51,7 @@ CLOUDS: dict[str, Cloud] = {
         "https://login.microsoftonline.us",
         "https://outlook.office365.us/.default",
         ("outlook.office365.us",),
+        "https://graph.microsoft.us",
     ),
     "dod": Cloud(
         "dod",
@@ -54,6 +59,7 @@ CLOUDS: dict[str, Cloud] = {
         "https://login.microsoftonline.us",
         "https://outlook-dod.office365.us/.default",
         ("outlook-dod.office365.us",),
+        "https://dod-graph.microsoft.us",
     ),
     "china": Cloud(
         "china",
@@ -61,6 +67,7 @@ CLOUDS: dict[str, Cloud] = {
         "https://login.chinacloudapi.cn",
         "https://partner.outlook.cn/.default",
         ("partner.outlook.cn",),
+        "https://microsoftgraph.chinacloudapi.cn",
     ),
 }
 

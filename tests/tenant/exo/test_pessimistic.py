@@ -338,3 +338,19 @@ def test_a_403_naming_a_per_object_class_is_not_a_missing_role() -> None:
     assert str(error) == "Exchange refused Set-User (403): The object is outside your write scope."
     denied = classify_error(403, b"\x00" * 64, cmdlet="Set-User", is_write=True)
     assert isinstance(denied, ExoPermissionError)
+
+
+def test_the_clients_cloud_table_agrees_with_the_emulators_clouds() -> None:
+    from reconciler.emulator.settings import CLOUD_AUDIENCES, CLOUD_GRAPH
+    from reconciler.tenant.exo.settings import CLOUDS
+
+    assert set(CLOUDS) == set(CLOUD_AUDIENCES) == set(CLOUD_GRAPH)
+    for name, cloud in CLOUDS.items():
+        resource = cloud.scope.removesuffix("/.default")
+        assert resource == CLOUD_AUDIENCES[name][0], name  # the audience the API accepts
+        assert resource == cloud.exchange_host, name
+        assert resource.removeprefix("https://") in cloud.exchange_hosts, name
+        assert cloud.graph_host == CLOUD_GRAPH[name], name
+    assert CLOUDS["commercial"].authority_host == "https://login.microsoftonline.com"
+    assert CLOUDS["gcc-high"].authority_host == "https://login.microsoftonline.us"
+    assert CLOUDS["china"].authority_host == "https://login.chinacloudapi.cn"
