@@ -262,6 +262,14 @@ class Emulator:
         """Zero the statistics."""
         self.service.reset(state=False)
 
+    def add_users(self, count: int) -> list[str]:
+        """Joiners: `count` new user mailboxes with no direct policy; their UPNs."""
+        return self.service.joiners_and_leavers({"add": count})["added"]
+
+    def remove_users(self, upns: list[str]) -> list[str]:
+        """Leavers: delete these users (UPN, name, GUID or Entra object id); their UPNs."""
+        return self.service.joiners_and_leavers({"remove": upns})["removed"]
+
     def reset_state(self) -> None:
         """Restore the tenant as it was at start (and zero the statistics)."""
         self.service.reset(state=True)

@@ -42,6 +42,7 @@ from reconciler.emulator.settings import (
     audiences_of,
 )
 from reconciler.emulator.state import TenantState
+from reconciler.emulator.synthetic import joiners
 
 log = logging.getLogger("authpolicy.emulator")
 
@@ -814,6 +815,14 @@ class EmulatorService:
             return _json(200, self.state.to_dict())
         if method == "GET" and action == "faults":
             return _json(200, _settings_view(self.settings))
+        if method == "POST" and action == "users":
+            try:
+                doc = json.loads(body or b"{}")
+                if not isinstance(doc, dict) or set(doc) - {"add", "remove"}:
+                    raise ValueError('the body must be {"add": N} and/or {"remove": [UPN, ...]}')
+                return _json(200, self.joiners_and_leavers(doc))
+            except (ValueError, TypeError) as exc:
+                return _json(400, {"error": str(exc)})
         if method == "POST" and action in ("reset", "faults"):
             try:
                 doc = json.loads(body or b"{}")
@@ -827,6 +836,38 @@ class EmulatorService:
                 return _json(400, {"error": str(exc)})
             return _json(200, _settings_view(self.settings))
         return _json(404, {"error": "unknown control endpoint"})
+
+    def joiners_and_leavers(self, doc: dict[str, Any]) -> dict[str, list[str]]:
+        """{"add": N} creates N user mailboxes without a direct policy (as Exchange creates
+        them); {"remove": [UPN, ...]} deletes users, as Entra does. Answers the UPNs."""
+        add = doc.get("add", 0)
+        remove = doc.get("remove", [])
+        if not isinstance(add, int) or isinstance(add, bool) or not 0 <= add <= 100_000:
+            raise ValueError("add must be a whole number from 0 to 100000")
+        if not isinstance(remove, list) or not all(isinstance(u, str) for u in remove):
+            raise ValueError("remove must be a list of UPNs")
+        state = self.state
+        with state.lock:
+            missing = [u for u in remove if state.find_user(u, allow_external_id=True) is None]
+            if missing:
+                raise ValueError(f"no such user: {', '.join(missing[:5])}")
+            removed = []
+            for upn in remove:
+                gone = state.remove_user(upn)
+                if gone is not None:
+                    removed.append(gone["UserPrincipalName"])
+            taken = {u["Name"].lower() for u in state.users}
+            rng = random.Random(len(taken))
+            added = joiners(
+                rng,
+                add,
+                taken,
+                tenant_domain=state.domain,
+                user_domain=self.settings.user_domain,
+            )
+            for user in added:
+                state.add_user(user)
+        return {"added": [u["UserPrincipalName"] for u in added], "removed": removed}
 
     def stats_dict(self) -> dict[str, Any]:
         """Snapshot of the statistics."""

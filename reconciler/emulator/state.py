@@ -139,6 +139,24 @@ class TenantState:
         self._user_by_external_id[user["ExternalDirectoryObjectId"].lower()] = user
         self._recipient_by_guid[user["Guid"].lower()] = user
 
+    def remove_user(self, identity: str) -> dict[str, Any] | None:
+        """Delete a user (as Entra does): out of every index and every group; None if absent."""
+        user = self.find_user(identity, allow_external_id=True)
+        if user is None:
+            return None
+        self.users.remove(user)
+        for key in (user["Name"], user["UserPrincipalName"], user["DistinguishedName"]):
+            self._user_index.pop(key.lower(), None)
+        guid = user["Guid"].lower()
+        self._user_index.pop(guid, None)
+        self._user_by_external_id.pop(user["ExternalDirectoryObjectId"].lower(), None)
+        self._recipient_by_guid.pop(guid, None)
+        for group in self.groups:
+            for role in ("members", "owners"):
+                if role in group:
+                    group[role] = [g for g in group[role] if g.lower() != guid]
+        return user
+
     def add_group(self, group: dict[str, Any]) -> None:
         """Add a group and index it by name, DN, GUID and address."""
         self.groups.append(group)

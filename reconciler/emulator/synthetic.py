@@ -585,3 +585,44 @@ def _groups(
             _group(rng, name, "GroupMailbox", tenant_domain, user_domain, pick(people, size))
         )
     return groups
+
+
+def joiners(
+    rng: random.Random,
+    count: int,
+    taken: set[str],
+    *,
+    tenant_domain: str,
+    user_domain: str,
+) -> list[dict[str, Any]]:
+    """`count` new user mailboxes as Exchange creates them: no direct policy, no overrides.
+    Aliases `joiner-N` skip every name in `taken` (lower case)."""
+    out: list[dict[str, Any]] = []
+    now = (dt.datetime.now(dt.UTC) - TENANT_EPOCH).total_seconds() / 60
+    number = 0
+    while len(out) < count:
+        number += 1
+        alias = f"joiner-{number}"
+        if alias in taken:
+            continue
+        taken.add(alias)
+        upn = f"{alias}@{user_domain}"
+        out.append(
+            _new_user(
+                rng,
+                alias=alias,
+                upn=upn,
+                display=f"Joiner {number}",
+                first="Joiner",
+                last=str(number),
+                rtd="UserMailbox",
+                department="Sales",
+                title="",
+                company="Contoso Ltd",
+                office=("London", "London", "United Kingdom"),
+                created_minutes=now,
+                tenant_domain=tenant_domain,
+                mail=upn,
+            )
+        )
+    return out

@@ -178,3 +178,20 @@ def test_set_user_refuses_mail_users(emu: Emulator, client: AdminClient) -> None
     )
     # Other parameters of Set-User still work for them.
     assert client.post("Set-User", {"Identity": name, "Department": "X"}).status_code == 200
+
+
+def test_joiners_and_leavers(emu: Emulator, client: AdminClient) -> None:
+    session = session_for(emu)
+    answer = session.post(f"{emu.endpoint}/_emulator/users", json={"add": 3})
+    assert answer.status_code == 200
+    added = answer.json()["added"]
+    assert added == ["joiner-1@contoso.com", "joiner-2@contoso.com", "joiner-3@contoso.com"]
+    user = client.ok("Get-User", {"Identity": added[0]})["value"][0]
+    assert user["AuthenticationPolicy"] is None  # as Exchange creates them
+    assert user["RecipientTypeDetails"] == "UserMailbox"
+    gone = session.post(f"{emu.endpoint}/_emulator/users", json={"remove": [added[1]]})
+    assert gone.json() == {"added": [], "removed": [added[1]]}
+    assert client.post("Get-User", {"Identity": added[1]}).status_code == 404
+    bad = session.post(f"{emu.endpoint}/_emulator/users", json={"remove": ["nobody@x"]})
+    assert bad.status_code == 400 and bad.json() == {"error": "no such user: nobody@x"}
+    assert emu.add_users(1) == ["joiner-2@contoso.com"]  # the freed name is used again

@@ -278,17 +278,8 @@ def test_a_cursor_that_keeps_expiring_fails_plan_and_apply_without_a_partial_sna
 
 
 def _delete_user(emu: Emulator, external_id: str) -> None:
-    """Another admin deletes a user (the emulator has no Remove-User cmdlet)."""
-    state = emu.service.state
-    with state.lock:
-        user = state.find_user_by_external_id(external_id)
-        assert user is not None
-        state.users.remove(user)
-        for key in (user["Name"], user["UserPrincipalName"], user["DistinguishedName"]):
-            state._user_index.pop(key.lower(), None)
-        state._user_index.pop(user["Guid"].lower(), None)
-        state._user_by_external_id.pop(external_id.lower(), None)
-        state._recipient_by_guid.pop(user["Guid"].lower(), None)
+    """Another admin deletes a user (the emulator's leavers handle)."""
+    assert len(emu.remove_users([external_id])) == 1
 
 
 def test_a_user_deleted_during_apply_is_reported_and_the_others_continue(
