@@ -305,3 +305,27 @@ def test_example_policy_files_plan_apply_and_converge_on_the_emulator(
             assert code == 0, f"{path.name}: {out}{err}"
             code, out, err = run_cli(capsys, "plan", "-c", str(path), "--detailed-exitcode")
             assert code == 0, f"{path.name} did not converge: {out}{err}"
+
+
+def test_nothing_tells_anyone_to_install_the_unrelated_authpolicy_package() -> None:
+    # `authpolicy` on the package index is someone else's project (round2-facts.md §5): our
+    # distribution is exo-authpolicy, installed from a pinned tag of this repository.
+    import re
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    stranger = re.compile(r"""(pip|pipx|uv pip)\s+install\s+(-\S+\s+)*["']?authpolicy\b(?!-)""")
+    offenders = []
+    for name in tracked:
+        path = ROOT / name
+        if (
+            path.suffix not in (".md", ".yml", ".yaml", ".toml", ".py", ".txt", "")
+            or not path.is_file()
+        ):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        offenders += [f"{name}: {m.group(0)}" for m in stranger.finditer(text)]
+    assert offenders == []
+    assert 'name = "exo-authpolicy"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
