@@ -190,7 +190,7 @@ def durable(tmp_path: Path) -> Iterator[DurableEmulator]:
     emulator.stop()
 
 
-@pytest.mark.parametrize("kill_at", [40, 250, 450])
+@pytest.mark.parametrize("kill_at", [40, 220, 400])
 def test_emulator_sigkilled_and_restarted_mid_apply_then_apply_converges(
     durable: DurableEmulator, config: Path, tmp_path: Path, kill_at: int
 ) -> None:
