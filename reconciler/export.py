@@ -30,6 +30,7 @@ import yaml
 
 from reconciler.desired import limits
 from reconciler.desired.schema import load_schema
+from reconciler.desired.starter import SCHEMA_HEADER
 from reconciler.model import (
     PROTOCOL_BY_NAME,
     PROTOCOL_NAMES,
@@ -269,7 +270,7 @@ def _render(
     direct_total = sum(len(v) for v in holders.values())
     lines: list[str] = []
     add = lines.append
-    add("# yaml-language-server: $schema=schema/policies.schema.json")
+    add(SCHEMA_HEADER)  # the schema is written beside the file (`export --out`)
     add(_comment(f"Exported by `authpolicy export` from tenant {tenant_name}."))
     add("# `authpolicy plan` against the same tenant shows no changes: this file declares the")
     add("# tenant exactly as it is. Edit it to say how it should be, then plan and apply.")

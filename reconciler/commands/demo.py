@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from reconciler.desired.starter import write_starter
 from reconciler.errors import AuthPolicyError
 from reconciler.model import PROTOCOL_NAMES, ExitCode
 
@@ -48,9 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
         "--config",
-        default="policies.yaml",
+        default=None,
         metavar="FILE",
-        help="the desired state to plan and apply (default: policies.yaml, the repository's)",
+        help="the desired state to plan and apply (default: ./policies.yaml, else the sample "
+        "shipped with authpolicy)",
     )
     parser.add_argument(
         "--users", type=int, default=2000, metavar="N", help="users in the emulated tenant"
@@ -125,17 +127,19 @@ def describe_drift() -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from reconciler.emulator import Emulator, EmulatorSettings
 
-    config = Path(args.config)
-    if not config.is_file():
-        raise AuthPolicyError(
-            f"{args.config} not found in {Path.cwd()}: run the demo from the repository root "
-            "(`make demo`) or pass -c FILE"
-        )
+    config = Path(args.config or "policies.yaml")
+    packaged = args.config is None and not config.is_file()
+    if not packaged and not config.is_file():
+        raise AuthPolicyError(f"{args.config} not found in {Path.cwd()}: check the path")
     if args.users < 1:
         raise AuthPolicyError(f"--users must be 1 or more, got {args.users}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="authpolicy-demo-") as temporary:
         workdir = Path(temporary)
+        if packaged:
+            # Not in the repository (e.g. an installed wheel): the sample tenant's file ships
+            # in the package, with its schema beside it.
+            config = write_starter(workdir, sample=True)[0]
         _say(
             f"Starting an emulated Exchange Online tenant with {args.users:,} users "
             "(contoso.onmicrosoft.com)..."

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from reconciler.desired.starter import SCHEMA_NAME, schema_text
 from reconciler.errors import AuthPolicyError
 from reconciler.export import ExportResult, export_policies_yaml
 from reconciler.model import ExitCode, SnapshotNeeds
@@ -86,6 +87,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     result = export_policies_yaml(snapshot, tenant_name=name)
     if args.out:
         write_file(args.out, result.text, force=args.force)
+        # The file's $schema header names the schema beside it: put it there.
+        schema = Path(args.out).parent / SCHEMA_NAME
+        if not schema.exists():
+            write_file(str(schema), schema_text(), force=False)
     else:
         sys.stdout.write(result.text)
     for line in summary_lines(result, args.out or "stdout"):

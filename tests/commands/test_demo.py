@@ -51,18 +51,6 @@ def test_demo_plans_applies_converges_and_reports(
     assert re.search(r"Done in \d+\.\d s: planned, applied, verified, reported\.", out)
 
 
-def test_demo_without_a_policies_file_says_where_to_run_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, "demo")
-    assert (code, out) == (1, "")
-    assert err == (
-        f"error: policies.yaml not found in {tmp_path}: run the demo from the repository root "
-        "(`make demo`) or pass -c FILE\n"
-    )
-
-
 @pytest.mark.integration
 def test_demo_stops_with_exit_1_when_the_file_is_invalid(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path

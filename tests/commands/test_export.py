@@ -23,6 +23,8 @@ def _export_then_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> tup
     )
     assert code == 0, plan_out + plan_err
     assert '"total": 0' in plan_out
+    # The $schema header resolves: the schema was written beside the exported file.
+    assert (tmp_path / "policies.schema.json").read_text(encoding="utf-8").startswith("{")
     return out.read_text(encoding="utf-8"), err
 
 
@@ -90,7 +92,7 @@ def test_export_is_byte_identical_twice_and_on_stdout(
         assert code == 0
         code, second, _ = run_cli(capsys, "export")
     assert first == second
-    assert first.startswith("# yaml-language-server: $schema=schema/policies.schema.json\n")
+    assert first.startswith("# yaml-language-server: $schema=policies.schema.json\n")
 
 
 def test_export_refuses_to_overwrite_without_force(

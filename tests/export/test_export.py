@@ -197,7 +197,7 @@ def test_too_big_a_listing_leaves_out_the_largest_policy_and_says_so(
 
 def test_starts_with_the_schema_hint_and_ends_with_one_newline() -> None:
     text = export_policies_yaml(contoso_like(10)).text
-    assert text.startswith("# yaml-language-server: $schema=schema/policies.schema.json\n")
+    assert text.startswith("# yaml-language-server: $schema=policies.schema.json\n")
     assert text.endswith("\n") and not text.endswith("\n\n")
 
 
