@@ -35,6 +35,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "read-only check for schedules: exit 2 when the tenant drifted",
     ),
     "report": ("reconciler.commands.report", "effective policy and Basic-auth exposure per user"),
+    "doctor": (
+        "reconciler.commands.doctor",
+        "check credentials, token, cloud, the app's role and read access (never writes)",
+    ),
     "init": ("reconciler.commands.init", "write a commented starter policies.yaml and its schema"),
     "schema": ("reconciler.commands.schema", "print the JSON Schema of policies.yaml"),
     "emulator": ("reconciler.commands.emulator", "run the local Exchange Online emulator"),

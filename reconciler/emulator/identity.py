@@ -54,6 +54,15 @@ KNOWN_RESOURCES = (
     "https://dod-graph.microsoft.us",
     "https://microsoftgraph.chinacloudapi.cn",
 )
+GRAPH_RESOURCES = frozenset(
+    {
+        "https://graph.microsoft.com",
+        "https://graph.microsoft.us",
+        "https://dod-graph.microsoft.us",
+        "https://microsoftgraph.chinacloudapi.cn",
+    }
+)
+GRAPH_READ_ROLES = ("AuditLog.Read.All", "Directory.Read.All")
 _APP_NAMESPACE = uuid.UUID("6f6a3b8e-2b1d-4f3c-9a51-5d8e0c7b1a10")
 
 
@@ -69,6 +78,8 @@ class AppRegistration:
     certificate: AppCertificate | None
     federated_subject: str | None
     object_id: str
+    # Microsoft Graph application permissions (the `roles` of its Graph tokens).
+    graph_roles: tuple[str, ...] = ()
 
 
 def client_id_for(name: str) -> str:
@@ -157,6 +168,8 @@ def load_or_create_apps(
             certificate=certificate,
             federated_subject=f"repo:contoso/authpolicy:environment:{name}" if strong else None,
             object_id=str(uuid.uuid5(_APP_NAMESPACE, f"{name}/sp")),
+            # The built-in apps with a role may read the sign-in log (evidence); others not.
+            graph_roles=GRAPH_READ_ROLES if strong else (),
         )
     if changed:
         write_atomic(secrets_path, json.dumps(stored, indent=1).encode("utf-8"))
@@ -262,8 +275,9 @@ class IdentityService:
             "ver": "1.0",
             "wids": list(app.wids),
         }
-        if app.roles:
-            claims["roles"] = list(app.roles)
+        roles = app.graph_roles if resource in GRAPH_RESOURCES else app.roles
+        if roles:
+            claims["roles"] = list(roles)
         if overrides:
             for key, value in overrides.items():
                 if value is None:

@@ -837,6 +837,37 @@ class EmulatorService:
             return _json(200, _settings_view(self.settings))
         return _json(404, {"error": "unknown control endpoint"})
 
+    def graph_sign_ins(self, headers: Any, query: dict[str, list[str]]) -> Response:
+        """GET /v1.0/auditLogs/signIns (Microsoft Graph): the token, its permission and the
+        tenant's licence are checked as Graph does. The synthetic sign-ins are not modelled
+        yet: the log is empty."""
+        auth = headers.get("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        graph = CLOUD_GRAPH[self.settings.cloud]
+        claims, reason = (
+            self.identity.verify_access_token(token.strip(), (graph,))
+            if scheme.lower() == "bearer" and token.strip()
+            else (None, "Access token is empty.")
+        )
+        if claims is None or claims.get("tid") != self.identity.tenant_id:
+            return _graph_error(401, "InvalidAuthenticationToken", reason or "Invalid tenant.")
+        if "AuditLog.Read.All" not in (claims.get("roles") or []):
+            return _graph_error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+        if not self.settings.graph_premium_licence:
+            return _graph_error(
+                403,
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Neither tenant is B2C or tenant doesn't have premium license",
+            )
+        return _json(
+            200,
+            {"@odata.context": f"{graph}/v1.0/$metadata#auditLogs/signIns", "value": []},
+        )
+
     def joiners_and_leavers(self, doc: dict[str, Any]) -> dict[str, list[str]]:
         """{"add": N} creates N user mailboxes without a direct policy (as Exchange creates
         them); {"remove": [UPN, ...]} deletes users, as Entra does. Answers the UPNs."""
@@ -910,6 +941,11 @@ def _bad_request(text: str) -> wire.CmdletError:
 
 def _json(status: int, body: Any) -> Response:
     return Response(status, wire.dumps(body), {"Content-Type": wire.JSON_CONTENT_TYPE})
+
+
+def _graph_error(status: int, code: str, message: str) -> Response:
+    """Microsoft Graph's error envelope."""
+    return _json(status, {"error": {"code": code, "message": message, "innerError": {}}})
 
 
 def _error_response(exc: wire.CmdletError) -> Response:
@@ -1074,6 +1110,10 @@ class _Handler(socketserver.StreamRequestHandler):
                     parts[2], "$batch", query, self.headers, body, self.path
                 )
             return Response(404, b"")
+        if lowered == ["v1.0", "auditlogs", "signins"]:
+            if method != "GET":
+                return Response(405, b"", {"Allow": "GET"})
+            return service.graph_sign_ins(self.headers, query)
         if len(parts) == 2 and lowered[0] == "_emulator":
             if not service.settings.control_api:
                 return Response(404, b"")

@@ -104,6 +104,9 @@ class EmulatorSettings:
     policy_reference_format: str = "rotate"
     # strict: a nextLink works once, and only with the X-AnchorMailbox of the first page.
     cursor_affinity: str = "strict"
+    # The tenant has an Entra ID P1/P2 licence: Graph serves the sign-in log (else 403
+    # Authentication_RequestFromNonPremiumTenantOrB2CTenant, round2-facts.md §2).
+    graph_premium_licence: bool = True
     # RecipientTypeDetails for which Set-User -AuthenticationPolicy fails with Exchange's error.
     set_user_refuses: tuple[str, ...] = ("GuestMailUser", "MailUser")
     accept_external_directory_object_id: bool = False  # as -Identity of Get-User/Set-User

@@ -1,0 +1,28 @@
+"""`authpolicy doctor`: check the credentials, the token, the cloud, the app's Exchange role,
+read access and Graph evidence access, one line each with the fix; exit 1 when one fails.
+doctor never writes to the tenant."""
+
+from __future__ import annotations
+
+import argparse
+
+from reconciler.model import ExitCode
+from reconciler.tenant.connect import add_connection_arguments
+from reconciler.tenant.doctor import run_checks
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_connection_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    checks = run_checks(args)
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    if failed:
+        print(f"doctor: {len(failed)} check(s) failed ({', '.join(failed)}); fix them first")
+        return ExitCode.ERROR
+    warned = sum(c.status == "warn" for c in checks)
+    print(f"doctor: ready ({len(checks)} checks, {warned} warning(s)); nothing was written")
+    return ExitCode.OK
