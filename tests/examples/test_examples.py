@@ -47,9 +47,42 @@ def _scripts(node: Any) -> Iterator[str]:
             yield from _scripts(value)
 
 
+ACTION_USES = re.compile(r"^OWNER/authpolicy@v\d+\.\d+\.\d+$")
+
+
+def _action_steps(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("uses"), str) and node["uses"].startswith("OWNER/authpolicy"):
+            yield node
+        for value in node.values():
+            yield from _action_steps(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _action_steps(value)
+
+
+def _action_argv(step: dict[str, Any]) -> list[str]:
+    """The command our action (action/run.sh) runs for a step's `with:` inputs."""
+    given = step.get("with") or {}
+    verb, config = given.get("verb", "plan"), given.get("config", "policies.yaml")
+    extra = shlex.split(given.get("args", ""))
+    if verb == "plan":
+        fmt = given.get("format", "markdown")
+        return ["plan", "-c", config, "--format", fmt, "--out", "plan.json", "--detailed-exitcode"]
+    if verb in ("drift",):
+        return [verb, "-c", config, "--format", given.get("format", "markdown"), *extra]
+    if verb == "apply":
+        plan = [given["plan"]] if given.get("plan") else []
+        return ["apply", *plan, "-c", config, "--auto-approve", *extra]
+    if verb == "validate":
+        return ["validate", "-c", config, *extra]
+    return [verb, *extra]
+
+
 def authpolicy_commands(path: Path) -> list[list[str]]:
-    """Every `authpolicy ...` command in the file's scripts, as argv without `authpolicy`."""
-    commands: list[list[str]] = []
+    """Every `authpolicy ...` command in the file's scripts, as argv without `authpolicy`,
+    and what each step of our action runs, in file order."""
+    commands: list[list[str]] = [_action_argv(step) for step in _action_steps(_load(path))]
     for script in _scripts(_load(path)):
         joined = re.sub(r"\\\n\s*", " ", script)  # line continuations
         for line in joined.splitlines():
@@ -145,11 +178,9 @@ def test_azure_devops_uses_workload_identity_federation() -> None:
 def test_the_comment_marker_is_the_markdown_renderers() -> None:
     from reconciler.render.markdown import MARKER as marker
 
-    pr = _load(GITHUB["authpolicy-pr.yml"])
+    action = _load(ROOT / "action.yml")  # the pull-request workflow comments through it
     comment_step = next(
-        s
-        for s in pr["jobs"]["plan"]["steps"]
-        if s.get("uses", "").startswith("actions/github-script")
+        s for s in action["runs"]["steps"] if s.get("uses", "").startswith("actions/github-script")
     )
     assert comment_step["env"]["MARKER"] == marker
     assert _load(AZURE)["variables"]["PLAN_MARKER"] == marker
@@ -212,7 +243,14 @@ def test_apply_downloads_the_artifact_the_pr_workflow_uploads() -> None:
     pr_steps = _load(GITHUB["authpolicy-pr.yml"])["jobs"]["plan"]["steps"]
     upload = next(s for s in pr_steps if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["with"]["name"] == "authpolicy-plan"
-    assert upload["with"]["path"].split() == ["plan.json", "plan.md"]
+    # The action's outputs: RUNNER_TEMP/authpolicy/plan.json and plan.md, so the artifact holds
+    # plan.json at its root (action/run.sh).
+    assert upload["with"]["path"].split("\n")[:2] == [
+        "${{ steps.plan.outputs.plan-path }}",
+        "${{ steps.plan.outputs.markdown-path }}",
+    ]
+    run_sh = (ROOT / "action" / "run.sh").read_text(encoding="utf-8")
+    assert 'plan_path="${out_dir}/plan.json"' in run_sh
     apply_text = GITHUB["authpolicy-apply.yml"].read_text(encoding="utf-8")
     assert "gh run list --workflow authpolicy-pr.yml" in apply_text
     assert 'gh run download "${run_id}" --name authpolicy-plan --dir reviewed' in apply_text
@@ -266,6 +304,13 @@ def test_the_embedded_python_of_the_azure_pipeline_compiles() -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_every_github_script_body_is_valid_javascript(tmp_path: Path) -> None:
     bodies = [(name, text) for name, kind, text in _all_scripts() if kind == "js"]
+    assert len(bodies) == 1  # the drift issue; the plan comment is the action's
+    action = _load(ROOT / "action.yml")
+    bodies += [
+        ("action.yml", step["with"]["script"])
+        for step in action["runs"]["steps"]
+        if step.get("uses", "").startswith("actions/github-script")
+    ]
     assert len(bodies) == 2
     for name, text in bodies:
         # actions/github-script runs the body inside an async function.
@@ -329,3 +374,12 @@ def test_nothing_tells_anyone_to_install_the_unrelated_authpolicy_package() -> N
         offenders += [f"{name}: {m.group(0)}" for m in stranger.finditer(text)]
     assert offenders == []
     assert 'name = "exo-authpolicy"' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_the_pull_request_workflow_uses_the_action_pinned_to_a_tag() -> None:
+    steps = list(_action_steps(_load(GITHUB["authpolicy-pr.yml"])))
+    assert [step["with"]["verb"] for step in steps] == ["validate", "plan"]
+    assert all(ACTION_USES.match(step["uses"]) for step in steps)
+    assert steps[1]["with"]["comment"] == "true"
+    text = GITHUB["authpolicy-pr.yml"].read_text(encoding="utf-8")
+    assert "pip install" not in text  # the action installs its own checkout
