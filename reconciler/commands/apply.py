@@ -73,17 +73,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- planning
 
 
+MAX_PLAN_BYTES = 64 * 2**20  # DESIGN.md "Saved plans": a plan file is at most 64 MiB
+
+
 def _read_saved_plan(path: str) -> Plan:
     from reconciler.render import plan_from_json
 
+    file = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if not file.is_file():
+            raise AuthPolicyError(f"{path} is not a regular file: pass the PLAN.json plan wrote")
+        with file.open("rb") as handle:  # never more than the cap: /dev/zero must not hang
+            data = handle.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
         raise AuthPolicyError(f"cannot read plan file {path}: {exc.strerror}") from None
+    if len(data) > MAX_PLAN_BYTES:
+        raise AuthPolicyError(
+            f"{path} is larger than {MAX_PLAN_BYTES // 2**20} MiB: not a plan file authpolicy wrote"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AuthPolicyError(
+            f"{path} is not UTF-8 (byte {exc.start}): not a plan file authpolicy wrote"
+        ) from None
     try:
         return plan_from_json(text, path)
     except AuthPolicyError:
         raise
+    except RecursionError:
+        raise AuthPolicyError(
+            f"{path} is nested too deeply: not a plan file authpolicy wrote"
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise AuthPolicyError(f"{path} is not a plan file authpolicy wrote: {exc}") from None
 
@@ -251,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.plan_file} is stale, refusing to apply: {'; '.join(reasons)}. "
                 "Run plan again and review the new plan."
             )
-        plan = saved  # equal to the fresh plan; it is what was reviewed
+        # Its changes are the fresh plan's, change for change. Guards, warnings and counts come
+        # from the fresh read, never from the file: a saved file cannot talk apply past a guard.
 
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     sys.stdout.write(_render(plan, color))

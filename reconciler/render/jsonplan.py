@@ -304,14 +304,29 @@ class _Reader:
         raise self.fail(f"{where}.kind", f"unknown change kind {kind!r}")
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names a key twice (a second "guards" must not hide the first)."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKeyError(f"the key {json.dumps(key)} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def plan_from_json(text: str, source: str = "the plan file") -> Plan:
     """Read a plan written by plan_to_json: the exact inverse, or a one-line PlanError."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise PlanError(
             f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
+    except DuplicateKeyError as exc:
+        raise PlanError(f"{source} is not a plan file authpolicy wrote: {exc}") from None
     reader = _Reader(source)
     top = reader.obj(data, "the document")
     version = top.get("format_version")

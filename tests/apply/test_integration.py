@@ -535,3 +535,47 @@ def test_every_resend_is_counted_in_the_summary_and_the_audit(
     assert injected == {"error_503": 1}
     assert ", 0 not found (1 retries)." in out
     assert run_summary(audit)["retries"] == 1
+
+
+def test_a_saved_plan_cannot_edit_a_guard_away(
+    connected: Emulator, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = tmp_path / "plan.json"
+    plan = saved_plan(capsys, config, saved)
+    assert plan.guards  # 10% of the users is far less than this plan moves
+    text = saved.read_text(encoding="utf-8")
+    data = json.loads(text)
+    connected.reset_stats()
+
+    # 1. The guards emptied: apply recomputes them from the fresh read and blocks.
+    emptied = tmp_path / "emptied.json"
+    emptied.write_text(json.dumps({**data, "guards": []}), encoding="utf-8")
+    code, _, err = run_cli(capsys, "apply", str(emptied), "-c", str(config), "--auto-approve")
+    assert code == 3, err
+    assert "pass --force to apply it anyway" in err
+
+    # 2. A second "guards" key after the real one (a JSON reader keeps the last): refused.
+    doubled = tmp_path / "doubled.json"
+    doubled.write_text(text.rstrip().rstrip("}") + ', "guards": []}', encoding="utf-8")
+    code, _, err = run_cli(capsys, "apply", str(doubled), "-c", str(config), "--auto-approve")
+    assert code == 1
+    assert err == (
+        f'error: {doubled} is not a plan file authpolicy wrote: the key "guards" appears twice '
+        "in one object\n"
+    )
+
+    # 3. Not UTF-8, not a regular file, nested beyond reason: one line each.
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(text.encode("utf-8") + b"\xff")
+    code, _, err = run_cli(capsys, "apply", str(latin), "-c", str(config), "--auto-approve")
+    assert (code, err.startswith(f"error: {latin} is not UTF-8 (byte ")) == (1, True), err
+    code, _, err = run_cli(capsys, "apply", "/dev/zero", "-c", str(config), "--auto-approve")
+    assert (code, err) == (
+        1,
+        "error: /dev/zero is not a regular file: pass the PLAN.json plan wrote\n",
+    )
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    code, _, err = run_cli(capsys, "apply", str(deep), "-c", str(config), "--auto-approve")
+    assert code == 1 and "Traceback" not in err and err.startswith(f"error: {deep} is "), err
+    assert connected.stats()["write_log"] == []  # none of them wrote anything
