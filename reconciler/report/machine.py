@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+from reconciler.render.escape import visible
 from reconciler.report.model import REPORT_FORMAT_VERSION, ExposureReport
 
 CSV_COLUMNS = (
@@ -71,7 +72,10 @@ def render_json(report: ExposureReport) -> str:
 
 
 def _cell(value: str) -> str:
-    # Neutralise formulas the OWASP way: a leading apostrophe makes the cell text.
+    """A tenant string for a spreadsheet: control, bidi and zero-width characters shown as
+    escapes (as the text renderer shows them), and a formula made text the OWASP way (a leading
+    apostrophe)."""
+    value = visible(value)
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 

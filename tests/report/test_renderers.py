@@ -187,6 +187,22 @@ def test_csv_neutralises_formulas() -> None:
     ]
 
 
+def test_csv_shows_control_bidi_and_zero_width_characters_as_escapes() -> None:
+    hostile = "\x1b[31mred\u202eevil\u200bhidden"
+    snap = TenantSnapshot(
+        tenant="t",
+        policies=(TenantPolicy(hostile, frozenset()),),
+        default_policy=None,
+        users=(user(1, hostile, upn="\t=cmd@c.com"),),
+    )
+    text = render_report(build_report(snap), "csv")
+    assert not any(ord(c) < 0x20 and c != "\n" for c in text)
+    assert "\u202e" not in text and "\u200b" not in text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[1][0] == "\\x09=cmd@c.com"  # shown, and no longer a formula either
+    assert rows[1][2] == "\\x1b[31mred\\u202eevil\\u200bhidden"
+
+
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown report format 'xml'"):
         render_report(build_report(snapshot()), "xml")
