@@ -46,6 +46,8 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 log = logging.getLogger("authpolicy")
+# Variables whose values are secrets wherever they appear later.
+SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,14 +85,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The redactor knows every secret of the environment before any message is formatted,
+    # whichever variable it was put in (a secret pasted into AZURE_TENANT_ID is still one).
+    from reconciler.tenant.exo.redact import redact, register_secret
+
+    for name in SECRET_VARIABLES:
+        register_secret(os.environ.get(name))
     try:
         return int(args._run(args))
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(redact(problem), file=sys.stderr)
         return exc.exit_code
     except AuthPolicyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact(f"error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -101,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("AUTHPOLICY_DEBUG"):
             raise
         print(
-            f"internal error: {type(exc).__name__}: {exc} "
+            redact(f"internal error: {type(exc).__name__}: {exc}") + " "
             "(set AUTHPOLICY_DEBUG=1 for a traceback and please report it)",
             file=sys.stderr,
         )

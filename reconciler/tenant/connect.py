@@ -27,6 +27,7 @@ from reconciler.tenant.exo.settings import (
     check_tenant,
     check_trusted_hosts,
     cloud_named,
+    shown_path,
 )
 
 
@@ -151,9 +152,13 @@ def connection_settings(args: Any, environ: Mapping[str, str] = os.environ) -> C
     ca_bundle, ca_origin = _pick(args, "ca_bundle", environ, "AUTHPOLICY_CA_BUNDLE")
     if ca_bundle is not None:
         if not os.path.isfile(ca_bundle):
-            raise ConnectionSettingsError(f"{ca_origin}={ca_bundle}: the file does not exist")
+            raise ConnectionSettingsError(
+                f"{ca_origin}={shown_path(ca_bundle)}: the file does not exist"
+            )
         if not os.access(ca_bundle, os.R_OK):
-            raise ConnectionSettingsError(f"{ca_origin}={ca_bundle}: the file is not readable")
+            raise ConnectionSettingsError(
+                f"{ca_origin}={shown_path(ca_bundle)}: the file is not readable"
+            )
     trusted_text, trusted_origin = _pick(args, "trusted_hosts", environ, "AUTHPOLICY_TRUSTED_HOSTS")
     trusted_hosts = check_trusted_hosts(trusted_text, trusted_origin) if trusted_text else ()
     exchange_host = getattr(args, "exchange_host", None)

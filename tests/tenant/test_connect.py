@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from reconciler.errors import ConnectionSettingsError
 from reconciler.tenant.connect import add_connection_arguments, connection_settings, open_tenant
 from reconciler.tenant.exo.settings import CLOUDS
 
+ROOT = Path(__file__).resolve().parents[2]
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "11111111-2222-3333-4444-555555555555"
 
@@ -189,3 +191,37 @@ def test_unreachable_endpoint_says_so() -> None:
         f"cannot reach the Entra ID authority https://127.0.0.1:{port}/{TENANT} "
         "(ConnectionRefusedError); check AUTHPOLICY_ENDPOINT / AUTHPOLICY_CLOUD and the network"
     )
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["AZURE_TENANT_ID", "AUTHPOLICY_ENDPOINT", "AZURE_CLIENT_CERTIFICATE_PATH", "AUTHPOLICY_CLOUD"],
+)
+def test_a_secret_pasted_into_another_variable_never_comes_back(
+    variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler import cli
+
+    secret = "Xy8Q~abcdefghijklmnopqrstuvwxyz0123456789"
+    for key in list(os.environ):
+        if key.startswith(("AZURE_", "AUTHPOLICY_")):
+            monkeypatch.delenv(key)
+    env = {
+        "AZURE_TENANT_ID": "contoso.onmicrosoft.com",
+        "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
+        "AZURE_CLIENT_CERTIFICATE_PATH": "/nonexistent/app.pem",
+        variable: secret,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["drift", "-c", str(ROOT / "policies.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert secret not in err and secret[:12] not in err
+    assert err.startswith(f"error: {variable}")
+    assert f"(the value is not shown: {len(secret)} characters)" in err
+    # And when the same secret is also where it belongs, the redactor removes it everywhere.
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", secret)
+    monkeypatch.delenv("AZURE_CLIENT_CERTIFICATE_PATH", raising=False)
+    if variable != "AZURE_CLIENT_CERTIFICATE_PATH":
+        assert cli.main(["drift", "-c", str(ROOT / "policies.yaml")]) == 1
+        assert secret not in capsys.readouterr().err

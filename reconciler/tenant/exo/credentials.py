@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from reconciler.errors import ConnectionSettingsError
 from reconciler.tenant.exo.redact import register_secret
-from reconciler.tenant.exo.settings import CredentialSource
+from reconciler.tenant.exo.settings import CredentialSource, shown_path
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,11 @@ def _read_file(path: str, what: str, origin: str) -> bytes:
             return fh.read()
     except FileNotFoundError:
         raise ConnectionSettingsError(
-            f"{origin}={path}: the {what} file does not exist; check the path"
+            f"{origin}={shown_path(path)}: the {what} file does not exist; check the path"
         ) from None
     except IsADirectoryError:
         raise ConnectionSettingsError(
-            f"{origin}={path}: is a directory, expected the {what} file"
+            f"{origin}={shown_path(path)}: is a directory, expected the {what} file"
         ) from None
     except PermissionError:
         raise ConnectionSettingsError(

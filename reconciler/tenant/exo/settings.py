@@ -154,12 +154,34 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def hidden(value: str) -> str:
+    """How an error names a value it rejected: never the value itself, which may be a secret
+    pasted into the wrong variable; its length is enough to recognise a mistake."""
+    return f"(the value is not shown: {len(value)} characters)"
+
+
+def shown_word(value: str) -> str:
+    """A short plain word (a cloud name) quoted; anything else `hidden`."""
+    return repr(value) if re.fullmatch(r"[A-Za-z0-9 _-]{1,20}", value) else hidden(value)
+
+
+def shown_path(path: str) -> str:
+    """A path for an error: shown when it looks like a path, else `hidden` (a secret pasted
+    into AZURE_CLIENT_CERTIFICATE_PATH must not come back in the error line)."""
+    looks_like_path = (
+        path.startswith(("/", "./", "../", "~"))
+        and not any(c.isspace() for c in path)
+        and len(path) <= 4096
+    )
+    return path if looks_like_path else hidden(path)
+
+
 def cloud_named(name: str, origin: str = "AUTHPOLICY_CLOUD") -> Cloud:
     """The cloud for a name given by the user, or a one-line error listing the valid ones."""
     cloud = CLOUDS.get(name.strip().lower())
     if cloud is None:
         raise ConnectionSettingsError(
-            f"{origin}={name!r} is not a known cloud; use one of: {', '.join(CLOUDS)}"
+            f"{origin}={shown_word(name)} is not a known cloud; use one of: {', '.join(CLOUDS)}"
         )
     return cloud
 
@@ -173,8 +195,8 @@ def check_tenant(tenant: str, origin: str = "AZURE_TENANT_ID") -> str:
         )
     if not (_GUID.match(value) or _DOMAIN.match(value)):
         raise ConnectionSettingsError(
-            f"{origin}={value!r} is neither a tenant GUID nor a domain: set it to the tenant GUID "
-            "or the initial *.onmicrosoft.com domain"
+            f"{origin} is neither a tenant GUID nor a domain {hidden(value)}: set it to the "
+            "tenant GUID or the initial *.onmicrosoft.com domain"
         )
     return value.lower() if _GUID.match(value) else value
 
@@ -226,19 +248,19 @@ def check_https_base(url: str, origin: str) -> str:
         parts = urlsplit(value)
         port = parts.port  # raises ValueError for a bad port
     except ValueError:
-        raise ConnectionSettingsError(f"{origin}={value!r} is not a valid URL") from None
+        raise ConnectionSettingsError(f"{origin} is not a valid URL {hidden(value)}") from None
     if parts.scheme.lower() != "https":
         raise ConnectionSettingsError(
-            f"{origin}={value!r} must be an https:// URL (TLS is always verified; for the "
+            f"{origin} must be an https:// URL {hidden(value)} (TLS is always verified; for the "
             "emulator also set AUTHPOLICY_CA_BUNDLE to its CA)"
         )
     if not parts.hostname:
-        raise ConnectionSettingsError(f"{origin}={value!r} has no host")
+        raise ConnectionSettingsError(f"{origin} has no host {hidden(value)}")
     if parts.username or parts.password:
         raise ConnectionSettingsError(f"{origin} must not contain a user name or password")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConnectionSettingsError(
-            f"{origin}={value!r} must be a base URL such as https://127.0.0.1:8443 "
+            f"{origin} must be a base URL such as https://127.0.0.1:8443 {hidden(value)} "
             "(no path or query)"
         )
     netloc = parts.hostname if port is None else f"{parts.hostname}:{port}"

@@ -20,6 +20,7 @@ from requests.sessions import merge_setting
 from requests.utils import get_environ_proxies
 
 from reconciler.errors import ConnectionSettingsError
+from reconciler.tenant.exo.settings import shown_path
 
 
 def build_ssl_context(ca_bundle: str | None, *, only_ca_bundle: bool) -> ssl.SSLContext:
@@ -39,7 +40,8 @@ def build_ssl_context(ca_bundle: str | None, *, only_ca_bundle: bool) -> ssl.SSL
                 context.load_verify_locations(cafile=ca_bundle)
     except FileNotFoundError:
         raise ConnectionSettingsError(
-            f"AUTHPOLICY_CA_BUNDLE={ca_bundle}: the file does not exist; check the path"
+            f"AUTHPOLICY_CA_BUNDLE={shown_path(ca_bundle or '')}: the file does not exist; "
+            "check the path"
         ) from None
     except PermissionError:
         raise ConnectionSettingsError(
