@@ -6,6 +6,7 @@ rejected (`skip`), so one mistake gives one message.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Mapping
 
 from reconciler.desired.problems import Finding, Path, quoted, suggestion
@@ -73,9 +74,38 @@ def _declared_policies(
     policies = data.get("policies")
     if not isinstance(policies, dict) or skip(("policies",)):
         return declared
+    looks: dict[str, str] = {}
     for name in policies:
         path: Path = ("policies", name)
         folded = name.casefold()
+        if not skip(path) and (not name.strip() or name != name.strip()):
+            findings.append(
+                Finding(
+                    path,
+                    f"policy name {quoted(name)} is blank or starts or ends with white space; "
+                    "write the name without it (Exchange trims names, so the policy would not "
+                    "be found by the name written here)",
+                    at_key=True,
+                )
+            )
+        look = look_alike_key(name)
+        if (
+            folded not in declared
+            and look in looks
+            and not skip(path)
+            and looks[look].casefold() != folded
+        ):
+            first = looks[look]
+            line = doc.key_position(("policies", first))[0]
+            findings.append(
+                Finding(
+                    path,
+                    f"policy {quoted(name)} looks like {quoted(first)} (line {line}) but is a "
+                    f"different name ({code_points(name, first)}); use one spelling",
+                    at_key=True,
+                )
+            )
+        looks.setdefault(look, name)
         if folded in declared and not skip(path):
             first = declared[folded]
             line = doc.key_position(("policies", first))[0]
@@ -89,6 +119,20 @@ def _declared_policies(
             )
         declared.setdefault(folded, name)
     return declared
+
+
+def look_alike_key(name: str) -> str:
+    """What two names that render the same share: NFKC (composed and compatibility forms,
+    a non-breaking space as a space), case folded, runs of white space as one space. Detection
+    only: matching a name to a tenant object stays Exchange's case-insensitive comparison."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def code_points(name: str, other: str) -> str:
+    """The characters where two look-alike names differ, as U+XXXX."""
+    diff = [c for c in name if c not in other] or [c for c in other if c not in name]
+    shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(diff))
+    return f"differs in {shown}" if shown else "differs in its Unicode form (NFC/NFD)"
 
 
 def _removed_policies(

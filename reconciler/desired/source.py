@@ -62,6 +62,7 @@ _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _TAG_PREFIX = "tag:yaml.org,2002:"
 _REPARSE_LIMIT = 256 * 1024  # re-read broken files up to this size for a portable message
 _SCALAR_TAGS = {"str", "int", "float", "bool", "null"}
+MAX_INTEGER_DIGITS = 15  # every count and limit in policies.yaml fits; a float holds it exactly
 
 
 @dataclass
@@ -320,17 +321,17 @@ class _Composer:
             if value in _BOOL:
                 return _BOOL[value]
             if _INT.match(value):
-                return int(value)
+                return self._integer(event, path, value)
             if _FLOAT.match(value):
-                return float(value)
+                return self._float(event, path, value)
             return value
         try:
             if tag == "str":
                 return value
             if tag == "int":
-                return int(value)
+                return self._integer(event, path, value)
             if tag == "float":
-                return float(value)
+                return self._float(event, path, value)
             if tag == "bool":
                 return _BOOL[value]
             if value and not _NULL.match(value):
@@ -341,6 +342,30 @@ class _Composer:
                 event.start_mark, path, f"{quoted(value)} is not a valid !!{tag}", broken=True
             )
             return None
+
+    def _integer(self, event: events.ScalarEvent, path: Path, value: str) -> object:
+        """An integer, or a located problem for one no setting could mean (and that Python
+        would refuse to convert, or turn into an infinite float, later)."""
+        digits = value.lstrip("+-")
+        if len(digits) > MAX_INTEGER_DIGITS:
+            self._note(
+                event.start_mark,
+                path,
+                f"the number has {len(digits)} digits; at most {MAX_INTEGER_DIGITS} are accepted: "
+                "write a smaller number",
+                broken=True,
+            )
+            return None
+        return int(value)
+
+    def _float(self, event: events.ScalarEvent, path: Path, value: str) -> object:
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            self._note(
+                event.start_mark, path, "the number is too large: write a smaller one", broken=True
+            )
+            return None
+        return number
 
     def _sequence(self, path: Path, depth: int) -> object:
         ev = self._events

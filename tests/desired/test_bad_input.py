@@ -532,6 +532,23 @@ CASES: list[tuple[str, str | bytes, list[str]]] = [
             "did you mean 'max_user_changes'?"
         ],
     ),
+    (
+        "an integer with thousands of digits",
+        edit("version: 1", "version: 1" + "0" * 5000),
+        [
+            "p.yaml:1:10: version: the number has 5001 digits; at most 15 are accepted: write a "
+            "smaller number"
+        ],
+    ),
+    (
+        "a limit too large for a float",
+        BASE + "safety:\n  max_user_changes: 1" + "0" * 400 + "\n  max_policy_deletes: 1e999\n",
+        [
+            "p.yaml:18:21: safety.max_user_changes: the number has 401 digits; at most 15 are "
+            "accepted: write a smaller number",
+            "p.yaml:19:23: safety.max_policy_deletes: the number is too large: write a smaller one",
+        ],
+    ),
 ]
 
 
@@ -583,4 +600,28 @@ def test_a_problem_inside_a_rule_does_not_hide_the_rule_name_check() -> None:
     assert problems(text) == [
         f"p.yaml:13:15: {RULE}.match.upnn: unknown match key 'upnn'; did you mean 'upn'?",
         "p.yaml:14:13: assignments.rules[devices].name: rule name 'devices' is already used on line 11",
+    ]
+
+
+def test_names_that_trim_or_look_alike_are_located_errors() -> None:
+    text = (
+        "version: 1\npolicies:\n"
+        '  "  ":\n    allow: []\n'
+        '  " B":\n    allow: []\n'
+        '  "Block\u00a0Basic":\n    allow: []\n'
+        '  "Block Basic":\n    allow: []\n'
+        '  "Caf\u00e9":\n    allow: []\n'
+        '  "Cafe\u0301":\n    allow: []\n'
+    )
+    trimmed = (
+        "is blank or starts or ends with white space; write the name without it (Exchange "
+        "trims names, so the policy would not be found by the name written here)"
+    )
+    assert problems(text) == [
+        f"p.yaml:3:3: policies.  : policy name '  ' {trimmed}",
+        f"p.yaml:5:3: policies. B: policy name ' B' {trimmed}",
+        "p.yaml:9:3: policies.Block Basic: policy 'Block Basic' looks like 'Block\\u00a0Basic' "
+        "(line 7) but is a different name (differs in U+0020); use one spelling",
+        "p.yaml:13:3: policies.Cafe\u0301: policy 'Cafe\u0301' looks like 'Caf\u00e9' (line 11) "
+        "but is a different name (differs in U+0065, U+0301); use one spelling",
     ]
