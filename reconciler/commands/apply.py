@@ -26,7 +26,7 @@ from reconciler.apply.report import describe_change
 from reconciler.apply.staleness import stale_reasons
 from reconciler.apply.verify import USER_SAMPLE, VERIFY_USERS, Verification, verify_report
 from reconciler.errors import AuthPolicyError, GuardError, StalePlanError
-from reconciler.model import DesiredState, ExitCode, Plan, PolicyReplace, TenantSnapshot
+from reconciler.model import ExitCode, Plan, PolicyReplace
 from reconciler.plan.pipeline import PlanRun, add_plan_source_arguments, plan_from_args
 
 SHOW_FAILURES = 20
@@ -112,7 +112,7 @@ def _read_saved_plan(path: str) -> Plan:
 def _read_and_plan(args: argparse.Namespace) -> PlanRun:
     """Load the config, open the tenant, read it and plan: the same path `plan` takes."""
     progress = _reading_progress if sys.stderr.isatty() else None
-    run = plan_from_args(args, progress=progress)
+    run = plan_from_args(args, progress=progress, verb="apply")
     if progress is not None:
         sys.stderr.write("\n")
     return run
@@ -122,33 +122,6 @@ def _reading_progress(read: int, total: int | None) -> None:
     of = f" of {total:,}" if total else ""
     sys.stderr.write(f"\rreading the tenant: {read:,}{of} objects")
     sys.stderr.flush()
-
-
-def tenant_identities(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
-    """Every name the connected tenant is known by (configured id, initial domain, GUID)."""
-    names = {str(tenant.name), snapshot.tenant}
-    for attr in ("initial_domain", "domain", "tenant_id", "tenant_guid", "guid"):
-        value = getattr(tenant, attr, None)
-        if isinstance(value, str) and value:
-            names.add(value)
-    for value in getattr(tenant, "identities", ()) or ():
-        names.add(str(value))
-    return {n.casefold() for n in names if n}
-
-
-def check_tenant_guard(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> None:
-    """policies.yaml's `tenant:` must name the tenant we are connected to (GUID or domain)."""
-    if desired.tenant is None:
-        return
-    if desired.tenant.casefold() in tenant_identities(tenant, snapshot):
-        return
-    facts = getattr(tenant, "facts", None)
-    if callable(facts) and facts().matches(desired.tenant):
-        return
-    raise AuthPolicyError(
-        f"{desired.source} is for tenant '{desired.tenant}' but the connection is to "
-        f"'{tenant.name}'; refusing to apply (check AZURE_TENANT_ID)"
-    )
 
 
 # --------------------------------------------------------------------------- output
@@ -261,7 +234,6 @@ def run(args: argparse.Namespace) -> int:
         )
 
     desired, tenant, snapshot, plan = _read_and_plan(args)
-    check_tenant_guard(desired, tenant, snapshot)
     if (saved is None and args.allow_replace) or saved_replaces:
         plan = plan_with_replaces(plan, snapshot)
 

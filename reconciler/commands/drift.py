@@ -20,6 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_render_arguments(args)
     with read_progress() as progress:
-        plan = plan_from_args(args, progress=progress).plan
+        plan = plan_from_args(args, progress=progress, verb="drift").plan
     sys.stdout.write(render_for(plan, args, sys.stdout))
     return ExitCode.CHANGES if plan.has_changes else ExitCode.OK

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from reconciler.desired import load_desired_state
+from reconciler.errors import AuthPolicyError
 from reconciler.model import DesiredState, Plan, TenantSnapshot
 from reconciler.plan.needs import snapshot_needs
 from reconciler.plan.planner import make_plan
@@ -79,10 +80,40 @@ def tenant_warning(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot)
     )
 
 
+def tenant_identities(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
+    """Every name the connected tenant is known by (configured id, initial domain, GUID)."""
+    names = {str(tenant.name), snapshot.tenant}
+    for attr in ("initial_domain", "domain", "tenant_id", "tenant_guid", "guid"):
+        value = getattr(tenant, attr, None)
+        if isinstance(value, str) and value:
+            names.add(value)
+    for value in getattr(tenant, "identities", ()) or ():
+        names.add(str(value))
+    return {n.casefold() for n in names if n}
+
+
+def check_tenant_guard(
+    desired: DesiredState, tenant: Any, snapshot: TenantSnapshot, verb: str = "apply"
+) -> None:
+    """policies.yaml's `tenant:` must name the tenant we are connected to (GUID or domain)."""
+    if desired.tenant is None:
+        return
+    if desired.tenant.casefold() in tenant_identities(tenant, snapshot):
+        return
+    facts = getattr(tenant, "facts", None)
+    if callable(facts) and facts().matches(desired.tenant):
+        return
+    raise AuthPolicyError(
+        f"{desired.source} is for tenant '{desired.tenant}' but the connection is to "
+        f"'{tenant.name}'; refusing to {verb} (check AZURE_TENANT_ID)"
+    )
+
+
 def plan_from_args(
     args: argparse.Namespace,
     environ: Mapping[str, str] = os.environ,
     progress: ProgressCallback | None = None,
+    verb: str = "plan",
 ) -> PlanRun:
     """Load args.config, connect, read what the rules need, and plan.
 
@@ -91,6 +122,9 @@ def plan_from_args(
     desired = load_desired_state(args.config)
     tenant = open_tenant(args, environ=environ)
     snapshot = tenant.read_snapshot(snapshot_needs(desired), progress)
+    # A file for another tenant is refused by every verb that plans, not only apply: a plan
+    # or a drift check against the wrong tenant would report nonsense as if it were true.
+    check_tenant_guard(desired, tenant, snapshot, verb)
     return PlanRun(desired, tenant, snapshot, plan_for(desired, tenant, snapshot))
 
 

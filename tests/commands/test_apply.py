@@ -164,13 +164,22 @@ def test_guard_blocks_with_exit_3_and_force_passes(world: World, tmp_path: Path,
     assert len(world.tenant.writes) == 6
 
 
-def test_other_tenant_is_refused_before_any_write(world: World, capsys) -> None:
-    world.desired = DesiredState(version=1, tenant="fabrikam.onmicrosoft.com", policies=())
-    assert cli.main(["apply", "--auto-approve"]) == 1
-    assert capsys.readouterr().err == (
-        "error: policies.yaml is for tenant 'fabrikam.onmicrosoft.com' but the connection is to "
-        "'contoso.onmicrosoft.com'; refusing to apply (check AZURE_TENANT_ID)\n"
+def test_other_tenant_is_refused_before_any_write(world: World) -> None:
+    from reconciler.errors import AuthPolicyError
+    from reconciler.plan.pipeline import check_tenant_guard
+
+    # The guard runs inside the pipeline every planning verb takes (plan_from_args).
+    desired = DesiredState(
+        version=1, tenant="fabrikam.onmicrosoft.com", policies=(), source="policies.yaml"
     )
+    snapshot = world.tenant.read_snapshot(SnapshotNeeds())
+    with pytest.raises(AuthPolicyError) as err:
+        check_tenant_guard(desired, world.tenant, snapshot, "apply")
+    assert str(err.value) == (
+        "policies.yaml is for tenant 'fabrikam.onmicrosoft.com' but the connection is to "
+        "'contoso.onmicrosoft.com'; refusing to apply (check AZURE_TENANT_ID)"
+    )
+    check_tenant_guard(world.desired, world.tenant, snapshot, "apply")  # its own: no error
     assert world.tenant.writes == []
 
 

@@ -16,7 +16,7 @@ from tests.render.scenarios import contoso_plan, no_changes_plan
 
 
 def stub(monkeypatch, plan) -> None:
-    def fake(args, environ=os.environ, progress=None):
+    def fake(args, environ=os.environ, progress=None, verb="plan"):
         return PlanRun(None, SimpleNamespace(name=plan.tenant), None, plan)  # type: ignore[arg-type]
 
     monkeypatch.setattr(drift_command, "plan_from_args", fake)
@@ -61,3 +61,29 @@ def test_drift_against_the_emulator_then_none_after_apply(
         code, stdout, _ = run_cli(capsys, "drift", "-c", str(ROOT_POLICIES))
         assert code == 0, stdout
         assert "No changes. The tenant matches the desired state." in stdout
+
+
+@pytest.mark.parametrize("verb", ["plan", "drift"])
+def test_a_file_for_another_tenant_is_refused_by_plan_and_drift(
+    verb: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.commands.emulated import ROOT_POLICIES, connect, emulator, run_cli
+
+    config = tmp_path / "policies.yaml"
+    config.write_text(
+        ROOT_POLICIES.read_text(encoding="utf-8").replace(
+            "tenant: contoso.onmicrosoft.com", "tenant: fabrikam.onmicrosoft.com"
+        ),
+        encoding="utf-8",
+    )
+    with emulator(tmp_path / "emu") as emu:
+        connect(monkeypatch, emu)
+        code, out, err = run_cli(capsys, verb, "-c", str(config))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {config} is for tenant 'fabrikam.onmicrosoft.com' but the connection is to "
+        f"'{emu.tenant_id}'; refusing to {verb} (check AZURE_TENANT_ID)\n"
+    )
