@@ -7,6 +7,7 @@ showed is written or reported as failed, and a rerun finishes the job.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -223,6 +224,13 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as held:
+        return _run(args, held)
+
+
+def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    from reconciler.apply.lock import tenant_lock
+
     saved = _read_saved_plan(args.plan_file) if args.plan_file else None
     if args.max_concurrency < 1:
         raise AuthPolicyError("--max-concurrency must be at least 1")
@@ -234,6 +242,9 @@ def run(args: argparse.Namespace) -> int:
         )
 
     desired, tenant, snapshot, plan = _read_and_plan(args)
+    # One apply per tenant on this machine, from before anything is written until after the
+    # verification (a second one refuses with one line).
+    held.enter_context(tenant_lock(str(tenant.name)))
     if (saved is None and args.allow_replace) or saved_replaces:
         plan = plan_with_replaces(plan, snapshot)
 
