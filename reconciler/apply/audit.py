@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from reconciler.files import open_private_append
 from reconciler.model import Change, PolicyReplace
 from reconciler.render.jsonplan import change_to_dict  # the plan JSON's own shape
 
@@ -73,7 +74,7 @@ class AuditLog:
         self._lock = threading.Lock()
         if not path.parent.exists():
             path.parent.mkdir(mode=0o700, parents=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_private_append(str(path), "audit log")
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def record(self, entry: dict[str, Any]) -> None:

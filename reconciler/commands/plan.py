@@ -14,6 +14,7 @@ import tempfile
 
 from reconciler.apply.replace import plan_with_replaces
 from reconciler.errors import AuthPolicyError
+from reconciler.files import refuse_unless_regular_or_absent
 from reconciler.model import ExitCode, Plan
 from reconciler.plan.pipeline import add_plan_source_arguments, plan_from_args
 from reconciler.render import plan_to_json
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_plan_file(path: str, plan: Plan) -> None:
     """Save the JSON plan atomically with owner-only permissions (0600): it names users."""
+    refuse_unless_regular_or_absent(path, "plan")
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, temporary = tempfile.mkstemp(prefix=".authpolicy-plan-", dir=directory)

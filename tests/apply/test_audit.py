@@ -57,3 +57,35 @@ def test_create_shows_all_twelve_switches_and_default_path_is_dated(tmp_path: Pa
     path = default_audit_path(tmp_path)
     assert path.parent == tmp_path / ".authpolicy"
     assert path.name.startswith("audit-") and path.name.endswith(".jsonl") and len(path.name) == 20
+
+
+def test_the_audit_log_is_never_a_link_a_device_or_readable_by_others(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    from reconciler.apply.audit import AuditLog
+    from reconciler.errors import AuthPolicyError
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n", encoding="utf-8")
+    link = tmp_path / "audit.jsonl"
+    link.symlink_to(victim)
+    with pytest.raises(AuthPolicyError) as err:
+        AuditLog(link, tenant="t", fingerprint="f")
+    assert str(err.value).startswith(f"cannot open the audit log {link}: ")
+    assert victim.read_text(encoding="utf-8") == "keep\n"
+    with pytest.raises(AuthPolicyError) as err:
+        AuditLog(Path("/dev/full"), tenant="t", fingerprint="f")
+    assert str(err.value) == (
+        "refusing to use the audit log /dev/full: it is not a regular file; name one"
+    )
+    wide = tmp_path / "wide.jsonl"
+    wide.write_text("", encoding="utf-8")
+    os.chmod(wide, 0o644)
+    with pytest.raises(AuthPolicyError) as err:
+        AuditLog(wide, tenant="t", fingerprint="f")
+    assert str(err.value) == (
+        f"refusing to use the audit log {wide}: its permissions are 0644, readable by others; "
+        f"run `chmod 600 {wide}`"
+    )

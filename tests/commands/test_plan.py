@@ -164,3 +164,24 @@ def test_plan_against_the_emulator(monkeypatch, capsys, tmp_path: Path) -> None:
         again = tmp_path / "AGAIN.json"
         run_cli(capsys, "plan", "-c", str(ROOT_POLICIES), "--out", str(again))
         assert again.read_bytes() == out.read_bytes()
+
+
+def test_out_never_replaces_a_device_or_follows_a_link(monkeypatch, capsys, tmp_path: Path) -> None:
+    stub(monkeypatch, contoso_plan())
+    code, _, err = run_cli(capsys, "plan", "--out", "/dev/full")
+    assert (code, err.strip()) == (
+        1,
+        "error: refusing to write the plan to /dev/full: it is not a regular file; name a "
+        "regular file",
+    )
+    assert Path("/dev/full").is_char_device()
+    victim = tmp_path / "victim"
+    victim.write_text("keep", encoding="utf-8")
+    link = tmp_path / "plan.json"
+    link.symlink_to(victim)
+    code, _, err = run_cli(capsys, "plan", "--out", str(link))
+    assert code == 1
+    assert err.strip() == (
+        f"error: refusing to write the plan to {link}: it is a symbolic link; name a regular file"
+    )
+    assert victim.read_text(encoding="utf-8") == "keep"
