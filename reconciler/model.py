@@ -433,6 +433,9 @@ class Plan:
     # The organization default once the plan is applied (unchanged, or DefaultChange.after), so
     # renderers can show a user without a direct policy by its EFFECTIVE policy.
     default_policy: str | None = None
+    # The policies.yaml the plan was made from, as given (not hashed: the config digest is);
+    # `apply PLAN.json` without -c reads this one.
+    config_file: str | None = None
 
     @property
     def blocked(self) -> bool:

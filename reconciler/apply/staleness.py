@@ -58,7 +58,13 @@ def stale_reasons(saved: Plan, fresh: Plan) -> list[str]:
         if saved.inputs.get(key) != fresh.inputs.get(key)
     )
     if "config" in moved_inputs:
-        reasons.append("config changed since the plan was made")
+        if saved.config_file and fresh.config_file:
+            reasons.append(
+                f"the config differs: the plan was made from {saved.config_file}, this apply "
+                f"read {fresh.config_file}, and they do not say the same"
+            )
+        else:
+            reasons.append("config changed since the plan was made")
 
     saved_policies, fresh_policies = _policy_changes(saved.changes), _policy_changes(fresh.changes)
     names = {**_policy_names(fresh.changes), **_policy_names(saved.changes)}

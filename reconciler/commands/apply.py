@@ -232,6 +232,8 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from reconciler.apply.lock import tenant_lock
 
     saved = _read_saved_plan(args.plan_file) if args.plan_file else None
+    if saved is not None and args.config is None and saved.config_file:
+        args.config = saved.config_file  # the file the reviewed plan was made from
     if args.max_concurrency < 1:
         raise AuthPolicyError("--max-concurrency must be at least 1")
     saved_replaces = saved is not None and any(isinstance(c, PolicyReplace) for c in saved.changes)

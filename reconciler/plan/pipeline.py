@@ -39,11 +39,15 @@ def add_plan_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
         "--config",
-        default="policies.yaml",
+        default=None,
         metavar="FILE",
-        help="the desired state (default: policies.yaml)",
+        help=f"the desired state (default: {DEFAULT_CONFIG}; apply PLAN.json: the file the "
+        "plan was made from)",
     )
     add_connection_arguments(parser)
+
+
+DEFAULT_CONFIG = "policies.yaml"
 
 
 def _identifiers(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
@@ -119,7 +123,7 @@ def plan_from_args(
 
     Raises ConfigError, ConnectionSettingsError, AuthenticationError, TenantError, PlanError.
     """
-    desired = load_desired_state(args.config)
+    desired = load_desired_state(args.config or DEFAULT_CONFIG)
     tenant = open_tenant(args, environ=environ)
     snapshot = tenant.read_snapshot(snapshot_needs(desired), progress)
     # A file for another tenant is refused by every verb that plans, not only apply: a plan
@@ -130,7 +134,7 @@ def plan_from_args(
 
 def plan_for(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> Plan:
     """make_plan, plus the warnings only the pipeline can give (which tenant we talk to)."""
-    plan = make_plan(desired, snapshot)
+    plan = dataclasses.replace(make_plan(desired, snapshot), config_file=desired.source)
     warning = tenant_warning(desired, tenant, snapshot)
     if warning is not None:
         log.warning("%s", warning)

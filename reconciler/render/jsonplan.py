@@ -6,7 +6,8 @@ timestamps, UTF-8 as is (`ensure_ascii=False`: UPNs stay readable), one change p
 
 Additive extensions to DESIGN.md's document: `inputs` (one digest per input, so a stale plan
 can say what moved), `default_policy` (the org default after the plan, so a reader can tell
-the effective policy of a user without a direct one), `affected_users` on policy_update, and
+the effective policy of a user without a direct one), `config_file` (the policies.yaml the plan
+was made from; `apply PLAN.json` without -c reads it), `affected_users` on policy_update, and
 `summary.policy_replace` (only when the plan has replaces: `plan --allow-replace`). A
 policy_replace change carries `policy`, `fields`, `after`, `holders` (reassigned after the
 recreate), `is_default`, `moved_holders` and `default_moves` (hold it now, moved later by
@@ -157,6 +158,7 @@ def plan_to_json(plan: Plan) -> str:
         f'  "fingerprint": {_dumps(plan.fingerprint)},',
         f'  "inputs": {_dumps(dict(plan.inputs))},',
         f'  "default_policy": {_dumps(plan.default_policy)},',
+        *([f'  "config_file": {_dumps(plan.config_file)},'] if plan.config_file else []),
         f'  "summary": {_dumps(summary_of(plan.changes))},',
     ]
     if plan.changes:
@@ -363,6 +365,9 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
     default_policy = top.get("default_policy")
     if default_policy is not None and not isinstance(default_policy, str):
         raise reader.fail("default_policy", "expected a string or null")
+    config_file = top.get("config_file")
+    if config_file is not None and not isinstance(config_file, str):
+        raise reader.fail("config_file", "expected a string")
     summary = reader.obj(reader.key(top, "summary", "the document"), "summary")
     if dict(summary) != summary_of(changes):
         raise reader.fail("summary", "the counts do not match the changes (was the file edited?)")
@@ -375,4 +380,5 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
         inputs=dict(inputs),
         format_version=FORMAT_VERSION,
         default_policy=default_policy,
+        config_file=config_file,
     )

@@ -579,3 +579,28 @@ def test_a_saved_plan_cannot_edit_a_guard_away(
     code, _, err = run_cli(capsys, "apply", str(deep), "-c", str(config), "--auto-approve")
     assert code == 1 and "Traceback" not in err and err.startswith(f"error: {deep} is "), err
     assert connected.stats()["write_log"] == []  # none of them wrote anything
+
+
+def test_a_saved_plan_remembers_its_config_file(
+    connected: Emulator,
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    saved = tmp_path / "plan.json"
+    saved_plan(capsys, config, saved)
+    assert json.loads(saved.read_text(encoding="utf-8"))["config_file"] == str(config)
+    monkeypatch.chdir(tmp_path / "emu")  # no policies.yaml here: -c is not needed
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text(encoding="utf-8").replace("10%", "100%"), encoding="utf-8")
+    code, _, err = run_cli(capsys, "apply", str(saved), "-c", str(other), "--auto-approve")
+    assert code == 1
+    assert (
+        f"the config differs: the plan was made from {config}, this apply read {other}, and "
+        "they do not say the same"
+    ) in err
+    assert connected.stats()["write_log"] == []
+    code, out, err = run_cli(capsys, "apply", str(saved), "--auto-approve", "--force")
+    assert code == 0, err
+    assert "Apply complete:" in out
