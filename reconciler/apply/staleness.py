@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from deepdiff import DeepDiff
+
 from reconciler.apply.audit import change_to_dict
 from reconciler.model import Change, DefaultChange, Plan, UserChange
 
@@ -101,21 +103,43 @@ def stale_reasons(saved: Plan, fresh: Plan) -> list[str]:
             reasons.append("the default policy's planned change differs now")
 
     saved_users, fresh_users = _user_changes(saved.changes), _user_changes(fresh.changes)
+    # Matched by user id first (cheap, for 100,000 changes); only the few named are described.
     moved = sorted(
-        {
-            (saved_users.get(uid) or fresh_users[uid]).user
-            for uid in set(saved_users) | set(fresh_users)
-            if _user_key(saved_users.get(uid)) != _user_key(fresh_users.get(uid))
-        }
+        (
+            (saved_users.get(uid) or fresh_users[uid]).user,
+            uid,
+        )
+        for uid in set(saved_users) | set(fresh_users)
+        if _user_key(saved_users.get(uid)) != _user_key(fresh_users.get(uid))
     )
     if moved:
-        first = ", ".join(moved[:SHOW_USERS])
+        first = ", ".join(
+            f"{upn} ({_what_moved(saved_users.get(uid), fresh_users.get(uid))})"
+            for upn, uid in moved[:SHOW_USERS]
+        )
         reasons.append(f"{len(moved)} user(s) changed (first few: {first})")
 
     if not reasons:
         labels = ", ".join(k for k in moved_inputs if k != "config") or "the tenant"
         reasons.append(f"the live tenant changed since the plan was made ({labels})")
     return reasons
+
+
+def _what_moved(saved: UserChange | None, fresh: UserChange | None) -> str:
+    """What differs between a user's saved and fresh change, in the plan JSON's words."""
+    if fresh is None:
+        return "the plan's change is no longer needed"
+    if saved is None:
+        return "needs a change the plan does not have"
+    keys = ("kind", "before", "after", "rule")
+    diff = DeepDiff(
+        {k: getattr(saved, k) for k in keys}, {k: getattr(fresh, k) for k in keys}, verbose_level=1
+    )
+    parts = []
+    for path, change in sorted(diff.get("values_changed", {}).items()):
+        field = path.removeprefix("root['").removesuffix("']")
+        parts.append(f"{field} {_name(change['old_value'])} -> {_name(change['new_value'])}")
+    return ", ".join(parts) or "differs"
 
 
 def _user_key(change: UserChange | None) -> tuple[object, ...] | None:

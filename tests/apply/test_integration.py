@@ -107,6 +107,10 @@ def replan_changes(capsys: pytest.CaptureFixture[str], config: Path, tmp_path: P
     return len(saved_plan(capsys, config, tmp_path / "again.json").changes)
 
 
+def _quote(policy: str | None) -> str:
+    return f"'{policy}'" if policy is not None else "none"
+
+
 def audit_records(path: Path) -> list[dict[str, Any]]:
     """The change records; the run's closing summary is `run_summary(path)`."""
     return [r for r in _all_records(path) if r.get("record") != "run"]
@@ -203,7 +207,8 @@ def test_saved_plan_applies_as_reviewed_and_a_stale_one_is_refused_with_the_reas
     assert code == 1
     assert err == (
         f"error: {plan_file} is stale, refusing to apply: policy 'SMTP relay devices' switches "
-        f"changed; 1 user(s) changed (first few: {someone.user}). Run plan again and review "
+        f"changed; 1 user(s) changed (first few: {someone.user} (before "
+        f"{_quote(someone.before)} -> 'Legacy 2018 Policy')). Run plan again and review "
         "the new plan.\n"
     )
     assert connected.stats()["writes_changed_state"] == 0

@@ -61,7 +61,9 @@ def test_policy_switches_default_and_users_are_named() -> None:
     assert stale_reasons(saved, fresh) == [
         "policy 'Block Basic Auth' switches changed",
         "the default changed from none to 'Legacy'",
-        "3 user(s) changed (first few: user0@contoso.com, user1@contoso.com, user9@contoso.com)",
+        "3 user(s) changed (first few: user0@contoso.com (the plan's change is no longer "
+        "needed), user1@contoso.com (the plan's change is no longer needed), user9@contoso.com "
+        "(needs a change the plan does not have))",
     ]
 
 

@@ -199,7 +199,8 @@ def test_stale_saved_plan_is_refused_naming_what_moved(world: World, capsys) -> 
     assert cli.main(["apply", "plan.json", "--force"]) == 1
     assert capsys.readouterr().err == (
         "error: plan.json is stale, refusing to apply: 2 user(s) changed (first few: "
-        "user5@contoso.com, user6@contoso.com). Run plan again and review the new plan.\n"
+        "user5@contoso.com (the plan's change is no longer needed), user6@contoso.com (the "
+        "plan's change is no longer needed)). Run plan again and review the new plan.\n"
     )
     assert world.tenant.writes == []
 
