@@ -64,8 +64,8 @@ def _identifiers(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
 
 
 def tenant_warning(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> str | None:
-    """A warning when policies.yaml names another tenant than the one connected (plan is
-    read-only, so it warns; apply refuses)."""
+    """A warning when policies.yaml names another tenant than the one connected (for
+    `report -c`, which reads the file only for this; the planning verbs refuse)."""
     if not desired.tenant:
         return None
     known = _identifiers(tenant, snapshot)
@@ -133,10 +133,6 @@ def plan_from_args(
 
 
 def plan_for(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> Plan:
-    """make_plan, plus the warnings only the pipeline can give (which tenant we talk to)."""
-    plan = dataclasses.replace(make_plan(desired, snapshot), config_file=desired.source)
-    warning = tenant_warning(desired, tenant, snapshot)
-    if warning is not None:
-        log.warning("%s", warning)
-        plan = dataclasses.replace(plan, warnings=(warning, *plan.warnings))
-    return plan
+    """make_plan, plus what only the pipeline knows: the config file it read. (Which tenant:
+    `check_tenant_guard` has refused another one before this runs.)"""
+    return dataclasses.replace(make_plan(desired, snapshot), config_file=desired.source)

@@ -24,14 +24,20 @@ def test_a_guid_matches_when_the_tenant_object_knows_its_id() -> None:
     assert tenant_warning(dataclasses.replace(state, tenant=GUID), tenant, snap) is None
 
 
-def test_another_tenant_is_named_in_the_warning_and_the_plan() -> None:
+def test_another_tenant_is_named_in_the_warning() -> None:
     state, snap = contoso()
     other = dataclasses.replace(state, tenant="fabrikam.onmicrosoft.com")
-    plan = plan_for(other, SimpleNamespace(name="contoso.onmicrosoft.com"), snap)
-    assert plan.warnings[0] == (
+    warning = tenant_warning(other, SimpleNamespace(name="contoso.onmicrosoft.com"), snap)
+    assert warning == (
         'policies.yaml names tenant "fabrikam.onmicrosoft.com" but this plan was made against '
         '"contoso.onmicrosoft.com"; apply refuses to run against another tenant'
     )
+
+
+def test_plan_for_records_the_config_file() -> None:
+    state, snap = contoso()
+    plan = plan_for(state, SimpleNamespace(name="contoso.onmicrosoft.com"), snap)
+    assert plan.config_file == state.source
 
 
 def test_a_guid_against_a_domain_cannot_be_compared_here() -> None:
