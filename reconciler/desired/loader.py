@@ -7,6 +7,7 @@ that failed one check is not checked again, so one mistake gives one message.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path as FilePath
@@ -36,9 +37,20 @@ def load_desired_state(path: str | os.PathLike[str]) -> DesiredState:
     """Read and validate policies.yaml. Raises ConfigError listing every problem found."""
     filename = os.fspath(path)
     try:
-        with open(filename, "rb") as handle:
-            # Read one byte past the limit: enough to refuse a huge file (or a device that
-            # never ends) without holding it in memory.
+        # O_NONBLOCK: opening a FIFO must not wait for a writer that never comes.
+        fd = os.open(filename, os.O_RDONLY | os.O_NONBLOCK)
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            os.close(fd)
+            raise ConfigError([f"{filename}: is a directory, not a file"])
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise ConfigError(
+                [f"{filename}: is not a regular file (a FIFO, device or socket); name the file"]
+            )
+        with os.fdopen(fd, "rb") as handle:
+            # Read one byte past the limit: enough to refuse a huge file without holding it
+            # in memory.
             data = handle.read(limits.MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"{filename}: file not found"]) from None

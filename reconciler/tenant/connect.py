@@ -151,6 +151,16 @@ def connection_settings(args: Any, environ: Mapping[str, str] = os.environ) -> C
         endpoint = check_https_base(endpoint, endpoint_origin)
     ca_bundle, ca_origin = _pick(args, "ca_bundle", environ, "AUTHPOLICY_CA_BUNDLE")
     if ca_bundle is not None:
+        if os.path.exists(ca_bundle) and not os.path.isfile(ca_bundle):
+            raise ConnectionSettingsError(
+                f"{ca_origin}={shown_path(ca_bundle)}: not a regular file (a directory, FIFO or "
+                "device); name the CA's PEM file"
+            )
+        if os.path.isfile(ca_bundle) and os.path.getsize(ca_bundle) > 10_000_000:
+            raise ConnectionSettingsError(
+                f"{ca_origin}={shown_path(ca_bundle)}: over 10 MB, not a CA bundle; name the "
+                "CA's PEM file"
+            )
         if not os.path.isfile(ca_bundle):
             raise ConnectionSettingsError(
                 f"{ca_origin}={shown_path(ca_bundle)}: the file does not exist"

@@ -225,3 +225,21 @@ def test_a_secret_pasted_into_another_variable_never_comes_back(
     if variable != "AZURE_CLIENT_CERTIFICATE_PATH":
         assert cli.main(["drift", "-c", str(ROOT / "policies.yaml")]) == 1
         assert secret not in capsys.readouterr().err
+
+
+def test_a_ca_bundle_that_is_a_fifo_or_a_directory_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        env = {
+            "AZURE_TENANT_ID": TENANT,
+            "AZURE_CLIENT_ID": CLIENT,
+            "AZURE_CLIENT_SECRET": "s3cret-value",
+            "AUTHPOLICY_CA_BUNDLE": str(path),
+        }
+        with pytest.raises(ConnectionSettingsError) as err:
+            connection_settings(parse(), env)
+        assert str(err.value) == (
+            f"AUTHPOLICY_CA_BUNDLE={path}: not a regular file (a directory, FIFO or device); "
+            "name the CA's PEM file"
+        )
