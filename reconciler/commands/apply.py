@@ -40,7 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--auto-approve", action="store_true", help="do not ask for confirmation (CI)"
     )
     parser.add_argument(
-        "--force", action="store_true", help="apply even when a safety guard blocks the plan"
+        "--force",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="NAME[,NAME]",
+        help="apply even when safety guards block the plan: --force overrides every guard, "
+        "--force=max_user_changes only the ones named (the audit records which)",
     )
     parser.add_argument(
         "--allow-replace",
@@ -75,6 +81,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 MAX_PLAN_BYTES = 64 * 2**20  # DESIGN.md "Saved plans": a plan file is at most 64 MiB
+
+
+GUARD_NAMES = ("max_user_changes", "max_policy_deletes", "default_cleared")
+
+
+def forced_guards(value: str | None) -> set[str]:
+    """The guards `--force[=NAME,...]` overrides: {"all"}, the names given, or none."""
+    if value is None:
+        return set()
+    names = {n.strip() for n in value.split(",") if n.strip()}
+    unknown = sorted(names - {"all", *GUARD_NAMES})
+    if unknown:
+        raise AuthPolicyError(
+            f"--force={value}: unknown guard {', '.join(unknown)}; name one of "
+            f"{', '.join(GUARD_NAMES)}, or give --force alone to override every guard"
+        )
+    return names or {"all"}
 
 
 def _read_saved_plan(path: str) -> Plan:
@@ -231,6 +254,15 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from reconciler.apply.lock import tenant_lock
 
+    if (
+        args.force not in (None, "all")
+        and args.plan_file is None
+        and not set(args.force.split(",")) <= set(GUARD_NAMES)
+        and os.path.exists(args.force)
+    ):
+        # `apply --force PLAN.json`: argparse gave the plan file to --force's optional value.
+        args.plan_file, args.force = args.force, "all"
+
     saved = _read_saved_plan(args.plan_file) if args.plan_file else None
     if saved is not None and args.config is None and saved.config_file:
         args.config = saved.config_file  # the file the reviewed plan was made from
@@ -265,13 +297,17 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if not plan.has_changes:
         return ExitCode.OK
 
-    if plan.guards and not args.force:
-        for guard in plan.guards:
+    forced = forced_guards(args.force)
+    blocking = [g for g in plan.guards if "all" not in forced and g.name not in forced]
+    if blocking:
+        for guard in blocking:
             sys.stderr.write(f"blocked: {guard.message}\n")
+        names = ",".join(g.name for g in blocking)
         raise GuardError(
-            f"{len(plan.guards)} safety guard(s) block this apply; review the plan and pass "
-            "--force to apply it anyway"
+            f"{len(blocking)} safety guard(s) block this apply; review the plan and pass "
+            f"--force to apply it anyway (or --force={names} to override only these)"
         )
+    overridden = [g.name for g in plan.guards]
 
     if saved is None and not args.auto_approve:
         if not _is_terminal():
@@ -304,7 +340,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                 progress=progress,
                 stop=stop,
             )
-        audit.record(run_record(report))
+        audit.record({**run_record(report), "forced": overridden})
     verification = Verification()
     if not report.interrupted:
         verification = verify_report(report, tenant, users=args.check_users)

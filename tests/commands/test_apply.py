@@ -157,11 +157,33 @@ def test_guard_blocks_with_exit_3_and_force_passes(world: World, tmp_path: Path,
     assert err.splitlines() == [
         "blocked: 5 user changes exceed max_user_changes 2",
         "error: 1 safety guard(s) block this apply; review the plan and pass --force to apply "
-        "it anyway",
+        "it anyway (or --force=max_user_changes to override only these)",
     ]
     assert world.tenant.writes == []
-    assert cli.main(["apply", "--auto-approve", "--force"]) == 0
+    # Forcing another guard does not override this one; a name that is no guard is refused.
+    assert cli.main(["apply", "--auto-approve", "--force=max_policy_deletes"]) == 3
+    capsys.readouterr()
+    assert cli.main(["apply", "--auto-approve", "--force=max_user_change"]) == 1
+    assert capsys.readouterr().err == (
+        "error: --force=max_user_change: unknown guard max_user_change; name one of "
+        "max_user_changes, max_policy_deletes, default_cleared, or give --force alone to "
+        "override every guard\n"
+    )
+    assert world.tenant.writes == []
+    audit = tmp_path / "forced.jsonl"
+    assert (
+        cli.main(["apply", "--auto-approve", "--force=max_user_changes", "--audit-log", str(audit)])
+        == 0
+    )
+    assert all_audit_lines(audit)[-1]["forced"] == ["max_user_changes"]
     assert len(world.tenant.writes) == 6
+    # A bare --force overrides every guard.
+    assert apply_command.forced_guards("all") == {"all"}
+    assert apply_command.forced_guards(None) == set()
+    assert apply_command.forced_guards("max_user_changes,default_cleared") == {
+        "max_user_changes",
+        "default_cleared",
+    }
 
 
 def test_other_tenant_is_refused_before_any_write(world: World) -> None:
@@ -298,4 +320,11 @@ def test_on_a_terminal_only_yes_applies(
 
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))
     assert cli.main(["apply"]) == 0
+    assert len(world.tenant.writes) == 6
+
+
+def test_force_before_the_plan_file_still_means_force_all(world: World, tmp_path: Path) -> None:
+    (tmp_path / "plan.json").write_text("{}", encoding="utf-8")
+    world.saved = world.plan
+    assert cli.main(["apply", "--force", "plan.json", "--auto-approve"]) == 0
     assert len(world.tenant.writes) == 6
