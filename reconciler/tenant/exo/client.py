@@ -174,6 +174,7 @@ class AdminApiClient:
         self._trusted = settings.trusted_origins
         self._tenant_segments = {settings.tenant.lower()}
         self._segments_lock = threading.Lock()
+        self._asked_initial_domain = False
         self._rebase(settings.adminapi_base)
         self._connection_id = str(uuid.uuid4())
         self.anchor = f"APP:{SYSTEM_MAILBOX}@{settings.tenant}"
@@ -201,6 +202,11 @@ class AdminApiClient:
         except Exception:  # no token yet, or unreadable: the segment stays unknown
             tid = ""
         self.add_tenant_alias(tid)
+        if segment not in self._tenant_segments and not self._asked_initial_domain:
+            # The initial domain is the organization's name: ask once (one page, no nextLink).
+            self._asked_initial_domain = True
+            rows = self.invoke("Get-OrganizationConfig", {}, select=["Name"])
+            self.add_tenant_alias(str(rows[0].get("Name") or "") if rows else "")
         return segment in self._tenant_segments
 
     # ------------------------------------------------------------------ headers and bodies

@@ -346,3 +346,14 @@ def test_the_clients_cloud_table_agrees_with_the_emulators_clouds() -> None:
     assert CLOUDS["commercial"].authority_host == "https://login.microsoftonline.com"
     assert CLOUDS["gcc-high"].authority_host == "https://login.microsoftonline.us"
     assert CLOUDS["china"].authority_host == "https://login.chinacloudapi.cn"
+
+
+def test_a_next_link_naming_the_initial_domain_is_recognised_before_the_org_is_read(
+    emu: Emulator,
+) -> None:
+    # AZURE_TENANT_ID is the GUID; the very first paged read gets domain-form nextLinks.
+    emu.set_faults(next_link_style="domain")
+    client = connect(emu.connection_env(app="reader")).client
+    rows = client.invoke("Get-User", {"ResultSize": "Unlimited"}, select=["Guid"])
+    assert len(rows) == USERS
+    assert emu.tenant_domain in client._tenant_segments
