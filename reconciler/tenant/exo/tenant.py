@@ -114,6 +114,7 @@ class ExoTenant:
         # Every form of every policy's reference (name, GUID, DN) -> its name, from the last
         # read of the policies: what turns a re-read's reference into a name.
         self._policies_by_key: dict[str, str] = {}
+        self._unknown_references: set[str] = set()
 
     def request_retries(self) -> int:
         """Requests the client sent again so far (503, resets, throttling, token refresh)."""
@@ -172,7 +173,14 @@ class ExoTenant:
         """A reference read back (any form) as a policy name; reads the policies when the
         reference names none known yet (a policy created since the last read)."""
         name = policy_name_from_reference(reference, self._policies_by_key)
-        if name is not None and name.casefold() not in self._policies_by_key:
+        if (
+            name is not None
+            and name.casefold() not in self._policies_by_key
+            and name.casefold() not in self._unknown_references
+        ):
+            # Once per unknown reference: a dangling link (a deleted policy's GUID) held by many
+            # users must not cost one Get-AuthenticationPolicy per user.
+            self._unknown_references.add(name.casefold())
             self._read_policies()
             name = policy_name_from_reference(reference, self._policies_by_key)
         return name
@@ -547,6 +555,12 @@ class ExoTenant:
             took_effect,
             missing_means_done=True,
         )
+        # Its name, GUID and DN name nothing any more: a link that still carries them is
+        # dangling, and must read back as such, not as the policy.
+        with self._lock:
+            self._policies_by_key = {
+                k: v for k, v in self._policies_by_key.items() if v.casefold() != name.casefold()
+            }
 
     def set_default_policy(self, name: str | None) -> None:
         """Set-OrganizationConfig -DefaultAuthenticationPolicy (None clears it)."""

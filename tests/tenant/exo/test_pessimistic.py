@@ -357,3 +357,21 @@ def test_a_next_link_naming_the_initial_domain_is_recognised_before_the_org_is_r
     rows = client.invoke("Get-User", {"ResultSize": "Unlimited"}, select=["Guid"])
     assert len(rows) == USERS
     assert emu.tenant_domain in client._tenant_segments
+
+
+def test_a_dangling_reference_costs_one_policy_read_not_one_per_user(emu: Emulator) -> None:
+    tenant = connect(emu.connection_env(app="writer"))
+    snapshot = tenant.read_snapshot(SnapshotNeeds())
+    holders = [u for u in snapshot.users if u.policy == "SMTP relay devices"]
+    assert len(holders) >= 3
+    emu.set_faults(remove_referenced="orphan", policy_reference_format="guid")
+    try:
+        tenant.remove_policy("SMTP relay devices")
+        emu.reset_stats()
+        found = tenant.read_users([u.id for u in holders])
+        # The deleted policy's GUID, as it came: never guessed into a name.
+        assert len({found[u.id] for u in holders}) == 1
+        assert found[holders[0].id] not in (None, "SMTP relay devices")
+        assert emu.stats()["requests"].get("Get-AuthenticationPolicy", {}) == {"200": 1}
+    finally:
+        emu.reset_state()
