@@ -50,25 +50,12 @@ def add_plan_source_arguments(parser: argparse.ArgumentParser) -> None:
 DEFAULT_CONFIG = "policies.yaml"
 
 
-def _identifiers(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
-    """Every name the connected tenant is known by (GUID, initial domain, ...), casefolded."""
-    names = {tenant.name, snapshot.tenant}
-    for attribute in ("tenant_id", "tenant_domain", "initial_domain"):
-        value = getattr(tenant, attribute, None)
-        if isinstance(value, str):
-            names.add(value)
-    for value in getattr(tenant, "domains", None) or ():
-        if isinstance(value, str):
-            names.add(value)
-    return {n.casefold() for n in names if n}
-
-
 def tenant_warning(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> str | None:
     """A warning when policies.yaml names another tenant than the one connected (for
     `report -c`, which reads the file only for this; the planning verbs refuse)."""
     if not desired.tenant:
         return None
-    known = _identifiers(tenant, snapshot)
+    known = tenant_identities(tenant, snapshot)
     if desired.tenant.casefold() in known:
         return None
     wanted_is_guid = bool(_GUID.match(desired.tenant))
@@ -85,14 +72,17 @@ def tenant_warning(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot)
 
 
 def tenant_identities(tenant: Any, snapshot: TenantSnapshot) -> set[str]:
-    """Every name the connected tenant is known by (configured id, initial domain, GUID)."""
+    """Every name the connected tenant is known by (configured id, initial domain, GUID, other
+    domains), casefolded: what `tenant:` in policies.yaml may say."""
     names = {str(tenant.name), snapshot.tenant}
-    for attr in ("initial_domain", "domain", "tenant_id", "tenant_guid", "guid"):
+    for attr in ("initial_domain", "domain", "tenant_domain", "tenant_id", "tenant_guid", "guid"):
         value = getattr(tenant, attr, None)
         if isinstance(value, str) and value:
             names.add(value)
-    for value in getattr(tenant, "identities", ()) or ():
-        names.add(str(value))
+    for attr in ("identities", "domains"):
+        for value in getattr(tenant, attr, None) or ():
+            if isinstance(value, str):
+                names.add(value)
     return {n.casefold() for n in names if n}
 
 

@@ -91,7 +91,7 @@ def _checks(args: Any, environ: Mapping[str, str]) -> Iterator[Check]:
 
 
 def _cloud_check(settings: Any, claims: Mapping[str, Any]) -> Check:
-    expected = settings.token_scope.removesuffix("/.default").rstrip("/")
+    expected = settings.token_resource
     audience = str(claims.get("aud") or "").rstrip("/")
     if audience.lower() != expected.lower():
         return Check(

@@ -429,7 +429,7 @@ class AdminApiClient:
             claims = {}
         said = _WWW_DESCRIPTION.search(www_authenticate or "")
         reason = said.group(1) if said else ""
-        expected = self.settings.token_scope.removesuffix("/.default").rstrip("/")
+        expected = self.settings.token_resource
         audience = str(claims.get("aud") or "").rstrip("/")
         if audience and audience.lower() != expected.lower():
             return ExoPermissionError(

@@ -130,6 +130,11 @@ class ConnectionSettings:
         return self.scope or self.cloud.scope
 
     @property
+    def token_resource(self) -> str:
+        """The resource (token `aud`) the scope asks for: the scope without /.default."""
+        return self.token_scope.removesuffix("/.default").rstrip("/")
+
+    @property
     def api_origin(self) -> str:
         """scheme://host:port of the admin API as configured (the first place a token goes)."""
         return origin_of(self.adminapi_base)

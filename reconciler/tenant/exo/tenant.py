@@ -208,7 +208,7 @@ class ExoTenant:
         """
         policies = self._read_policies()
         org = self._read_org()
-        policies_by_key = policy_keys(policies)
+        policies_by_key = self._policies_by_key  # set by _read_policies, once
         default = policy_name_from_reference(
             org.get("DefaultAuthenticationPolicy"), policies_by_key
         )
