@@ -194,6 +194,10 @@ class _Run:
             self.report.denied = self.denied
             log.error("stopping: %s", self.denied)
 
+    def _not_sent(self) -> str:
+        """The skip reason of every change after the refusal (the summary counts them)."""
+        return f"not sent: an earlier write was refused ({self.denied})"
+
     def _client_retries(self) -> int:
         """Re-sends the tenant client made inside its own calls (503, resets, 429, 401)."""
         counter = getattr(self.tenant, "request_retries", None)
@@ -273,7 +277,7 @@ class _Run:
     def _skip_reason(self, change: Change) -> str | None:
         """Why `change` must not run because something it depends on did not succeed."""
         if self.denied is not None:
-            return f"not sent: an earlier write was refused ({self.denied})"
+            return self._not_sent()
         target: str | None = None
         if isinstance(change, UserChange | DefaultChange):
             target = change.after
@@ -551,7 +555,7 @@ class _Run:
         for batch in pending:
             for index in batch.indices:
                 if self.denied is not None:
-                    self._finish(index, "skipped", f"not sent: {self.denied}")
+                    self._finish(index, "skipped", self._not_sent())
                 else:
                     self._finish(index, "skipped", INTERRUPTED)
 

@@ -29,6 +29,7 @@ from reconciler.apply.verify import USER_SAMPLE, VERIFY_USERS, Verification, ver
 from reconciler.errors import AuthPolicyError, GuardError, StalePlanError
 from reconciler.model import ExitCode, Plan, PolicyReplace
 from reconciler.plan.pipeline import PlanRun, add_plan_source_arguments, plan_from_args
+from reconciler.plan.planner import GUARD_NAMES
 
 SHOW_FAILURES = 20
 INTERRUPTED_EXIT = 130
@@ -81,9 +82,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 MAX_PLAN_BYTES = 64 * 2**20  # DESIGN.md "Saved plans": a plan file is at most 64 MiB
-
-
-GUARD_NAMES = ("max_user_changes", "max_policy_deletes", "default_cleared")
 
 
 def forced_guards(value: str | None) -> set[str]:

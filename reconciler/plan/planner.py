@@ -375,6 +375,8 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     )
 
 
+# Every guard `_guards` can raise, by name (what `apply --force=NAME` may name).
+GUARD_NAMES = ("max_user_changes", "max_policy_deletes", "default_cleared")
 UNMANAGED = -2  # the rule index of a user whose recipient type the plan does not manage
 
 

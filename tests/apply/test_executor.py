@@ -363,3 +363,22 @@ def test_replace_whose_second_remove_fails_reattaches_and_leaves_the_policy() ->
     )
     assert tenant.policies == {"Block": frozenset({"smtp"})}
     assert {u.policy for u in tenant.users.values()} == {"Block"}
+
+
+def test_a_write_refused_for_want_of_a_role_stops_the_user_phase() -> None:
+    from reconciler.errors import AuthenticationError
+
+    tenant = FakeTenant.with_users(40, policies={"Block": []})
+    refusal = "Exchange refused Set-User (403): assign the Exchange Administrator role"
+
+    def refuse(writes) -> None:  # type: ignore[no-untyped-def]
+        raise AuthenticationError(refusal)
+
+    tenant.before_user_batch = refuse
+    report = run(make_plan(*[assign(i, "Block") for i in range(40)]), tenant, max_concurrency=1)
+    assert report.denied == refusal
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    skipped = [o for o in report.outcomes if o.status == "skipped"]
+    assert len(failed) == 10  # the one batch that was sent
+    assert len(skipped) == 30  # never sent
+    assert {o.message for o in skipped} == {f"not sent: an earlier write was refused ({refusal})"}
