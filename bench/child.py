@@ -160,7 +160,7 @@ def _planner_parts(desired: Any, snapshot: Any, clock: Clock) -> dict[str, float
     saves)."""
     from reconciler.plan.columns import user_columns
     from reconciler.plan.fingerprint import input_digests, user_fields
-    from reconciler.plan.planner import _collector_paused, _make_plan
+    from reconciler.plan.planner import _collector_paused, _make_plan, utc_today
     from reconciler.plan.rules import UserIndex, evaluate_rules
 
     parts: dict[str, float] = {}
@@ -176,7 +176,7 @@ def _planner_parts(desired: Any, snapshot: Any, clock: Clock) -> dict[str, float
         parts["fingerprint_cpu_s"] = clock.lap()["cpu_s"]
     gc.collect()
     clock.lap()
-    _make_plan(desired, snapshot)
+    _make_plan(desired, snapshot, utc_today())
     parts["collector_on_cpu_s"] = clock.lap()["cpu_s"]
     return parts
 

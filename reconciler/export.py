@@ -30,6 +30,7 @@ import yaml
 
 from reconciler.desired import limits
 from reconciler.desired.schema import load_schema
+from reconciler.desired.source import reads_as_non_string
 from reconciler.desired.starter import SCHEMA_HEADER
 from reconciler.model import (
     PROTOCOL_BY_NAME,
@@ -84,6 +85,9 @@ def yaml_scalar(value: object) -> str:
         # not allowed for a key; an invisible or bidi character (U+202E...) would be written
         # raw and make a reviewed diff read differently from what it says: a JSON string is a
         # valid YAML double-quoted scalar with escapes.
+        text = json.dumps(value)
+    elif isinstance(value, str) and text == value and reads_as_non_string(value):
+        # PyYAML's resolver is YAML 1.1's; our loader also reads "-.0" or "1e3" as numbers.
         text = json.dumps(value)
     return text
 

@@ -6,6 +6,7 @@ snapshot read from the tenant, and the changes a plan is made of. Nothing here d
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -138,11 +139,71 @@ class MatchSpec:
     member_of: tuple[str, ...] = ()  # group names; nested groups are expanded
 
 
+# --------------------------------------------------------------------------- SMTP AUTH
+
+# A mailbox's SMTP AUTH setting (Set-CASMailbox -SmtpClientAuthenticationDisabled $false | $true
+# | $null): enabled, disabled, or follow the organization.
+SmtpSetting: TypeAlias = Literal["enabled", "disabled", "organization"]
+SMTP_SETTINGS: tuple[SmtpSetting, ...] = ("enabled", "disabled", "organization")
+# The organization's (Set-TransportConfig -SmtpClientAuthenticationDisabled $false | $true).
+OrgSmtp: TypeAlias = Literal["enabled", "disabled"]
+ORG_SMTP_SETTINGS: tuple[OrgSmtp, ...] = ("enabled", "disabled")
+# Whether a mailbox can submit mail with Basic SMTP AUTH (round2-facts.md §1).
+BasicSmtp: TypeAlias = Literal["allowed", "blocked", "unknown"]
+
+
+def smtp_setting_of(disabled: bool | None) -> SmtpSetting:
+    """Get-CASMailbox SmtpClientAuthenticationDisabled as a setting ($null: organization)."""
+    if disabled is None:
+        return "organization"
+    return "disabled" if disabled else "enabled"
+
+
+def smtp_disabled_value(setting: SmtpSetting) -> bool | None:
+    """The value Set-CASMailbox -SmtpClientAuthenticationDisabled takes for a setting."""
+    return {"enabled": False, "disabled": True, "organization": None}[setting]
+
+
+def smtp_auth_effective(setting: SmtpSetting | None, org: OrgSmtp | None) -> OrgSmtp | None:
+    """Is SMTP AUTH on for a mailbox: its own setting, else the organization's (None: unknown)."""
+    if setting == "enabled" or setting == "disabled":
+        return setting
+    return org
+
+
+def basic_smtp(
+    policy_allows_smtp: bool, setting: SmtpSetting | None, org: OrgSmtp | None, *, mailbox: bool
+) -> BasicSmtp:
+    """THE definition of effective Basic SMTP (plan, report and export all use this one).
+
+    Allowed only when the effective authentication policy allows smtp AND SMTP AUTH is
+    effective for the mailbox (its own setting, else the organization's). A recipient without
+    a mailbox submits nothing. SMTP AUTH on with a policy that blocks Basic smtp is OAuth-only
+    submission: blocked for Basic. Unknown when the organization's value is not visible.
+    """
+    if not policy_allows_smtp or not mailbox:
+        return "blocked"
+    effective = smtp_auth_effective(setting, org)
+    if effective is None:
+        return "unknown"
+    return "allowed" if effective == "enabled" else "blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpAuthSpec:
+    """policies.yaml `smtp_auth`: the organization switch, and mailboxes no rule sets."""
+
+    organization: OrgSmtp | None = None  # None: leave the organization's setting as it is
+    unmatched: Literal["ignore", "organization"] = "ignore"
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """An assignment rule: users that match (and are not excepted) get `policy` directly.
 
-    `policy` None means "no direct policy": the organization default applies.
+    `policy` None means "no direct policy": the organization default applies. `smtp_auth`
+    None leaves the mailboxes' SMTP AUTH setting to `smtp_auth.unmatched`. From `expires`
+    (a UTC date) on, the rule matches nobody.
     """
 
     name: str
@@ -150,6 +211,10 @@ class Rule:
     match: MatchSpec
     except_: MatchSpec | None = None
     location: SourceLocation | None = None
+    smtp_auth: SmtpSetting | None = None
+    owner: str | None = None
+    reason: str | None = None
+    expires: dt.date | None = None
 
 
 UnmatchedMode: TypeAlias = Literal["ignore", "clear"]
@@ -215,9 +280,22 @@ class DesiredState:
     default_policy: str | None = None  # with manage_default: a declared name, or None to clear
     assignments: Assignments = field(default_factory=Assignments)
     safety: Safety = field(default_factory=Safety)
+    smtp_auth: SmtpAuthSpec = field(default_factory=SmtpAuthSpec)
     source: str = "policies.yaml"
     # The parsed document as plain JSON-able data, for the plan fingerprint.
     canonical: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def manages_mailboxes(self) -> bool:
+        """Does the file set any mailbox's SMTP AUTH (so Get-CASMailbox must be read)?"""
+        return self.smtp_auth.unmatched == "organization" or any(
+            rule.smtp_auth is not None for rule in self.assignments.rules
+        )
+
+    @property
+    def manages_smtp(self) -> bool:
+        """Does the file set the organization's or any mailbox's SMTP AUTH?"""
+        return self.smtp_auth.organization is not None or self.manages_mailboxes
 
     def policy(self, name: str) -> PolicySpec | None:
         """The declared policy with this name, compared case-insensitively."""
@@ -258,8 +336,9 @@ class TenantUser:
     title: str | None = None
     city: str | None = None
     country: str | None = None
-    # Per-mailbox SMTP AUTH override (Get-CASMailbox); None = follows the org, or not read.
-    smtp_client_auth_disabled: bool | None = None
+    # The mailbox's SMTP AUTH setting (Get-CASMailbox); None: no mailbox, or not read
+    # (TenantSnapshot.mailboxes_read says which).
+    smtp_auth: SmtpSetting | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +349,8 @@ class SnapshotNeeds:
     users: bool = True
     attributes: frozenset[str] = frozenset()  # department, company, office, title, city, country
     groups: frozenset[str] = frozenset()  # group names whose (nested) members are needed
-    smtp_settings: bool = False  # Get-TransportConfig + Get-CASMailbox, for the exposure report
+    smtp_org: bool = False  # Get-TransportConfig (1 request)
+    mailboxes: bool = False  # Get-CASMailbox, paged (each user's SMTP AUTH setting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,9 +363,13 @@ class TenantSnapshot:
     users: tuple[TenantUser, ...]
     # casefolded group name -> ids (TenantUser.id) of its members, nested groups expanded.
     groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    # Get-TransportConfig SmtpClientAuthenticationDisabled; None when not read.
-    smtp_auth_disabled_org: bool | None = None
-    smtp_settings_read: bool = False
+    # Get-TransportConfig SmtpClientAuthenticationDisabled; None when not read or not shown
+    # (smtp_org_read tells which: a service-side default the API does not show is unknown).
+    smtp_org: OrgSmtp | None = None
+    smtp_org_read: bool = False
+    mailboxes_read: bool = False  # Get-CASMailbox was read: TenantUser.smtp_auth is set
+    # CAS mailboxes that no Get-User object matched (ExternalDirectoryObjectId, Guid): names.
+    mailboxes_without_user: tuple[str, ...] = ()
 
     def policy(self, name: str | None) -> TenantPolicy | None:
         """The tenant policy with this name, compared case-insensitively."""
@@ -310,20 +394,25 @@ ChangeKind: TypeAlias = Literal[
     "policy_update",
     "policy_replace",
     "default_change",
+    "smtp_org_change",
+    "mailbox_smtp_change",
     "user_assign",
     "user_clear",
     "policy_delete",
 ]
 
-# Execution phases, in order. `changes` in a plan are sorted by this.
+# Execution phases, in order (DESIGN.md "SMTP AUTH as desired state"). `changes` in a plan
+# are sorted by this.
 PHASE_ORDER: Mapping[str, int] = {
     "policy_create": 0,
     "policy_update": 1,
     "policy_replace": 1,
     "default_change": 2,
-    "user_assign": 3,
-    "user_clear": 3,
-    "policy_delete": 4,
+    "smtp_org_change": 3,
+    "mailbox_smtp_change": 4,
+    "user_assign": 5,
+    "user_clear": 5,
+    "policy_delete": 6,
 }
 
 
@@ -400,11 +489,54 @@ class UserChange:
     after: str | None
     rule: str  # rule name, or "(unmatched)"
     weakens: bool = False
+    # The mailbox's effective Basic SMTP before and after the plan; None: mailbox settings
+    # were not read (the file manages none), so the plan does not guess.
+    basic_smtp_before: BasicSmtp | None = None
+    basic_smtp_after: BasicSmtp | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpOrgChange:
+    """Set-TransportConfig -SmtpClientAuthenticationDisabled. `before` None: not visible."""
+
+    before: OrgSmtp | None
+    after: OrgSmtp
+    # Mailboxes that follow the organization after the plan (None: mailboxes not read).
+    affected_users: int | None = None
+    weakens: bool = False
+    kind: Literal["smtp_org_change"] = "smtp_org_change"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSmtpChange:
+    """Set-CASMailbox -SmtpClientAuthenticationDisabled for one mailbox."""
+
+    user: str
+    user_id: str
+    before: SmtpSetting
+    after: SmtpSetting
+    rule: str
+    weakens: bool = False
+    basic_smtp_before: BasicSmtp | None = None
+    basic_smtp_after: BasicSmtp | None = None
+    kind: Literal["mailbox_smtp_change"] = "mailbox_smtp_change"
 
 
 Change: TypeAlias = (
-    PolicyCreate | PolicyUpdate | PolicyReplace | PolicyDelete | DefaultChange | UserChange
+    PolicyCreate
+    | PolicyUpdate
+    | PolicyReplace
+    | PolicyDelete
+    | DefaultChange
+    | SmtpOrgChange
+    | MailboxSmtpChange
+    | UserChange
 )
+
+
+def changed_user_ids(changes: tuple[Change, ...] | list[Change]) -> set[str]:
+    """Users a list of changes touches (a user counted once for policy and SMTP AUTH)."""
+    return {c.user_id for c in changes if isinstance(c, UserChange | MailboxSmtpChange)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +568,16 @@ class Plan:
     # The policies.yaml the plan was made from, as given (not hashed: the config digest is);
     # `apply PLAN.json` without -c reads this one.
     config_file: str | None = None
+    # The UTC date the plan was made for (expiring rules); hashed into the fingerprint.
+    as_of: str | None = None
+    # The organization default before the plan: with `default_policy`, what tells a user
+    # change's effective policy (direct, default or none) before and after.
+    default_before: str | None = None
+    # Mailbox SMTP AUTH settings were read: user changes carry their Basic SMTP outcome.
+    mailboxes_read: bool = False
+    # Users who rely on the default after the plan (the default_cleared guard's count): from
+    # the planner only, not part of the plan file (apply recomputes guards from a fresh read).
+    relying_after: int = field(default=0, compare=False)
 
     @property
     def blocked(self) -> bool:

@@ -36,14 +36,16 @@ from reconciler.model import (
     PHASE_ORDER,
     Change,
     DefaultChange,
+    MailboxSmtpChange,
     Plan,
     PolicyCreate,
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    SmtpOrgChange,
     UserChange,
 )
-from reconciler.tenant.base import Tenant, UserWrite, WriteResult
+from reconciler.tenant.base import MailboxWrite, Tenant, UserWrite, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,13 @@ MAX_THROTTLED_RESENDS = 8  # per batch, after the client's own retries gave up
 INTERRUPTED = "not started: apply was interrupted"
 
 PHASE_NAMES: Mapping[int, str] = {
-    0: "policy creates",
-    1: "policy updates",
-    2: "default policy",
-    3: "user assignments",
-    4: "policy deletes",
+    PHASE_ORDER["policy_create"]: "policy creates",
+    PHASE_ORDER["policy_update"]: "policy updates",
+    PHASE_ORDER["default_change"]: "default policy",
+    PHASE_ORDER["smtp_org_change"]: "organization SMTP AUTH",
+    PHASE_ORDER["mailbox_smtp_change"]: "mailbox SMTP AUTH",
+    PHASE_ORDER["user_assign"]: "user assignments",
+    PHASE_ORDER["policy_delete"]: "policy deletes",
 }
 
 
@@ -214,7 +218,7 @@ class _Run:
             indices = phases[phase]
             name = PHASE_NAMES.get(phase, f"phase {phase}")
             self.progress.start_phase(name, len(indices))
-            if phase == PHASE_ORDER["user_assign"]:
+            if phase in (PHASE_ORDER["user_assign"], PHASE_ORDER["mailbox_smtp_change"]):
                 self._run_user_phase(indices)
             else:
                 for index in indices:
@@ -342,6 +346,8 @@ class _Run:
             self.tenant.remove_policy(change.policy)
         elif isinstance(change, DefaultChange):
             self.tenant.set_default_policy(change.after)
+        elif isinstance(change, SmtpOrgChange):
+            self.tenant.set_smtp_org(change.after)
         else:  # pragma: no cover - user changes and replaces have their own paths
             raise AssertionError(f"unexpected change kind {change.kind}")
 
@@ -512,6 +518,8 @@ class _Run:
     # ------------------------------------------------------------------ user phase
 
     def _run_user_phase(self, indices: list[int]) -> None:
+        """Set-User (policies) or Set-CASMailbox (SMTP AUTH) writes: one phase holds one kind,
+        sent 10 per $batch, concurrently under the AIMD limit."""
         ready: list[int] = []
         for index in indices:
             reason = self._skip_reason(self.changes[index])
@@ -537,7 +545,7 @@ class _Run:
                     batch = pending.popleft()
                     writes = [self._user_write(i) for i in batch.indices]
                     self.report.writes += len(writes)
-                    future = pool.submit(self.tenant.set_user_policies, writes)
+                    future = pool.submit(self._send, writes)
                     in_flight[future] = (batch, self.limit.epoch, utc_now())
                 if not in_flight:
                     if self.stop.is_set() or self.denied is not None:
@@ -559,10 +567,18 @@ class _Run:
                 else:
                     self._finish(index, "skipped", INTERRUPTED)
 
-    def _user_write(self, index: int) -> UserWrite:
+    def _user_write(self, index: int) -> UserWrite | MailboxWrite:
         change = self.changes[index]
+        if isinstance(change, MailboxSmtpChange):
+            return MailboxWrite(change.user_id, change.after)
         assert isinstance(change, UserChange)
         return UserWrite(change.user_id, change.after, revoke_sessions=self.revoke_sessions)
+
+    def _send(self, writes: list[UserWrite | MailboxWrite]) -> list[WriteResult]:
+        """One group of one kind of per-recipient writes (a phase never mixes them)."""
+        if all(isinstance(w, MailboxWrite) for w in writes):
+            return self.tenant.set_mailbox_smtp([w for w in writes if isinstance(w, MailboxWrite)])
+        return self.tenant.set_user_policies([w for w in writes if isinstance(w, UserWrite)])
 
     def _settle_batch(
         self,
@@ -612,7 +628,7 @@ class _Run:
 
 
 def _complete_results(
-    writes: Sequence[UserWrite], results: Sequence[WriteResult]
+    writes: Sequence[UserWrite | MailboxWrite], results: Sequence[WriteResult]
 ) -> list[WriteResult]:
     """Results in the order of `writes`; a write the client gave no answer for counts as failed."""
     by_id = {r.write.user_id: r for r in results}

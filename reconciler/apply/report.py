@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from reconciler.model import Change, DefaultChange, UserChange
+from reconciler.model import Change, DefaultChange, MailboxSmtpChange, SmtpOrgChange, UserChange
 
 OutcomeStatus: TypeAlias = Literal["applied", "failed", "skipped", "not_found"]
 OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = ("applied", "failed", "skipped", "not_found")
@@ -67,6 +67,10 @@ def describe_change(change: Change) -> str:
     if isinstance(change, DefaultChange):
         after = f"'{change.after}'" if change.after is not None else "none"
         return f"default policy -> {after}"
+    if isinstance(change, SmtpOrgChange):
+        return f"organization SMTP AUTH -> {change.after}"
+    if isinstance(change, MailboxSmtpChange):
+        return f"mailbox {change.user} SMTP AUTH -> {change.after}"
     verb = {
         "policy_create": "create",
         "policy_update": "update",

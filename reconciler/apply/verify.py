@@ -12,16 +12,20 @@ would double apply's reads. `users="all"` checks every one. A later `authpolicy 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from reconciler.apply.report import ApplyReport, describe_change
 from reconciler.model import (
+    Change,
     DefaultChange,
+    MailboxSmtpChange,
     PolicyCreate,
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    SmtpOrgChange,
     SnapshotNeeds,
     TenantSnapshot,
     UserChange,
@@ -41,10 +45,12 @@ class Verification:
     changes: int = 0  # applied changes other than user ones, all checked
     users_changed: int = 0  # users the applied changes moved (replace holders included)
     users_checked: int = 0  # of those, how many were re-read
+    mailboxes_changed: int = 0  # mailboxes whose SMTP AUTH setting the applied changes set
+    mailboxes_checked: int = 0
 
     def summary(self) -> str:
         """One line for the apply summary; empty when nothing was applied."""
-        if not self.changes and not self.users_changed:
+        if not self.changes and not self.users_changed and not self.mailboxes_changed:
             return ""
         if self.problems:
             return (
@@ -60,6 +66,11 @@ class Verification:
             parts.append(
                 f"{self.users_checked:,} of {self.users_changed:,} changed users (an even "
                 "sample; --check-users all re-reads every one)"
+            )
+        if self.mailboxes_changed:
+            parts.append(
+                f"{self.mailboxes_checked:,} of {self.mailboxes_changed:,} mailbox SMTP AUTH "
+                "settings"
             )
         return f"Verified: {' and '.join(parts)} hold."
 
@@ -102,10 +113,44 @@ def verify_report(
     for change in applied:
         if isinstance(change, UserChange) and change.user_id not in checked:
             continue
+        if isinstance(change, MailboxSmtpChange | SmtpOrgChange):
+            continue  # checked below
         problem = _check(change, snapshot, live_users)
         if problem is not None:
             result.problems.append(f"{describe_change(change)}: {problem}")
+    _verify_smtp(applied, tenant, users, result)
     return result
+
+
+def _verify_smtp(
+    applied: Sequence[Change], tenant: Tenant, users: VerifyUsers, result: Verification
+) -> None:
+    """The organization's SMTP AUTH switch (1 request) and a sample of the mailboxes set."""
+    for change in applied:
+        if isinstance(change, SmtpOrgChange):
+            result.changes += 1
+            live = tenant.read_smtp_org()
+            if live != change.after:
+                result.problems.append(
+                    f"{describe_change(change)}: Get-TransportConfig shows "
+                    f"{live or 'no value'}, expected {change.after}"
+                )
+    mailboxes = [(c.user_id, c.after) for c in applied if isinstance(c, MailboxSmtpChange)]
+    if not mailboxes:
+        return
+    result.mailboxes_changed = len(mailboxes)
+    chosen = mailboxes if users == "all" else even_sample(mailboxes, USER_SAMPLE)  # type: ignore[arg-type]
+    live_settings = dict(tenant.read_mailbox_settings([uid for uid, _ in chosen]))
+    result.mailboxes_checked = len(chosen)
+    by_id = {c.user_id: c for c in applied if isinstance(c, MailboxSmtpChange)}
+    for uid, wanted in chosen:
+        if uid not in live_settings:
+            continue  # deleted since: nothing left to hold
+        if live_settings[uid] != wanted:
+            result.problems.append(
+                f"{describe_change(by_id[uid])}: the mailbox is {live_settings[uid]}, "
+                f"expected {wanted}"
+            )
 
 
 def even_sample(items: list[tuple[str, str | None]], limit: int) -> list[tuple[str, str | None]]:

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     from reconciler.tenant.connect import open_tenant
 
     tenant = open_tenant(args, environ=environ)
-    snapshot = tenant.read_snapshot(SnapshotNeeds(smtp_settings=True))
+    snapshot = tenant.read_snapshot(SnapshotNeeds(smtp_org=True, mailboxes=True))
     _check_tenant(args, tenant, snapshot)
     report = build_report(snapshot)
     name = getattr(tenant, "initial_domain", None)

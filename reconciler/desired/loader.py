@@ -16,7 +16,7 @@ from typing import Any
 from reconciler.desired import limits
 from reconciler.desired.problems import DOCUMENT, Finding, Path, Problem, render_path
 from reconciler.desired.schema import schema_findings
-from reconciler.desired.semantics import RECIPIENT_TYPE_BY_FOLDED, semantic_findings
+from reconciler.desired.semantics import RECIPIENT_TYPE_BY_FOLDED, parse_date, semantic_findings
 from reconciler.desired.source import Document, FileProblem, decode, parse
 from reconciler.errors import ConfigError
 from reconciler.model import (
@@ -29,6 +29,7 @@ from reconciler.model import (
     PolicySpec,
     Rule,
     Safety,
+    SmtpAuthSpec,
     SourceLocation,
 )
 
@@ -182,9 +183,14 @@ def build(doc: Document, filename: str) -> DesiredState:
             match=_match_spec(rule["match"]),
             except_=_match_spec(rule["except"]) if "except" in rule else None,
             location=location(("assignments", "rules", index)),
+            smtp_auth=rule.get("smtp_auth"),
+            owner=rule.get("owner"),
+            reason=rule.get("reason"),
+            expires=parse_date(rule["expires"]) if "expires" in rule else None,
         )
         for index, rule in enumerate(assignments.get("rules", []))
     )
+    smtp = data.get("smtp_auth", {})
     safety = data.get("safety", {})
     state = DesiredState(
         version=1,
@@ -210,6 +216,9 @@ def build(doc: Document, filename: str) -> DesiredState:
         safety=Safety(
             max_user_changes=_limit(safety.get("max_user_changes")),
             max_policy_deletes=_limit(safety.get("max_policy_deletes")),
+        ),
+        smtp_auth=SmtpAuthSpec(
+            organization=smtp.get("organization"), unmatched=smtp.get("unmatched", "ignore")
         ),
         source=filename,
     )
@@ -278,9 +287,17 @@ def _with_canonical(state: DesiredState) -> DesiredState:
                     "policy": rule.policy,
                     "match": _canonical_match(rule.match),
                     "except": _canonical_match(rule.except_) if rule.except_ else None,
+                    "smtp_auth": rule.smtp_auth,
+                    "owner": rule.owner,
+                    "reason": rule.reason,
+                    "expires": rule.expires.isoformat() if rule.expires else None,
                 }
                 for rule in state.assignments.rules
             ],
+        },
+        "smtp_auth": {
+            "organization": state.smtp_auth.organization,
+            "unmatched": state.smtp_auth.unmatched,
         },
         "safety": {
             "max_user_changes": _canonical_limit(state.safety.max_user_changes),

@@ -274,6 +274,8 @@ def _pattern_message(path: Path, value: object) -> str:
     if not text or any(not c.isprintable() for c in text):
         return f"{quoted(text)} contains a control character; they are not allowed"
     key = path[-2] if len(path) >= 2 else None
+    if path and path[-1] == "expires":
+        return f"{quoted(text)} is not a date: write the UTC date as YYYY-MM-DD, e.g. 2027-03-31"
     if key == "users":
         return f"{quoted(text)} is not a user principal name like ann@contoso.com"
     if key == "upn":

@@ -6,6 +6,7 @@ rejected (`skip`), so one mistake gives one message.
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 from collections.abc import Callable, Mapping
 
@@ -220,6 +221,19 @@ def _check_rules(
             spec = rule.get(key)
             if isinstance(spec, dict):
                 _check_recipient_types(spec, (*path, key), skip, findings)
+        expires = rule.get("expires")
+        if (
+            isinstance(expires, str)
+            and not skip((*path, "expires"))
+            and parse_date(expires) is None
+        ):
+            findings.append(
+                Finding(
+                    (*path, "expires"),
+                    f"{quoted(expires)} is not a calendar date; write a real UTC date as "
+                    "YYYY-MM-DD, e.g. 2027-03-31",
+                )
+            )
         is_catch_all = rule.get("match") == "all" and "except" not in rule
         if is_catch_all and index < len(rules) - 1 and not unreachable_reported:
             unreachable_reported = True
@@ -231,6 +245,14 @@ def _check_rules(
                     f"can never match: {', '.join(later)}; move this rule to the end",
                 )
             )
+
+
+def parse_date(text: str) -> dt.date | None:
+    """A YYYY-MM-DD date, or None when it is not one (2027-02-30)."""
+    try:
+        return dt.date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
 
 
 def _rule_label(rule: object, index: int) -> str:

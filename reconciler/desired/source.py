@@ -96,6 +96,11 @@ class FileProblem(Exception):
         self.problem = problem
 
 
+def reads_as_non_string(text: str) -> bool:
+    """Would this loader read `text`, written as a plain scalar, as null, a bool or a number?"""
+    return bool(_NULL.match(text) or text in _BOOL or _INT.match(text) or _FLOAT.match(text))
+
+
 def decode(data: bytes) -> str:
     """The file's bytes as text. UTF-8 only; a UTF-8 byte-order mark is accepted and dropped."""
     if len(data) > limits.MAX_FILE_BYTES:

@@ -14,11 +14,26 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from reconciler.model import PROTOCOL_NAMES, DesiredState, MatchSpec, TenantSnapshot, TenantUser
+from reconciler.model import (
+    PROTOCOL_NAMES,
+    DesiredState,
+    MatchSpec,
+    SmtpAuthSpec,
+    TenantSnapshot,
+    TenantUser,
+)
 from reconciler.plan.columns import Columns, user_columns
 from reconciler.plan.needs import snapshot_needs
 
-INPUT_NAMES: tuple[str, ...] = ("config", "policies", "default", "users", "groups")
+INPUT_NAMES: tuple[str, ...] = (
+    "config",
+    "policies",
+    "default",
+    "users",
+    "groups",
+    "smtp_org",
+    "as_of",
+)
 
 
 def _canonical(data: Any) -> str:
@@ -125,10 +140,24 @@ def canonical_config(desired: DesiredState) -> dict[str, Any]:
                     "policy": r.policy,
                     "match": _match_data(r.match),
                     "except": _match_data(r.except_),
+                    **({"smtp_auth": r.smtp_auth} if r.smtp_auth else {}),
+                    **({"owner": r.owner} if r.owner else {}),
+                    **({"reason": r.reason} if r.reason else {}),
+                    **({"expires": r.expires.isoformat()} if r.expires else {}),
                 }
                 for r in desired.assignments.rules
             ],
         },
+        **(
+            {
+                "smtp_auth": {
+                    "organization": desired.smtp_auth.organization,
+                    "unmatched": desired.smtp_auth.unmatched,
+                }
+            }
+            if desired.smtp_auth != SmtpAuthSpec()
+            else {}
+        ),
         "safety": {
             "max_user_changes": str(safety.max_user_changes) if safety.max_user_changes else None,
             "max_policy_deletes": (
@@ -140,13 +169,25 @@ def canonical_config(desired: DesiredState) -> dict[str, Any]:
 
 def user_fields(desired: DesiredState) -> tuple[str, ...]:
     """The user fields a plan of `desired` reads (and its fingerprint covers); id first."""
-    return ("id", "upn", "recipient_type", "policy", *sorted(snapshot_needs(desired).attributes))
+    smtp = ("smtp_auth",) if desired.manages_mailboxes else ()
+    return (
+        "id",
+        "upn",
+        "recipient_type",
+        "policy",
+        *smtp,
+        *sorted(snapshot_needs(desired).attributes),
+    )
 
 
 def input_digests(
-    desired: DesiredState, snapshot: TenantSnapshot, columns: Columns | None = None
+    desired: DesiredState,
+    snapshot: TenantSnapshot,
+    columns: Columns | None = None,
+    as_of: str | None = None,
 ) -> dict[str, str]:
-    """One digest per input, in INPUT_NAMES order (`columns`: the users' already read)."""
+    """One digest per input, in INPUT_NAMES order (`columns`: the users' already read); the
+    organization's SMTP AUTH when it was read, and the date the plan was made for."""
     needs = snapshot_needs(desired)
     wanted_groups = {g.casefold() for g in needs.groups}
     groups = {
@@ -157,13 +198,18 @@ def input_digests(
     # Groups asked for but absent are part of what was read, too.
     for name in wanted_groups - {n.casefold() for n in groups}:
         groups[name] = None  # type: ignore[assignment]
-    return {
+    digests = {
         "config": _digest(canonical_config(desired)),
         "policies": _digest(sorted([p.name, _allow_list(p.allow)] for p in snapshot.policies)),
         "default": _digest(snapshot.default_policy),
         "users": _users_digest(snapshot.users, user_fields(desired), columns),
         "groups": _digest(groups),
     }
+    if snapshot.smtp_org_read:
+        digests["smtp_org"] = _digest(snapshot.smtp_org)
+    if as_of is not None:
+        digests["as_of"] = _digest(as_of)
+    return digests
 
 
 def fingerprint_of(tenant: str, inputs: Mapping[str, str]) -> str:

@@ -29,4 +29,9 @@ def snapshot_needs(desired: DesiredState) -> SnapshotNeeds:
                 attributes.add(attribute)
         for group in spec.member_of:
             groups.setdefault(group.casefold(), group)
-    return SnapshotNeeds(attributes=frozenset(attributes), groups=frozenset(groups.values()))
+    return SnapshotNeeds(
+        attributes=frozenset(attributes),
+        groups=frozenset(groups.values()),
+        smtp_org=desired.manages_smtp,
+        mailboxes=desired.manages_mailboxes,
+    )

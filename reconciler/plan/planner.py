@@ -8,6 +8,7 @@ case-insensitively; changes name policies the way the file declares them (user c
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,15 +29,22 @@ from reconciler.model import (
     DesiredState,
     FieldChange,
     Guard,
+    MailboxSmtpChange,
+    OrgSmtp,
     Plan,
     PolicyCreate,
     PolicyDelete,
     PolicySpec,
     PolicyUpdate,
+    Rule,
+    SmtpOrgChange,
+    SmtpSetting,
     TenantPolicy,
     TenantSnapshot,
     TenantUser,
     UserChange,
+    basic_smtp,
+    changed_user_ids,
 )
 from reconciler.plan.columns import user_columns
 from reconciler.plan.fingerprint import fingerprint_of, input_digests, user_fields
@@ -46,6 +54,12 @@ from reconciler.render.escape import visible
 ALL_ALLOWED: Allowed = frozenset(PROTOCOL_NAMES)
 UNMATCHED_RULE = "(unmatched)"  # the `rule` of a change made by `assignments.unmatched: clear`
 NAMES_SHOWN = 10  # how many users an error or warning names before "and N more"
+EXPIRY_NOTICE_DAYS = 30  # from this many days before a rule expires, every plan warns
+
+
+def utc_today() -> dt.date:
+    """Today's date in UTC: the date a plan is made for unless a caller pins one."""
+    return dt.datetime.now(dt.UTC).date()
 
 
 def _fold(name: str | None) -> str | None:
@@ -81,6 +95,11 @@ class _Outcome:
     dangling: bool  # the direct policy is a link to a policy the tenant does not list
     unmatched: bool  # no rule matched, and `unmatched: clear`
     holds_doomed: str | None  # the folded policy to delete these users would still hold
+    # (before, after, weakens) of their mailbox's SMTP AUTH setting; None: it does not change
+    mailbox: tuple[SmtpSetting, SmtpSetting, bool] | None = None
+    basic_before: str | None = None  # effective Basic SMTP now (None: mailboxes not read)
+    basic_after: str | None = None
+    no_mailbox: bool = False  # a rule sets smtp_auth for them, but they have no mailbox
 
     @property
     def visit(self) -> bool:
@@ -89,6 +108,8 @@ class _Outcome:
             or self.dangling
             or self.unmatched
             or self.holds_doomed is not None
+            or self.mailbox is not None
+            or self.no_mailbox
         )
 
 
@@ -184,14 +205,18 @@ def _resolve(
     raise PlanError(f"{what} {quoted(name)}, which is neither declared nor in the tenant")
 
 
-def make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
+def make_plan(
+    desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date | None = None
+) -> Plan:
     """Diff the desired state against the tenant: the changes, in execution order.
 
-    Pure: no I/O, no clock. Raises PlanError when the desired state cannot be planned, e.g. a
-    policy to delete that users would still hold after the plan (naming how many and who).
+    `as_of` is the UTC date the plan is made for (rules expire on it); today when omitted,
+    so nobody revives an expired rule by forgetting it. Otherwise pure: no I/O. Raises
+    PlanError when the desired state cannot be planned, e.g. a policy to delete that users
+    would still hold after the plan (naming how many and who).
     """
     with _collector_paused():
-        return _make_plan(desired, snapshot)
+        return _make_plan(desired, snapshot, as_of or utc_today())
 
 
 @contextmanager
@@ -213,7 +238,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
+def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) -> Plan:
     declared = {spec.name.casefold(): spec for spec in desired.policies}
     tenant = _tenant_policies(snapshot)
     creates, updates = _policy_changes(declared, tenant)
@@ -236,7 +261,9 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     default_changes = _fold(default_after) != _fold(default_before)
     default_before_f, default_after_f = _fold(default_before), _fold(default_after)
 
-    rules = desired.assignments.rules
+    all_rules = desired.assignments.rules
+    # From its `expires` date on, a rule matches nobody: its users fall to the later rules.
+    rules = tuple(r for r in all_rules if r.expires is None or r.expires > as_of)
     targets = [
         None
         if rule.policy is None
@@ -247,25 +274,45 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
     rule_names = [rule.name for rule in rules]
     # Every user field the plan reads, in one pass over the users (plan/columns.py).
     columns = user_columns(snapshot.users, user_fields(desired))
-    evaluation = evaluate_rules(rules, UserIndex(snapshot.users, snapshot.groups, columns))
+    index = UserIndex(snapshot.users, snapshot.groups, columns)
+    evaluation = evaluate_rules(rules, index)
     rule_of_user, unmanaged = _leave_out_unmanaged(
         evaluation.rule_of_user, snapshot.users, desired.assignments.recipient_types
     )
     clear_unmatched = desired.assignments.unmatched == "clear"
+    expired_notes = (
+        _expired_rules(all_rules, rules, evaluation, index, as_of)
+        if len(rules) < len(all_rules)
+        else []
+    )
+
+    # SMTP AUTH: the organization's switch before and after, each rule's mailbox setting.
+    mailboxes = snapshot.mailboxes_read
+    org_before: OrgSmtp | None = snapshot.smtp_org
+    org_after: OrgSmtp | None = desired.smtp_auth.organization or org_before
+    smtp_of_rule: list[SmtpSetting | None] = [rule.smtp_auth for rule in rules]
+    reset_unmatched = desired.smtp_auth.unmatched == "organization"
 
     # What happens to a user depends only on (direct policy now, governing rule): work it out
     # once per such pair (a few dozen in a real tenant), count the pairs in C, and visit only
     # the users that change or that a list must name (dangling links, unmatched, holders of
     # a policy to delete).
     users = snapshot.users
-    pairs = list(zip(columns["policy"], rule_of_user, strict=True))
+    smtp_column: list[SmtpSetting | None] = (
+        columns["smtp_auth"] if mailboxes and "smtp_auth" in columns else [None] * len(users)
+    )
+    if mailboxes and "smtp_auth" not in columns:
+        smtp_column = [u.smtp_auth for u in users]
+    pairs = list(zip(columns["policy"], rule_of_user, smtp_column, strict=True))
     pair_counts = Counter(pairs)
-    outcomes: dict[tuple[str | None, int], _Outcome] = {}
+    outcomes: dict[tuple[str | None, int, SmtpSetting | None], _Outcome] = {}
     effective_after_count: dict[str | None, int] = {}
     default_affected = 0
     relying_after = 0
+    org_followers_allowed = 0  # mailboxes that follow the org after the plan, policy allows smtp
+    org_followers = 0
     for pair, count in pair_counts.items():
-        before, rule = pair
+        before, rule, smtp_before = pair
         before_f = _fold(before)
         is_dangling = before_f is not None and before_f not in tenant
         if rule >= 0:
@@ -283,6 +330,39 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
             (effective_before_f != effective_after_f or is_dangling)
             and table.weakens(effective_before_f, effective_after_f)
         )
+        # The mailbox: its SMTP AUTH setting after the plan, and Basic SMTP before and after.
+        wanted: SmtpSetting | None = None
+        if rule >= 0:
+            wanted = smtp_of_rule[rule]
+        if wanted is None and rule != UNMANAGED and reset_unmatched:
+            wanted = "organization"
+        has_mailbox = smtp_before is not None
+        smtp_after = wanted if (wanted is not None and has_mailbox) else smtp_before
+        mailbox_change: tuple[SmtpSetting, SmtpSetting, bool] | None = None
+        basic_before = basic_after = None
+        if mailboxes:
+            basic_before = basic_smtp(
+                "smtp" in table.allowed_before(effective_before_f),
+                smtp_before,
+                org_before,
+                mailbox=has_mailbox,
+            )
+            basic_after = basic_smtp(
+                "smtp" in table.allowed_after(effective_after_f),
+                smtp_after,
+                org_after,
+                mailbox=has_mailbox,
+            )
+            if smtp_before is not None and smtp_after is not None and smtp_after != smtp_before:
+                mailbox_change = (
+                    smtp_before,
+                    smtp_after,
+                    basic_after == "allowed" and basic_before != "allowed",
+                )
+            if smtp_after == "organization":
+                org_followers += count
+                if "smtp" in table.allowed_after(effective_after_f):
+                    org_followers_allowed += count
         outcome = _Outcome(
             change=(
                 ("user_assign" if after is not None else "user_clear", before, after, rule_name)
@@ -293,6 +373,12 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
             dangling=is_dangling,
             unmatched=rule < 0 and rule != UNMANAGED and clear_unmatched,
             holds_doomed=after_f if after_f is not None and after_f in doomed else None,
+            mailbox=mailbox_change,
+            basic_before=basic_before,
+            basic_after=basic_after,
+            no_mailbox=(
+                mailboxes and not has_mailbox and rule >= 0 and smtp_of_rule[rule] is not None
+            ),
         )
         outcomes[pair] = outcome
         if after_f is None:
@@ -305,9 +391,11 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
 
     visit = {pair for pair, outcome in outcomes.items() if outcome.visit}
     user_changes: list[tuple[str, str, UserChange]] = []
+    mailbox_changes: list[tuple[str, str, MailboxSmtpChange]] = []
     holders: dict[str, list[str]] = {}
     dangling: dict[str, list[str]] = {}
     unmatched: list[str] = []
+    no_mailbox: dict[str, list[str]] = {}
     if visit:
         for position in compress(range(len(users)), map(visit.__contains__, pairs)):
             user = users[position]
@@ -318,11 +406,42 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
                 unmatched.append(user.upn)
             if outcome.holds_doomed is not None:
                 holders.setdefault(outcome.holds_doomed, []).append(user.upn)
+            upn, user_id = user.upn, user.id
             if outcome.change is not None:
                 kind, before, after, rule_name = outcome.change
-                upn, user_id = user.upn, user.id
-                change = UserChange(kind, upn, user_id, before, after, rule_name, outcome.weakens)
+                change = UserChange(
+                    kind,
+                    upn,
+                    user_id,
+                    before,
+                    after,
+                    rule_name,
+                    outcome.weakens,
+                    outcome.basic_before,  # type: ignore[arg-type]
+                    outcome.basic_after,  # type: ignore[arg-type]
+                )
                 user_changes.append((upn.casefold(), user_id, change))
+            if outcome.mailbox is not None:
+                smtp_before, smtp_after, mailbox_weakens = outcome.mailbox
+                rule = pairs[position][1]
+                mailbox_changes.append(
+                    (
+                        upn.casefold(),
+                        user_id,
+                        MailboxSmtpChange(
+                            user=upn,
+                            user_id=user_id,
+                            before=smtp_before,
+                            after=smtp_after,
+                            rule=rule_names[rule] if rule >= 0 else UNMATCHED_RULE,
+                            weakens=mailbox_weakens,
+                            basic_smtp_before=outcome.basic_before,  # type: ignore[arg-type]
+                            basic_smtp_after=outcome.basic_after,  # type: ignore[arg-type]
+                        ),
+                    )
+                )
+            if outcome.no_mailbox:
+                no_mailbox.setdefault(rule_names[pairs[position][1]], []).append(upn)
 
     _refuse_held_deletes(doomed_list, tenant, holders, default_after_f)
 
@@ -345,13 +464,27 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
                 weakens=default_after is None or table.weakens(default_before_f, default_after_f),
             )
         )
+    if desired.smtp_auth.organization is not None and org_before != org_after:
+        assert org_after is not None
+        changes.append(
+            SmtpOrgChange(
+                before=org_before,
+                after=org_after,
+                affected_users=org_followers if mailboxes else None,
+                # Without the mailboxes read, turning it on is assumed to open Basic SMTP.
+                weakens=org_after == "enabled"
+                and (org_followers_allowed > 0 if mailboxes else True),
+            )
+        )
+    mailbox_changes.sort(key=itemgetter(0, 1))
+    changes += [change for _, _, change in mailbox_changes]
     user_changes.sort(key=itemgetter(0, 1))
     changes += [change for _, _, change in user_changes]
     changes += [PolicyDelete(policy=tenant[folded].name) for folded in doomed_list]
     # Already built in phase order; the stable sort keeps it true should phases be added.
     changes.sort(key=lambda c: PHASE_ORDER[c.kind])
 
-    inputs = input_digests(desired, snapshot, columns)
+    inputs = input_digests(desired, snapshot, columns, as_of.isoformat())
     return Plan(
         tenant=snapshot.tenant,
         fingerprint=fingerprint_of(snapshot.tenant, inputs),
@@ -368,14 +501,132 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot) -> Plan:
                 effective_after_count.get(None, 0),
                 unmanaged,
             )
+            + _smtp_warnings(desired, snapshot, rules, targets_f, table, default_after, no_mailbox)
+            + expired_notes
+            + _expiring_soon(rules, evaluation.governed_counts, as_of)
         ),
-        guards=tuple(_guards(desired, snapshot, changes, relying_after)),
+        guards=tuple(guards_of(desired, snapshot, changes, relying_after)),
         inputs=inputs,
         default_policy=default_after,
+        as_of=as_of.isoformat(),
+        default_before=default_before,
+        mailboxes_read=mailboxes,
+        relying_after=relying_after,
     )
 
 
-# Every guard `_guards` can raise, by name (what `apply --force=NAME` may name).
+def _owner(rule: Rule) -> str:
+    return visible(rule.owner) if rule.owner else "(no owner)"
+
+
+def _expired_rules(
+    all_rules: Sequence[Rule],
+    live: Sequence[Rule],
+    evaluation: RuleEvaluation,
+    index: UserIndex,
+    as_of: dt.date,
+) -> list[str]:
+    """One warning per expired rule: since when, whose, and where its users go now."""
+    full = evaluate_rules(all_rules, index)
+    live_names = [rule.name for rule in live]
+    notes: list[str] = []
+    for position, rule in enumerate(all_rules):
+        if rule.expires is None or rule.expires > as_of:
+            continue
+        users = [i for i, r in enumerate(full.rule_of_user) if r == position]
+        if not users:
+            notes.append(
+                f"rule {quoted(rule.name)} (owner {_owner(rule)}) expired on "
+                f"{rule.expires.isoformat()} and no longer matches anyone; remove it from "
+                "policies.yaml"
+            )
+            continue
+        now = Counter(evaluation.rule_of_user[i] for i in users)
+        where = ", ".join(
+            f"{plural(count, 'user')} to "
+            + (f"rule {quoted(live_names[r])}" if r >= 0 else "no rule (assignments.unmatched)")
+            for r, count in sorted(now.items(), key=lambda item: (-item[1], item[0]))
+        )
+        upns = sorted((index.users[i].upn for i in users), key=lambda u: (u.casefold(), u))
+        notes.append(
+            f"rule {quoted(rule.name)} (owner {_owner(rule)}) expired on "
+            f"{rule.expires.isoformat()}: it no longer matches, and its "
+            f"{plural(len(users), 'user')} fall to the later rules ({where}): {name_list(upns)}"
+        )
+    return notes
+
+
+def _expiring_soon(rules: Sequence[Rule], governed: Sequence[int], as_of: dt.date) -> list[str]:
+    """Rules that expire within EXPIRY_NOTICE_DAYS, one warning per owner."""
+    by_owner: dict[str, list[str]] = {}
+    for position, rule in enumerate(rules):
+        if rule.expires is None:
+            continue
+        days = (rule.expires - as_of).days
+        if days > EXPIRY_NOTICE_DAYS:
+            continue
+        why = f"; reason: {visible(rule.reason)}" if rule.reason else ""
+        by_owner.setdefault(_owner(rule), []).append(
+            f"rule {quoted(rule.name)} expires on {rule.expires.isoformat()} (in "
+            f"{plural(days, 'day')}; governs {plural(governed[position], 'user')}{why})"
+        )
+    return [
+        f"owner {owner}: {'; '.join(items)}; extend `expires` or let the users fall to the "
+        "later rules"
+        for owner, items in sorted(by_owner.items(), key=lambda item: item[0].casefold())
+    ]
+
+
+def _smtp_warnings(
+    desired: DesiredState,
+    snapshot: TenantSnapshot,
+    rules: Sequence[Rule],
+    targets_f: list[str | None],
+    table: _PolicyTable,
+    default_after: str | None,
+    no_mailbox: dict[str, list[str]],
+) -> list[str]:
+    """SMTP AUTH exceptions that cannot work, recipients the join left out, what is unknown."""
+    warnings: list[str] = []
+    default_f = _fold(default_after)
+    for rule, target_f in zip(rules, targets_f, strict=True):
+        if rule.smtp_auth != "enabled":
+            continue
+        effective = target_f if target_f is not None else default_f
+        if "smtp" not in table.allowed_after(effective):
+            policy = rule.policy if rule.policy is not None else default_after
+            warnings.append(
+                f"rule {quoted(rule.name)} sets smtp_auth: enabled, but its policy "
+                f"{quoted(policy)} blocks Basic smtp: the exception cannot work (SMTP AUTH with "
+                "OAuth only); allow smtp in that policy or assign one that does"
+            )
+    for name in sorted(no_mailbox, key=lambda n: (n.casefold(), n)):
+        upns = sorted(no_mailbox[name], key=lambda u: (u.casefold(), u))
+        warnings.append(
+            f"rule {quoted(name)} sets smtp_auth for {plural(len(upns), 'user')} without a "
+            f"mailbox (no Get-CASMailbox object), left alone: {name_list(upns)}"
+        )
+    if snapshot.mailboxes_without_user:
+        names = list(snapshot.mailboxes_without_user)
+        warnings.append(
+            f"{plural(len(names), 'mailbox')} from Get-CASMailbox match no Get-User object "
+            f"(by ExternalDirectoryObjectId or Guid) and are left alone: {name_list(names)}"
+        )
+    if snapshot.smtp_org_read and snapshot.smtp_org is None:
+        fix = (
+            "this plan sets it (smtp_auth.organization)"
+            if desired.smtp_auth.organization
+            else "declare smtp_auth.organization to set it"
+        )
+        warnings.append(
+            "Get-TransportConfig does not show the organization's SMTP AUTH switch (Microsoft's "
+            "service-side default applies): Basic SMTP of mailboxes that follow the "
+            f"organization is unknown; {fix}"
+        )
+    return warnings
+
+
+# Every guard `guards_of` can raise, by name (what `apply --force=NAME` may name).
 GUARD_NAMES = ("max_user_changes", "max_policy_deletes", "default_cleared")
 UNMANAGED = -2  # the rule index of a user whose recipient type the plan does not manage
 
@@ -426,16 +677,18 @@ def _exceed(count: int) -> str:
     return "exceeds" if count == 1 else "exceed"
 
 
-def _guards(
+def guards_of(
     desired: DesiredState,
     snapshot: TenantSnapshot,
     changes: Sequence[Change],
     relying_after: int,
 ) -> list[Guard]:
-    """Safety guards: the plan is still complete; apply refuses without --force."""
+    """Safety guards of `changes` (a plan's, or the part of it apply will write): the plan is
+    still complete; apply refuses without --force. A user whose policy and mailbox both change
+    counts once in max_user_changes."""
     guards: list[Guard] = []
     safety = desired.safety
-    user_changes = sum(1 for c in changes if c.kind in ("user_assign", "user_clear"))
+    user_changes = len(changed_user_ids(list(changes)))
     if safety.max_user_changes is not None:
         total = len(snapshot.users)
         limit = safety.max_user_changes.resolve(total)

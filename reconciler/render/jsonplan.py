@@ -24,18 +24,33 @@ from typing import Any
 from reconciler.errors import PlanError
 from reconciler.model import (
     PROTOCOL_NAMES,
+    SMTP_SETTINGS,
     Change,
     DefaultChange,
     FieldChange,
     Guard,
+    MailboxSmtpChange,
     Plan,
     PolicyCreate,
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    SmtpOrgChange,
     UserChange,
     switches_of,
 )
+
+_BASIC = ("allowed", "blocked", "unknown")
+
+
+def effective(direct: str | None, default: str | None) -> dict[str, Any]:
+    """A user's effective policy and how it applies: direct, default, or none."""
+    if direct is not None:
+        return {"policy": direct, "via": "direct"}
+    if default is not None:
+        return {"policy": default, "via": "default"}
+    return {"policy": None, "via": "none"}
+
 
 FORMAT_VERSION = 1
 SUMMARY_KINDS: tuple[str, ...] = (
@@ -43,9 +58,12 @@ SUMMARY_KINDS: tuple[str, ...] = (
     "policy_update",
     "policy_delete",
     "default_change",
+    "smtp_org_change",
+    "mailbox_smtp_change",
     "user_assign",
     "user_clear",
 )
+Defaults = tuple[str | None, str | None]  # the organization default before and after the plan
 
 
 def summary_of(changes: tuple[Change, ...]) -> dict[str, int]:
@@ -67,8 +85,9 @@ def _fields_to_dict(fields: tuple[FieldChange, ...]) -> dict[str, dict[str, bool
     return {f.protocol: {"before": f.before, "after": f.after} for f in fields}
 
 
-def change_to_dict(change: Change) -> dict[str, Any]:
-    """One change as DESIGN.md's JSON object (keys in a fixed order)."""
+def change_to_dict(change: Change, defaults: Defaults | None = None) -> dict[str, Any]:
+    """One change as DESIGN.md's JSON object (keys in a fixed order). With `defaults` (the
+    plan's default before and after), a user change also carries its effective policies."""
     data: dict[str, Any] = {"kind": change.kind}
     if isinstance(change, PolicyCreate):
         data |= {"policy": change.policy, "after": switches_of(change.after)}
@@ -90,7 +109,7 @@ def change_to_dict(change: Change) -> dict[str, Any]:
         }
     elif isinstance(change, PolicyDelete):
         data |= {"policy": change.policy}
-    elif isinstance(change, DefaultChange):
+    elif isinstance(change, DefaultChange | SmtpOrgChange):
         data |= {
             "before": change.before,
             "after": change.after,
@@ -104,6 +123,14 @@ def change_to_dict(change: Change) -> dict[str, Any]:
             "after": change.after,
             "rule": change.rule,
         }
+        if isinstance(change, UserChange) and defaults is not None:
+            data["effective_before"] = effective(change.before, defaults[0])
+            data["effective_after"] = effective(change.after, defaults[1])
+        if change.basic_smtp_before is not None:
+            data["basic_smtp"] = {
+                "before": change.basic_smtp_before,
+                "after": change.basic_smtp_after,
+            }
     if change.weakens:
         data["weakens"] = True
     return data
@@ -120,17 +147,34 @@ def _optional_string(value: str | None) -> str:
     return "null" if value is None else _string(value)
 
 
-def _change_json(change: Change) -> str:
+def _effective_json(direct: str | None, default: str | None) -> str:
+    if direct is not None:
+        return f'{{"policy": {_string(direct)}, "via": "direct"}}'
+    if default is not None:
+        return f'{{"policy": {_string(default)}, "via": "default"}}'
+    return '{"policy": null, "via": "none"}'
+
+
+def _change_json(change: Change, defaults: Defaults) -> str:
     """One change as a JSON line; user changes (most of a big plan) by a fast path that
-    writes exactly what `_dumps(change_to_dict(change))` would (a test holds it to that)."""
+    writes exactly what `_dumps(change_to_dict(change, defaults))` would (a test holds it)."""
     if isinstance(change, UserChange):
+        basic = (
+            f', "basic_smtp": {{"before": "{change.basic_smtp_before}", '
+            f'"after": "{change.basic_smtp_after}"}}'
+            if change.basic_smtp_before is not None
+            else ""
+        )
         return (
             f'{{"kind": "{change.kind}", "user": {_string(change.user)}, '
             f'"user_id": {_string(change.user_id)}, "before": {_optional_string(change.before)}, '
-            f'"after": {_optional_string(change.after)}, "rule": {_string(change.rule)}'
+            f'"after": {_optional_string(change.after)}, "rule": {_string(change.rule)}, '
+            f'"effective_before": {_effective_json(change.before, defaults[0])}, '
+            f'"effective_after": {_effective_json(change.after, defaults[1])}'
+            + basic
             + (', "weakens": true}' if change.weakens else "}")
         )
-    return _dumps(change_to_dict(change))
+    return _dumps(change_to_dict(change, defaults))
 
 
 # Characters that are invisible or reorder text (C1 controls, bidi overrides, zero-width,
@@ -158,12 +202,16 @@ def plan_to_json(plan: Plan) -> str:
         f'  "fingerprint": {_dumps(plan.fingerprint)},',
         f'  "inputs": {_dumps(dict(plan.inputs))},',
         f'  "default_policy": {_dumps(plan.default_policy)},',
+        f'  "default_policy_before": {_dumps(plan.default_before)},',
         *([f'  "config_file": {_dumps(plan.config_file)},'] if plan.config_file else []),
+        f'  "as_of": {_dumps(plan.as_of)},',
+        f'  "mailboxes_read": {_dumps(plan.mailboxes_read)},',
         f'  "summary": {_dumps(summary_of(plan.changes))},',
     ]
     if plan.changes:
         lines.append('  "changes": [')
-        body = ["    " + _change_json(c) for c in plan.changes]
+        defaults = (plan.default_before, plan.default_policy)
+        body = ["    " + _change_json(c, defaults) for c in plan.changes]
         lines.append(",\n".join(body))
         lines.append("  ],")
     else:
@@ -290,6 +338,41 @@ class _Reader:
                 affected_users=self.integer(data, "affected_users", where),
                 weakens=weakens,
             )
+        if kind == "smtp_org_change":
+            before = self.optional_text(data, "before", where)
+            after_org = self.text(data, "after", where)
+            if before not in (None, "enabled", "disabled") or after_org not in (
+                "enabled",
+                "disabled",
+            ):
+                raise self.fail(where, "expected before/after 'enabled' or 'disabled'")
+            affected = data.get("affected_users")
+            if affected is not None and (
+                not isinstance(affected, int) or isinstance(affected, bool)
+            ):
+                raise self.fail(f"{where}.affected_users", "expected an integer or null")
+            return SmtpOrgChange(
+                before=before,  # type: ignore[arg-type]  # checked above
+                after=after_org,  # type: ignore[arg-type]
+                affected_users=affected,
+                weakens=weakens,
+            )
+        if kind == "mailbox_smtp_change":
+            before_s = self.text(data, "before", where)
+            after_s = self.text(data, "after", where)
+            if before_s not in SMTP_SETTINGS or after_s not in SMTP_SETTINGS:
+                raise self.fail(where, f"expected before/after among {', '.join(SMTP_SETTINGS)}")
+            basic_before, basic_after = self.basic_smtp(data, where)
+            return MailboxSmtpChange(
+                user=self.text(data, "user", where),
+                user_id=self.text(data, "user_id", where),
+                before=before_s,  # checked above
+                after=after_s,
+                rule=self.text(data, "rule", where),
+                weakens=weakens,
+                basic_smtp_before=basic_before,  # type: ignore[arg-type]
+                basic_smtp_after=basic_after,  # type: ignore[arg-type]
+            )
         if kind in ("user_assign", "user_clear"):
             after = self.optional_text(data, "after", where)
             if (kind == "user_clear") != (after is None):
@@ -302,8 +385,20 @@ class _Reader:
                 after=after,
                 rule=self.text(data, "rule", where),
                 weakens=weakens,
+                basic_smtp_before=self.basic_smtp(data, where)[0],  # type: ignore[arg-type]
+                basic_smtp_after=self.basic_smtp(data, where)[1],  # type: ignore[arg-type]
             )
         raise self.fail(f"{where}.kind", f"unknown change kind {kind!r}")
+
+    def basic_smtp(self, data: Mapping[str, Any], where: str) -> tuple[str | None, str | None]:
+        """A change's `basic_smtp` (absent: mailboxes were not read)."""
+        if "basic_smtp" not in data:
+            return None, None
+        value = self.obj(data["basic_smtp"], f"{where}.basic_smtp")
+        before, after = value.get("before"), value.get("after")
+        if before not in _BASIC or after not in _BASIC:
+            raise self.fail(f"{where}.basic_smtp", f"expected {', '.join(_BASIC)}")
+        return before, after
 
 
 class DuplicateKeyError(ValueError):
@@ -368,6 +463,13 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
     config_file = top.get("config_file")
     if config_file is not None and not isinstance(config_file, str):
         raise reader.fail("config_file", "expected a string")
+    default_before = top.get("default_policy_before", default_policy)
+    if default_before is not None and not isinstance(default_before, str):
+        raise reader.fail("default_policy_before", "expected a string or null")
+    as_of = top.get("as_of")
+    if as_of is not None and not isinstance(as_of, str):
+        raise reader.fail("as_of", "expected a date string")
+    mailboxes_read = reader.boolean(top.get("mailboxes_read", False), "mailboxes_read")
     summary = reader.obj(reader.key(top, "summary", "the document"), "summary")
     if dict(summary) != summary_of(changes):
         raise reader.fail("summary", "the counts do not match the changes (was the file edited?)")
@@ -381,4 +483,7 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
         format_version=FORMAT_VERSION,
         default_policy=default_policy,
         config_file=config_file,
+        as_of=as_of,
+        default_before=default_before,
+        mailboxes_read=mailboxes_read,
     )

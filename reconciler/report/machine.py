@@ -60,6 +60,7 @@ def report_data(report: ExposureReport) -> dict[str, object]:
                 "smtp_auth_enabled": u.smtp_auth_enabled,
                 "smtp_auth_source": u.smtp_auth_source,
                 "smtp_basic_auth_possible": u.smtp_basic_auth_possible,
+                "basic_smtp": u.basic_smtp,
             }
             for u in report.users
         ],

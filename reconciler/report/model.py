@@ -25,9 +25,12 @@ from typing import Literal, TypeAlias
 from reconciler.model import (
     PROTOCOL_BY_NAME,
     PROTOCOL_NAMES,
+    BasicSmtp,
     TenantSnapshot,
     TenantUser,
+    basic_smtp,
     effective_policy,
+    smtp_auth_effective,
 )
 from reconciler.render.escape import mask_upn
 
@@ -54,7 +57,8 @@ class UserRow:
     policy_found: bool  # False: the direct policy names an object that no longer exists
     smtp_auth_enabled: bool  # SMTP AUTH itself, from the mailbox override or the org setting
     smtp_auth_source: SmtpAuthSource
-    smtp_basic_auth_possible: bool
+    smtp_basic_auth_possible: bool  # allowed, or unknown (the report errs towards exposure)
+    basic_smtp: BasicSmtp = "unknown"  # model.basic_smtp: the one definition plans use too
 
     @property
     def policy_allows_smtp(self) -> bool:
@@ -77,7 +81,7 @@ class UserRow:
         if self.smtp_auth_source == "mailbox":
             return f"{layer}; SMTP AUTH enabled on the mailbox (overrides org)"
         if self.smtp_auth_source == "unknown":
-            return f"{layer}; SMTP AUTH setting not read (assumed enabled)"
+            return f"{layer}; SMTP AUTH setting unknown (not read or not shown; assumed enabled)"
         return f"{layer}; SMTP AUTH enabled org-wide"
 
 
@@ -113,8 +117,8 @@ class ExposureReport:
     tenant: str
     default_policy: str | None
     default_policy_found: bool
-    smtp_auth_disabled_org: bool | None  # None: not read
-    smtp_settings_read: bool
+    smtp_auth_disabled_org: bool | None  # None: not read, or not shown by Get-TransportConfig
+    smtp_settings_read: bool  # Get-CASMailbox was read
     users: tuple[UserRow, ...]  # sorted by UPN
     policies: tuple[PolicyRow, ...]  # sorted by name; the "no policy" bucket last when non-empty
 
@@ -160,11 +164,12 @@ class ExposureReport:
 
 def _smtp_auth_for(user: TenantUser, snapshot: TenantSnapshot) -> tuple[bool, SmtpAuthSource]:
     """Is SMTP AUTH enabled for the mailbox (any auth method), and which setting says so."""
-    if user.smtp_client_auth_disabled is not None:
-        return (not user.smtp_client_auth_disabled, "mailbox")
-    if snapshot.smtp_auth_disabled_org is not None:
-        return (not snapshot.smtp_auth_disabled_org, "org")
-    # Not read: assume enabled, so the report errs towards showing exposure.
+    if user.smtp_auth in ("enabled", "disabled"):
+        return (user.smtp_auth == "enabled", "mailbox")
+    effective = smtp_auth_effective("organization", snapshot.smtp_org)
+    if effective is not None:
+        return (effective == "enabled", "org")
+    # Not read or not shown: assume enabled, so the report errs towards showing exposure.
     return (True, "unknown")
 
 
@@ -187,6 +192,14 @@ def build_report(snapshot: TenantSnapshot) -> ExposureReport:
         else:
             allowed = PROTOCOL_NAMES  # nothing blocks
         enabled, source = _smtp_auth_for(user, snapshot)
+        # No mailbox (only knowable once Get-CASMailbox was read): nothing to submit from.
+        has_mailbox = not snapshot.mailboxes_read or user.smtp_auth is not None
+        basic = basic_smtp(
+            "smtp" in allowed,
+            user.smtp_auth or "organization",
+            snapshot.smtp_org,
+            mailbox=has_mailbox,
+        )
         rows.append(
             UserRow(
                 upn=user.upn,
@@ -199,7 +212,8 @@ def build_report(snapshot: TenantSnapshot) -> ExposureReport:
                 policy_found=found,
                 smtp_auth_enabled=enabled,
                 smtp_auth_source=source,
-                smtp_basic_auth_possible=enabled and "smtp" in allowed,
+                smtp_basic_auth_possible=basic != "blocked",
+                basic_smtp=basic,
             )
         )
 
@@ -207,8 +221,10 @@ def build_report(snapshot: TenantSnapshot) -> ExposureReport:
         tenant=snapshot.tenant,
         default_policy=default.name if default is not None else snapshot.default_policy,
         default_policy_found=snapshot.default_policy is None or default is not None,
-        smtp_auth_disabled_org=snapshot.smtp_auth_disabled_org,
-        smtp_settings_read=snapshot.smtp_settings_read,
+        smtp_auth_disabled_org=(
+            None if snapshot.smtp_org is None else snapshot.smtp_org == "disabled"
+        ),
+        smtp_settings_read=snapshot.mailboxes_read,
         users=tuple(rows),
         policies=_policy_rows(snapshot, rows, default.name if default else None),
     )

@@ -35,7 +35,7 @@ def allowed_text(row: PolicyRow) -> str:
 
 def org_smtp_text(report: ExposureReport) -> str:
     if report.smtp_auth_disabled_org is None:
-        return "not read (assumed enabled)"
+        return "unknown: not shown by Get-TransportConfig (assumed enabled)"
     return "disabled" if report.smtp_auth_disabled_org else "enabled"
 
 

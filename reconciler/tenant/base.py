@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from reconciler.model import Allowed, SnapshotNeeds, TenantSnapshot
+from reconciler.model import Allowed, OrgSmtp, SmtpSetting, SnapshotNeeds, TenantSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,12 +18,20 @@ class UserWrite:
     revoke_sessions: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class MailboxWrite:
+    """One Set-CASMailbox: give `user_id`'s mailbox the SMTP AUTH setting `setting`."""
+
+    user_id: str
+    setting: SmtpSetting
+
+
 WriteStatus = Literal["applied", "failed", "not_found"]
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    write: UserWrite
+    write: UserWrite | MailboxWrite
     status: WriteStatus
     message: str = ""  # Exchange's own text when failed
     attempts: int = 1
@@ -63,4 +71,20 @@ class Tenant(Protocol):
 
     def read_users(self, user_ids: Sequence[str]) -> Mapping[str, str | None]:
         """Direct policy of each given user (for verification); missing users are left out."""
+        ...
+
+    def set_smtp_org(self, setting: OrgSmtp) -> None:
+        """Set-TransportConfig -SmtpClientAuthenticationDisabled."""
+        ...
+
+    def read_smtp_org(self) -> OrgSmtp | None:
+        """The organization's SMTP AUTH switch (None: the API does not show it)."""
+        ...
+
+    def set_mailbox_smtp(self, writes: Sequence[MailboxWrite]) -> list[WriteResult]:
+        """Write a group of mailbox SMTP AUTH settings; one result per write."""
+        ...
+
+    def read_mailbox_settings(self, user_ids: Sequence[str]) -> Mapping[str, SmtpSetting]:
+        """SMTP AUTH setting of each given user's mailbox (verification); missing left out."""
         ...

@@ -211,9 +211,14 @@ def test_same_meaning_gives_the_same_canonical_data() -> None:
                     "policy": "A",
                     "match": {"users": ["a@c.com", "x@c.com"], "recipient_type": ["usermailbox"]},
                     "except": None,
+                    "smtp_auth": None,
+                    "owner": None,
+                    "reason": None,
+                    "expires": None,
                 }
             ],
         },
+        "smtp_auth": {"organization": None, "unmatched": "ignore"},
         "safety": {"max_user_changes": "10%", "max_policy_deletes": None},
     }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.model import TenantPolicy, TenantSnapshot, TenantUser
+from reconciler.model import TenantPolicy, TenantSnapshot, TenantUser, smtp_setting_of
 
 ALL = frozenset(
     {
@@ -39,7 +39,7 @@ def user(
         recipient_type=recipient_type,
         policy=policy,
         department=department,
-        smtp_client_auth_disabled=smtp_disabled,
+        smtp_auth=smtp_setting_of(smtp_disabled),
     )
 
 
@@ -67,8 +67,9 @@ def contoso_like(users: int = 60) -> TenantSnapshot:
         default_policy="Block Basic Auth",
         users=tuple(rows),
         groups=groups,
-        smtp_auth_disabled_org=False,
-        smtp_settings_read=True,
+        smtp_org="enabled",
+        smtp_org_read=True,
+        mailboxes_read=True,
     )
 
 

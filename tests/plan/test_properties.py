@@ -246,4 +246,7 @@ def test_the_fast_json_path_writes_what_json_dumps_writes(upn, uid, before, afte
         rule=rule,
         weakens=weakens,
     )
-    assert _change_json(change) == _dumps(change_to_dict(change))
+    defaults = (before, after)  # any two names (or none) stand for the default before/after
+    assert _change_json(change, defaults) == _dumps(change_to_dict(change, defaults))
+    with_smtp = dataclasses.replace(change, basic_smtp_before="blocked", basic_smtp_after="allowed")
+    assert _change_json(with_smtp, defaults) == _dumps(change_to_dict(with_smtp, defaults))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from reconciler.model import (
     DefaultChange,
     FieldChange,
@@ -14,8 +16,15 @@ from reconciler.model import (
     Safety,
     UserChange,
 )
-from reconciler.plan import make_plan
+from reconciler.plan import make_plan as _make_plan
 from tests.plan.scenarios import ALL, contoso, desired, policy, rule, snapshot, spec, user
+
+# Golden files hold the date a plan is made for (and it is in the fingerprint): pinned.
+AS_OF = dt.date(2026, 12, 1)
+
+
+def make_plan(state, tenant):  # type: ignore[no-untyped-def]
+    return _make_plan(state, tenant, AS_OF)
 
 
 def contoso_plan() -> Plan:

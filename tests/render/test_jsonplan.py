@@ -37,6 +37,9 @@ def test_design_shape() -> None:
         "fingerprint",
         "inputs",
         "default_policy",
+        "default_policy_before",
+        "as_of",
+        "mailboxes_read",
         "summary",
         "changes",
         "warnings",
@@ -49,6 +52,8 @@ def test_design_shape() -> None:
         "policy_update": 1,
         "policy_delete": 1,
         "default_change": 1,
+        "smtp_org_change": 0,
+        "mailbox_smtp_change": 0,
         "user_assign": 5,
         "user_clear": 1,
         "total": 10,
@@ -73,11 +78,13 @@ def test_design_shape() -> None:
         "before": "Strict",
         "after": "SMTP relay devices",
         "rule": "devices",
+        "effective_before": {"policy": "Strict", "via": "direct"},
+        "effective_after": {"policy": "SMTP relay devices", "via": "direct"},
         "weakens": True,
     }
     assert "weakens" not in users[0]
     assert delete == {"kind": "policy_delete", "policy": "Legacy 2018 Policy"}
-    assert list(data["inputs"]) == ["config", "policies", "default", "users", "groups"]
+    assert list(data["inputs"]) == ["config", "policies", "default", "users", "groups", "as_of"]
 
 
 def test_replace_round_trips_and_is_counted_apart() -> None:

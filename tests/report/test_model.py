@@ -28,8 +28,9 @@ def snapshot(org_disabled: bool | None = False, default: str | None = "Strict") 
             user("g", "Gone Policy"),  # dangling
             user("h", None, smtp_disabled=False),
         ),
-        smtp_auth_disabled_org=org_disabled,
-        smtp_settings_read=org_disabled is not None,
+        smtp_org=None if org_disabled is None else ("disabled" if org_disabled else "enabled"),
+        smtp_org_read=org_disabled is not None,
+        mailboxes_read=org_disabled is not None,
     )
 
 
@@ -90,7 +91,10 @@ def test_unread_smtp_settings_count_as_enabled() -> None:
     report = build_report(snapshot(org_disabled=None))
     assert _possible(report) == ["userc", "usere", "userg"]
     c = next(u for u in report.users if u.upn.startswith("userc"))
-    assert c.smtp_reason == "policy allows Basic SMTP; SMTP AUTH setting not read (assumed enabled)"
+    assert c.smtp_reason == (
+        "policy allows Basic SMTP; SMTP AUTH setting unknown (not read or not shown; "
+        "assumed enabled)"
+    )
 
 
 def test_policy_rows_count_direct_default_and_exposed_users() -> None:

@@ -45,8 +45,9 @@ def test_every_format_renders_every_scenario_deterministically(fmt: str, scenari
         policies=tuple(reversed(snap.policies)),
         default_policy=snap.default_policy,
         users=tuple(reversed(snap.users)),
-        smtp_auth_disabled_org=snap.smtp_auth_disabled_org,
-        smtp_settings_read=snap.smtp_settings_read,
+        smtp_org=snap.smtp_org,
+        smtp_org_read=snap.smtp_org_read,
+        mailboxes_read=snap.mailboxes_read,
     )
     first = render_report(build_report(snap), fmt)
     assert first == render_report(build_report(reversed_snap), fmt)
@@ -59,8 +60,9 @@ def _many(n: int) -> TenantSnapshot:
         policies=(TenantPolicy("Open", frozenset({"smtp"})),),
         default_policy="Open",
         users=tuple(user(f"{i:03d}", None) for i in range(n)),
-        smtp_auth_disabled_org=False,
-        smtp_settings_read=True,
+        smtp_org="enabled",
+        smtp_org_read=True,
+        mailboxes_read=True,
     )
 
 
@@ -131,6 +133,7 @@ def test_json_holds_every_user_and_the_summary() -> None:
         "recipient_type": "UserMailbox",
         "direct_policy": "SMTP relay devices",
         "effective_policy": "SMTP relay devices",
+        "basic_smtp": "allowed",
         "via": "direct",
         "policy_found": True,
         "allowed": ["smtp"],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import TenantError
-from reconciler.model import PROTOCOLS, TenantPolicy, TenantUser
+from reconciler.model import PROTOCOLS, SmtpSetting, TenantPolicy, TenantUser, smtp_setting_of
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def user_from_json(
     obj: Mapping[str, Any],
     attributes: Iterable[str],
     policies_by_key: Mapping[str, str],
-    smtp_overrides: Mapping[str, bool] | None = None,
+    mailboxes: Mapping[str, SmtpSetting] | None = None,
 ) -> UserRow | None:
     """A Get-User object as a TenantUser; None for an object without ExternalDirectoryObjectId
     (it has no Entra identity, so the planner could not write to it by id)."""
@@ -191,11 +191,11 @@ def user_from_json(
         prop = ATTRIBUTE_PROPERTIES.get(attribute)
         if prop:
             values[attribute] = _interned(_text(obj, prop))
-    smtp = None
-    if smtp_overrides:
-        smtp = smtp_overrides.get(user_id)
+    smtp: SmtpSetting | None = None
+    if mailboxes is not None:  # joined by Entra object id, else by Exchange GUID
+        smtp = mailboxes.get(user_id)
         if smtp is None and guid:
-            smtp = smtp_overrides.get(guid)
+            smtp = mailboxes.get(guid)
     upn = _text(obj, "UserPrincipalName") or ""
     policy = obj.get("AuthenticationPolicy")
     if policy is not None:
@@ -210,20 +210,24 @@ def user_from_json(
         policy=policy,
         display_name=_text(obj, "DisplayName") or "",
         sts_refresh_tokens_valid_from=_text(obj, "StsRefreshTokensValidFrom"),
-        smtp_client_auth_disabled=smtp,
+        smtp_auth=smtp,
         **values,
     )
     return UserRow(user, guid)
 
 
-def smtp_override_of(obj: Mapping[str, Any]) -> tuple[list[str], bool] | None:
-    """Keys (ExternalDirectoryObjectId, Guid) and the override of a Get-CASMailbox object; None
-    when the mailbox follows the organization setting (null)."""
+def mailbox_setting_of(obj: Mapping[str, Any]) -> tuple[list[str], SmtpSetting]:
+    """Keys (ExternalDirectoryObjectId, Guid; lower-case) and the SMTP AUTH setting of a
+    Get-CASMailbox object ($null: follows the organization)."""
     value = _optional_bool(obj.get("SmtpClientAuthenticationDisabled"))
-    if value is None:
-        return None
     keys = [str(obj[k]).lower() for k in ("ExternalDirectoryObjectId", "Guid") if obj.get(k)]
-    return (keys, value) if keys else None
+    return keys, smtp_setting_of(value)
+
+
+def org_smtp_of(obj: Mapping[str, Any]) -> bool | None:
+    """Get-TransportConfig SmtpClientAuthenticationDisabled; None when the object does not
+    show it (a service-side default the API does not expose reads as unknown, not as on)."""
+    return _optional_bool(obj.get("SmtpClientAuthenticationDisabled"))
 
 
 # --------------------------------------------------------------------------- groups

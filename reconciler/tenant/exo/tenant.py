@@ -28,8 +28,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import TenantError, TenantNotFoundError
-from reconciler.model import PROTOCOL_BY_NAME, PROTOCOLS, Allowed, SnapshotNeeds, TenantSnapshot
-from reconciler.tenant.base import ProgressCallback, UserWrite, WriteResult, WriteStatus
+from reconciler.model import (
+    PROTOCOL_BY_NAME,
+    PROTOCOLS,
+    Allowed,
+    OrgSmtp,
+    SmtpSetting,
+    SnapshotNeeds,
+    TenantSnapshot,
+    smtp_disabled_value,
+)
+from reconciler.tenant.base import (
+    MailboxWrite,
+    ProgressCallback,
+    UserWrite,
+    WriteResult,
+    WriteStatus,
+)
 from reconciler.tenant.exo.client import AdminApiClient, BatchItem, BatchOutcome
 from reconciler.tenant.exo.errors import (
     ExoAlreadyExistsError,
@@ -51,10 +66,11 @@ from reconciler.tenant.exo.snapshot import (
     GroupRef,
     expand_group,
     is_group_type,
+    mailbox_setting_of,
+    org_smtp_of,
     policy_from_json,
     policy_keys,
     policy_name_from_reference,
-    smtp_override_of,
     user_from_json,
     user_select,
 )
@@ -212,15 +228,23 @@ class ExoTenant:
         default = policy_name_from_reference(
             org.get("DefaultAuthenticationPolicy"), policies_by_key
         )
-        smtp_org: bool | None = None
-        smtp_overrides: dict[str, bool] | None = None
-        if needs.smtp_settings:
-            smtp_org, smtp_overrides = self._read_smtp_settings()
-        users = (
-            self._read_users(needs, policies_by_key, smtp_overrides, progress)
-            if needs.users
-            else ()
-        )
+        smtp_org: OrgSmtp | None = None
+        if needs.smtp_org or needs.mailboxes:
+            smtp_org = self.read_smtp_org()
+        mailboxes: dict[str, SmtpSetting] | None = None
+        mailbox_names: dict[str, str] = {}
+        if needs.mailboxes and needs.users:
+            mailboxes, mailbox_names = self._read_mailboxes()
+        users = self._read_users(needs, policies_by_key, mailboxes, progress) if needs.users else ()
+        without_user: tuple[str, ...] = ()
+        if mailbox_names:
+            joined = {u.id for u in users} | set(self._exchange_guids.values())
+            without_user = tuple(
+                sorted(
+                    (name for key, name in mailbox_names.items() if key not in joined),
+                    key=str.casefold,
+                )
+            )
         groups: dict[str, frozenset[str]] = {}
         if needs.groups:
             groups = self._read_groups(needs.groups)
@@ -230,15 +254,17 @@ class ExoTenant:
             default_policy=default,
             users=users,
             groups=groups,
-            smtp_auth_disabled_org=smtp_org,
-            smtp_settings_read=needs.smtp_settings,
+            smtp_org=smtp_org,
+            smtp_org_read=needs.smtp_org or needs.mailboxes,
+            mailboxes_read=mailboxes is not None,
+            mailboxes_without_user=without_user,
         )
 
     def _read_users(
         self,
         needs: SnapshotNeeds,
         policies_by_key: Mapping[str, str],
-        smtp_overrides: Mapping[str, bool] | None,
+        mailboxes: Mapping[str, SmtpSetting] | None,
         progress: ProgressCallback | None,
     ) -> tuple[Any, ...]:
         select = user_select(needs.attributes)
@@ -253,7 +279,7 @@ class ExoTenant:
                     "Get-User", {"ResultSize": "Unlimited"}, select=select
                 ):
                     for obj in page:
-                        row = user_from_json(obj, attributes, policies_by_key, smtp_overrides)
+                        row = user_from_json(obj, attributes, policies_by_key, mailboxes)
                         if row is None:
                             skipped += 1
                             continue
@@ -286,21 +312,30 @@ class ExoTenant:
             return tuple(users)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _read_smtp_settings(self) -> tuple[bool | None, dict[str, bool]]:
+    def read_smtp_org(self) -> OrgSmtp | None:
+        """Get-TransportConfig's SMTP AUTH switch; None when the API does not show it."""
         rows = self.client.invoke(
-            "Get-TransportConfig", {}, select=["SmtpClientAuthenticationDisabled"]
+            "Get-TransportConfig", {}, select=["Identity", "SmtpClientAuthenticationDisabled"]
         )
-        org_value = rows[0].get("SmtpClientAuthenticationDisabled") if rows else None
-        overrides: dict[str, bool] = {}
+        value = org_smtp_of(rows[0]) if rows else None
+        return None if value is None else ("disabled" if value else "enabled")
+
+    def _read_mailboxes(self) -> tuple[dict[str, SmtpSetting], dict[str, str]]:
+        """Every CAS mailbox's SMTP AUTH setting by Entra object id and by Exchange GUID (the
+        join keys to Get-User), and each mailbox's name by its first key (to name mailboxes
+        no user matches). `invoke` restarts on a refused cursor and drops repeated rows."""
+        settings: dict[str, SmtpSetting] = {}
+        names: dict[str, str] = {}
         for obj in self.client.invoke(
             "Get-CASMailbox", {"ResultSize": "Unlimited"}, select=CAS_SELECT
         ):
-            found = smtp_override_of(obj)
-            if found is not None:
-                keys, value = found
-                for key in keys:
-                    overrides[key] = value
-        return (None if org_value is None else bool(org_value)), overrides
+            keys, setting = mailbox_setting_of(obj)
+            if not keys:
+                continue
+            for key in keys:
+                settings[key] = setting
+            names[keys[0]] = str(obj.get("Name") or keys[0])
+        return settings, names
 
     def _read_groups(self, names: frozenset[str]) -> dict[str, frozenset[str]]:
         members_cache: dict[str, list[dict[str, Any]]] = {}
@@ -364,41 +399,63 @@ class ExoTenant:
         return {uid: policy for uid, (exists, policy) in found.items() if exists}
 
     def _direct_policies(self, user_ids: list[str]) -> dict[str, tuple[bool, str | None]]:
-        """user id -> (exists, direct policy name). Reads go 10 per $batch when batching; for
-        many users one paged read of everybody is cheaper (1 request per 1000 users)."""
-        result: dict[str, tuple[bool, str | None]] = {}
-        select = ["ExternalDirectoryObjectId", "Guid", "AuthenticationPolicy"]
+        """user id -> (exists, direct policy name)."""
+        return self._current(
+            user_ids,
+            "Get-User",
+            ["ExternalDirectoryObjectId", "Guid", "AuthenticationPolicy"],
+            lambda row: self._policy_name(row.get("AuthenticationPolicy")),
+        )
+
+    def read_mailbox_settings(self, user_ids: Sequence[str]) -> Mapping[str, SmtpSetting]:
+        """SMTP AUTH setting of each given user's mailbox (verification); missing ones left out."""
+        found = self._mailbox_settings(list(user_ids))
+        return {uid: value for uid, (exists, value) in found.items() if exists and value}
+
+    def _mailbox_settings(self, user_ids: list[str]) -> dict[str, tuple[bool, Any]]:
+        """user id -> (the mailbox exists, its SMTP AUTH setting)."""
+        return self._current(
+            user_ids,
+            "Get-CASMailbox",
+            list(CAS_SELECT),
+            lambda row: mailbox_setting_of(row)[1],
+        )
+
+    def _current(
+        self,
+        user_ids: list[str],
+        cmdlet: str,
+        select: list[str],
+        value_of: Callable[[Mapping[str, Any]], Any],
+    ) -> dict[str, tuple[bool, Any]]:
+        """user id -> (exists, value) read with a Get- cmdlet by identity. Reads go 10 per
+        $batch when batching; for many users one paged read of everybody is cheaper (1 request
+        per 1000 users)."""
+        result: dict[str, tuple[bool, Any]] = {}
         if len(user_ids) > FULL_READ_THRESHOLD:
             wanted = {uid.lower(): uid for uid in user_ids}
-            for row in self.client.invoke("Get-User", {"ResultSize": "Unlimited"}, select=select):
+            for row in self.client.invoke(cmdlet, {"ResultSize": "Unlimited"}, select=select):
                 uid = wanted.get(str(row.get("ExternalDirectoryObjectId") or "").lower())
                 if uid is not None:
-                    result[uid] = (True, self._policy_name(row.get("AuthenticationPolicy")))
+                    result[uid] = (True, value_of(row))
             for uid in user_ids:
                 result.setdefault(uid, (False, None))
             return result
         known: list[tuple[str, str]] = []
         for uid in user_ids:
-            guid = self._exchange_guids.get(uid.lower())
+            guid = self._guid_for(uid)
             if guid:
                 known.append((uid, guid))
             else:
-                found = self._lookup_user(uid)
-                result[uid] = (
-                    found is not None,
-                    self._policy_name(found.get("AuthenticationPolicy")) if found else None,
-                )
+                result[uid] = (False, None)
         step = 10 if self.use_batch else 1
         for start in range(0, len(known), step):
             chunk = known[start : start + step]
+            items = [BatchItem(cmdlet, {"Identity": g}, select) for _, g in chunk]
             if self.use_batch:
-                outcomes = self.client.batch(
-                    [BatchItem("Get-User", {"Identity": g}, select) for _, g in chunk]
-                )
+                outcomes = self.client.batch(items)
             else:
-                outcomes = [
-                    self._single(BatchItem("Get-User", {"Identity": g}, select)) for _, g in chunk
-                ]
+                outcomes = [self._single(item) for item in items]
             for (uid, guid), outcome in zip(chunk, outcomes, strict=True):
                 if outcome.ok:
                     rows = outcome.value or []
@@ -406,19 +463,14 @@ class ExoTenant:
                     rows = []
                 else:
                     # Retry this one alone (the client retries it properly), or raise.
-                    rows = self.client.invoke("Get-User", {"Identity": guid}, select=select)
-                result[uid] = self._user_row_state(rows, uid, guid)
+                    rows = self.client.invoke(cmdlet, {"Identity": guid}, select=select)
+                # -Identity <missing> may return every object (round2-facts.md §3): only a
+                # single row that is the one asked for counts.
+                if len(rows) == 1 and _is_user(rows[0], uid, guid):
+                    result[uid] = (True, value_of(rows[0]))
+                else:
+                    result[uid] = (False, None)
         return result
-
-    def _user_row_state(
-        self, rows: Sequence[Mapping[str, Any]], user_id: str, guid: str
-    ) -> tuple[bool, str | None]:
-        """(exists, direct policy) from a Get-User -Identity answer. Get-User -Identity
-        <missing> may return every user (round2-facts.md §3): only a single row that is the
-        user asked for counts; several rows, or a foreign one, mean "not found"."""
-        if len(rows) != 1 or not _is_user(rows[0], user_id, guid):
-            return (False, None)
-        return (True, self._policy_name(rows[0].get("AuthenticationPolicy")))
 
     def _single(self, item: BatchItem) -> BatchOutcome:
         """One call outside $batch, its failure as an outcome (permission problems raise)."""
@@ -575,16 +627,61 @@ class ExoTenant:
             took_effect,
         )
 
+    def set_smtp_org(self, setting: OrgSmtp) -> None:
+        """Set-TransportConfig -SmtpClientAuthenticationDisabled ($true: disabled)."""
+
+        def took_effect() -> bool:
+            return self.read_smtp_org() == setting
+
+        self._write(
+            "Set-TransportConfig",
+            {"SmtpClientAuthenticationDisabled": setting == "disabled", "Confirm": False},
+            took_effect,
+        )
+
     # ------------------------------------------------------------------ user writes
 
     def set_user_policies(self, writes: Sequence[UserWrite]) -> list[WriteResult]:
-        """Write user assignments; one result per write, in order.
+        """Write user assignments (Set-User); one result per write, in order.
 
         Up to 10 go in one $batch (unless batching is off). Members answered with throttling
         are sent again after Retry-After, up to the retry policy's throttle budget and deadline;
         members that failed transiently or ambiguously (checked by re-reading first) up to
         `max_write_rounds` sends. See the module docstring for the throttling contract.
         """
+        stamp = sts_timestamp()
+        return self._write_recipients(
+            writes,
+            "Set-User",
+            lambda write, guid: _set_user_parameters(write, guid, stamp),  # type: ignore[arg-type]
+            self._direct_policies,
+            lambda current, write: _same_name(current, write.policy),  # type: ignore[union-attr]
+        )
+
+    def set_mailbox_smtp(self, writes: Sequence[MailboxWrite]) -> list[WriteResult]:
+        """Write mailboxes' SMTP AUTH settings (Set-CASMailbox), exactly as set_user_policies
+        writes policies: batched, retried, ambiguous sends checked by reading back."""
+        return self._write_recipients(
+            writes,
+            "Set-CASMailbox",
+            lambda write, guid: {
+                "Identity": guid,
+                "SmtpClientAuthenticationDisabled": smtp_disabled_value(write.setting),  # type: ignore[union-attr]
+                "Confirm": False,
+            },
+            self._mailbox_settings,
+            lambda current, write: current == write.setting,  # type: ignore[union-attr]
+        )
+
+    def _write_recipients(
+        self,
+        writes: Sequence[UserWrite | MailboxWrite],
+        cmdlet: str,
+        parameters: Callable[[UserWrite | MailboxWrite, str], dict[str, Any]],
+        current: Callable[[list[str]], dict[str, tuple[bool, Any]]],
+        holds: Callable[[Any, UserWrite | MailboxWrite], bool],
+    ) -> list[WriteResult]:
+        """The one write loop for per-recipient cmdlets (see set_user_policies)."""
         results: list[WriteResult | None] = [None] * len(writes)
         sends = [0] * len(writes)
         throttled_rounds = [0] * len(writes)
@@ -602,11 +699,12 @@ class ExoTenant:
                 pending.append(index)
         policy = self.client.retry
         started = policy.clock()
-        stamp = sts_timestamp()
         round_number = 0
         while pending:
             round_number += 1
-            outcomes = self._send_user_writes([(i, writes[i], guids[i]) for i in pending], stamp)
+            outcomes = self._send_writes(
+                [BatchItem(cmdlet, parameters(writes[i], guids[i])) for i in pending]
+            )
             retry_next: list[int] = []
             ambiguous: list[int] = []
             missing: list[int] = []
@@ -635,7 +733,7 @@ class ExoTenant:
                 else:
                     results[index] = WriteResult(writes[index], "failed", str(error), sends[index])
             if missing:
-                state = self._direct_policies([writes[i].user_id for i in missing])
+                state = current([writes[i].user_id for i in missing])
                 for index in missing:
                     exists, _ = state.get(writes[index].user_id, (False, None))
                     status: WriteStatus = "failed" if exists else "not_found"
@@ -643,14 +741,14 @@ class ExoTenant:
                         writes[index], status, str(last_error[index]), sends[index]
                     )
             if ambiguous:
-                state = self._direct_policies([writes[i].user_id for i in ambiguous])
+                state = current([writes[i].user_id for i in ambiguous])
                 for index in ambiguous:
-                    exists, current = state.get(writes[index].user_id, (False, None))
+                    exists, now = state.get(writes[index].user_id, (False, None))
                     if not exists:
                         results[index] = WriteResult(
                             writes[index], "not_found", "the user no longer exists", sends[index]
                         )
-                    elif _same_name(current, writes[index].policy):
+                    elif holds(now, writes[index]):
                         results[index] = WriteResult(writes[index], "applied", "", sends[index])
                     else:
                         retry_next.append(index)
@@ -676,23 +774,18 @@ class ExoTenant:
             if len(throttled) == len(writes):  # nothing of the group was applied
                 waits = [e.retry_after for e in throttled if e.retry_after is not None]
                 raise ExoThrottledError(
-                    f"Exchange kept throttling Set-User for {len(writes)} user(s); nothing of "
+                    f"Exchange kept throttling {cmdlet} for {len(writes)} user(s); nothing of "
                     "this group was applied",
                     retry_after=max(waits) if waits else None,
                     status=429,
-                    cmdlet="Set-User",
+                    cmdlet=cmdlet,
                 )
             for index in leftovers:
                 text = str(last_error.get(index) or "no answer")
                 results[index] = WriteResult(writes[index], "failed", text, sends[index])
         return [r for r in results if r is not None]
 
-    def _send_user_writes(
-        self, items: list[tuple[int, UserWrite, str]], stamp: str
-    ) -> list[BatchOutcome]:
-        batch_items = [
-            BatchItem("Set-User", _set_user_parameters(w, g, stamp)) for _, w, g in items
-        ]
+    def _send_writes(self, batch_items: list[BatchItem]) -> list[BatchOutcome]:
         if not self.use_batch:
             return [self._single(item) for item in batch_items]
         outcomes: list[BatchOutcome] = []

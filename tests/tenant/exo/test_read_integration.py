@@ -20,7 +20,8 @@ def test_snapshot_contents(emu: Emulator) -> None:
     needs = SnapshotNeeds(
         attributes=frozenset({"department", "country"}),
         groups=frozenset({"SMTP Exceptions", "Finance Team"}),
-        smtp_settings=True,
+        smtp_org=True,
+        mailboxes=True,
     )
     snapshot = tenant.read_snapshot(needs)
     state = emu.dump_state()
@@ -48,9 +49,9 @@ def test_snapshot_contents(emu: Emulator) -> None:
         u.department is not None for u in snapshot.users if u.recipient_type == "UserMailbox"
     )
     assert all(u.title is None for u in snapshot.users)  # not asked for, not read
-    assert snapshot.smtp_settings_read and snapshot.smtp_auth_disabled_org is True
+    assert snapshot.mailboxes_read and snapshot.smtp_org == "disabled"
     scanners = [u for u in snapshot.users if u.upn.startswith("scanner-")]
-    assert scanners and all(u.smtp_client_auth_disabled is False for u in scanners)
+    assert scanners and all(u.smtp_auth == "enabled" for u in scanners)
     assert set(snapshot.groups) == {"smtp exceptions", "finance team"}
     assert snapshot.groups["smtp exceptions"]  # nested "Line-of-business apps" expanded
     assert snapshot.groups["finance team"]  # the Finance Team <-> Finance Approvers cycle ends

@@ -10,8 +10,9 @@ from reconciler.errors import TenantError
 from reconciler.tenant.exo.snapshot import (
     GroupRef,
     expand_group,
+    mailbox_setting_of,
+    org_smtp_of,
     policy_from_json,
-    smtp_override_of,
     user_from_json,
     user_select,
 )
@@ -54,7 +55,10 @@ def test_user_conversion() -> None:
         "AuthenticationPolicy@odata.type": "#String",
     }
     row = user_from_json(
-        obj, ("country", "department"), {"cn=block,cn=auth policies": "Block"}, {"aaaa-1": False}
+        obj,
+        ("country", "department"),
+        {"cn=block,cn=auth policies": "Block"},
+        {"aaaa-1": "enabled"},
     )
     assert row is not None
     assert row.exchange_guid == "guid-1"
@@ -65,19 +69,30 @@ def test_user_conversion() -> None:
         "ann",
         "Block",
     )
-    assert (user.country, user.department, user.smtp_client_auth_disabled) == (
-        "France",
-        None,
-        False,
-    )
+    assert (user.country, user.department, user.smtp_auth) == ("France", None, "enabled")
+    # Mailboxes read but none for this user: no mailbox (None), not "organization".
+    other = user_from_json(obj, (), {}, {"someone-else": "disabled"})
+    assert other is not None and other.user.smtp_auth is None
     assert user_from_json({"Name": "no-entra-id"}, (), {}) is None
 
 
-def test_smtp_override() -> None:
-    assert smtp_override_of({"Guid": "G", "SmtpClientAuthenticationDisabled": None}) is None
-    assert smtp_override_of(
+def test_mailbox_setting() -> None:
+    assert mailbox_setting_of({"Guid": "G", "SmtpClientAuthenticationDisabled": None}) == (
+        ["g"],
+        "organization",
+    )
+    assert mailbox_setting_of(
         {"Guid": "G", "ExternalDirectoryObjectId": "E", "SmtpClientAuthenticationDisabled": True}
-    ) == (["e", "g"], True)
+    ) == (["e", "g"], "disabled")
+    assert mailbox_setting_of({"Guid": "G", "SmtpClientAuthenticationDisabled": False})[1] == (
+        "enabled"
+    )
+
+
+def test_org_smtp_missing_is_unknown_not_enabled() -> None:
+    assert org_smtp_of({"Identity": "Transport Settings"}) is None
+    assert org_smtp_of({"SmtpClientAuthenticationDisabled": None}) is None
+    assert org_smtp_of({"SmtpClientAuthenticationDisabled": True}) is True
 
 
 def test_nested_groups_with_a_cycle() -> None:
