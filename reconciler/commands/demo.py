@@ -42,7 +42,11 @@ CONNECTION_VARIABLES = (
     "AUTHPOLICY_ENDPOINT",
     "AUTHPOLICY_CA_BUNDLE",
     "AUTHPOLICY_TRUSTED_HOSTS",
+    "AUTHPOLICY_TODAY",
 )
+# The date the demo's plans are made for (AUTHPOLICY_TODAY, honoured against the emulator
+# only): its expiring exception is always two weeks away, whatever today is.
+DEMO_DATE = "2026-12-27"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +105,9 @@ def describe_drift() -> list[str]:
     from reconciler.model import SnapshotNeeds
     from reconciler.tenant.connect import open_tenant
 
-    snapshot = open_tenant(build_parser().parse_args(["report"])).read_snapshot(SnapshotNeeds())
+    snapshot = open_tenant(build_parser().parse_args(["report"])).read_snapshot(
+        SnapshotNeeds(smtp_org=True, mailboxes=True)
+    )
     default = snapshot.policy(snapshot.default_policy)
     held = {u.policy.casefold() for u in snapshot.users if u.policy is not None}
     facts: list[str] = []
@@ -120,6 +126,14 @@ def describe_drift() -> list[str]:
     without = sum(1 for u in snapshot.users if u.policy is None)
     if without:
         facts.append(f"{without:,} users have no direct policy of their own")
+    if snapshot.smtp_org is None:
+        facts.append(
+            "the org-wide SMTP AUTH switch shows no value: Microsoft's default-off decides,\n"
+            "    and nobody can read from the API what it is"
+        )
+    enabled = sum(1 for u in snapshot.users if u.smtp_auth == "enabled")
+    if enabled:
+        facts.append(f"{enabled:,} mailboxes have SMTP AUTH turned on by hand (Set-CASMailbox)")
     facts.append("and a few accounts hold the wrong policy: the plan names them")
     return facts
 
@@ -152,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
             emulator.start()
         except OSError as exc:  # e.g. no loopback, no free port, unwritable temp dir
             raise AuthPolicyError(f"cannot start the emulated tenant: {exc}") from None
-        with emulator as emu, connected_to(emu.connection_env(app="writer")):
+        env = {**emulator.connection_env(app="writer"), "AUTHPOLICY_TODAY": DEMO_DATE}
+        with emulator as emu, connected_to(env):
             _say(f"It listens on {emu.endpoint} with its own CA; authpolicy reaches it over HTTPS")
             _say("exactly as it reaches Exchange Online (AUTHPOLICY_ENDPOINT, AZURE_* variables).")
             _say()

@@ -389,6 +389,15 @@ class CmdletEngine:
         _annotate(out, ("Guid",), ("WhenCreated", "WhenChanged"))
         return out
 
+    def org_smtp_shown(self) -> bool | None:
+        """The org SMTP AUTH switch as Get-TransportConfig shows it: the admin's value, or
+        for a tenant where none was ever set, Microsoft's default-off as `smtp_default_off`
+        says it appears (hidden: no value; org_flag: $true)."""
+        value = self.state.transport.get("SmtpClientAuthenticationDisabled")
+        if value is None and self.settings.smtp_default_off == "org_flag":
+            return True
+        return None if value is None else bool(value)
+
     def transport_object(self) -> dict[str, Any]:
         """Get-TransportConfig's single object."""
         transport = self.state.transport
@@ -397,7 +406,7 @@ class CmdletEngine:
             "Id": "Transport Settings",
             "Name": "Transport Settings",
             "Guid": transport["Guid"],
-            "SmtpClientAuthenticationDisabled": transport["SmtpClientAuthenticationDisabled"],
+            "SmtpClientAuthenticationDisabled": self.org_smtp_shown(),
             "MaxSendSize": "35 MB (36,700,160 bytes)",
             "MaxReceiveSize": "36 MB (37,748,736 bytes)",
             "IsValid": True,

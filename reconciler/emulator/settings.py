@@ -20,6 +20,7 @@ NEXT_LINK_STYLES = ("echo", "guid", "domain", "backend_host")
 BATCH_MEMBER_AUTH_CHOICES = ("required", "ignored")
 POLICY_REFERENCE_FORMATS = ("name", "dn", "guid", "object", "rotate")
 CURSOR_AFFINITY_CHOICES = ("lenient", "strict")
+SMTP_DEFAULT_OFF_CHOICES = ("hidden", "org_flag")
 CLOUDS = ("commercial", "gcc-high", "dod", "china")
 # The Exchange resource (token audience) of each cloud; the emulator accepts only its own cloud's.
 CLOUD_AUDIENCES = {
@@ -104,6 +105,11 @@ class EmulatorSettings:
     policy_reference_format: str = "rotate"
     # strict: a nextLink works once, and only with the X-AnchorMailbox of the first page.
     cursor_affinity: str = "strict"
+    # How Microsoft's end-of-2026 Basic SMTP AUTH default-off shows in a tenant whose admin never
+    # set Set-TransportConfig -SmtpClientAuthenticationDisabled (round2-facts.md §1, unverified):
+    # hidden (a service-side switch: Get-TransportConfig shows no value) | org_flag (Microsoft
+    # flipped the org switch: it reads $true). A value an admin set always shows as set.
+    smtp_default_off: str = "hidden"
     # The tenant has an Entra ID P1/P2 licence: Graph serves the sign-in log (else 403
     # Authentication_RequestFromNonPremiumTenantOrB2CTenant, round2-facts.md §2).
     graph_premium_licence: bool = True
@@ -154,6 +160,7 @@ class EmulatorSettings:
             ("batch_member_auth", self.batch_member_auth, BATCH_MEMBER_AUTH_CHOICES),
             ("policy_reference_format", self.policy_reference_format, POLICY_REFERENCE_FORMATS),
             ("cursor_affinity", self.cursor_affinity, CURSOR_AFFINITY_CHOICES),
+            ("smtp_default_off", self.smtp_default_off, SMTP_DEFAULT_OFF_CHOICES),
             ("cloud", self.cloud, CLOUDS),
         ):
             if value not in choices:

@@ -13,9 +13,10 @@ The story:
   users hold "SMTP relay devices" (drift);
 * groups: "SMTP Exceptions" with the nested group "Line-of-business apps", department lists,
   two Microsoft 365 groups, and a membership cycle ("Finance Team" <-> "Finance Approvers");
-* transport config SmtpClientAuthenticationDisabled = True (the secure default of tenants created
-  since 2020); scanners re-enable it per mailbox (CASMailbox False); a few mailboxes disable it
-  explicitly (True); everybody else follows the org (None).
+* transport config SmtpClientAuthenticationDisabled never set by the admin (None): Microsoft's
+  end-of-2026 default-off applies, shown as the `smtp_default_off` setting says; scanners
+  re-enable it per mailbox (CASMailbox False), and so do the few ordinary users on the relay
+  policy (drift); a few mailboxes disable it explicitly (True); everybody else follows the org.
 """
 
 from __future__ import annotations
@@ -239,7 +240,8 @@ def generate_tenant(
         "WhenCreated": _date(0),
         "WhenChanged": _date(60 * 24 * 500),
     }
-    transport = {"SmtpClientAuthenticationDisabled": True, "Guid": _guid(rng)}
+    # Never set by the admin: Microsoft's default applies (smtp_default_off says how it shows).
+    transport = {"SmtpClientAuthenticationDisabled": None, "Guid": _guid(rng)}
     return {
         "format": STATE_FORMAT,
         "tenant": {"id": tenant_id, "domain": tenant_domain, "display_name": "Contoso"},
@@ -477,6 +479,7 @@ def _users(
     ]
     for user in rng.sample(candidates, min(3, len(candidates))):
         user["_policy"] = devices
+        user["_smtp_disabled"] = False  # and SMTP AUTH enabled on their mailbox, by hand
     return records
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import logging
 import os
 import re
@@ -18,7 +19,7 @@ from reconciler.desired import load_desired_state
 from reconciler.errors import AuthPolicyError
 from reconciler.model import DesiredState, Plan, TenantSnapshot
 from reconciler.plan.needs import snapshot_needs
-from reconciler.plan.planner import make_plan
+from reconciler.plan.planner import make_plan, utc_today
 from reconciler.tenant.base import ProgressCallback, Tenant
 from reconciler.tenant.connect import add_connection_arguments, open_tenant
 
@@ -48,6 +49,36 @@ def add_plan_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 DEFAULT_CONFIG = "policies.yaml"
+# Pins the date plans are made for (YYYY-MM-DD), for tests and the demo only: it is honoured
+# only against an endpoint on this machine (the emulator). Against Exchange Online every verb,
+# apply included, plans for today's UTC date, so a pinned date can revive nothing there.
+TODAY_VARIABLE = "AUTHPOLICY_TODAY"
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def plan_date(verb: str, environ: Mapping[str, str] = os.environ) -> dt.date:
+    """The UTC date a plan is made for: today, or AUTHPOLICY_TODAY against the emulator."""
+    pinned = environ.get(TODAY_VARIABLE, "").strip()
+    if not pinned:
+        return utc_today()
+    from urllib.parse import urlsplit
+
+    host = urlsplit(environ.get("AUTHPOLICY_ENDPOINT", "")).hostname or ""
+    if host.casefold() not in _LOCAL_HOSTS:
+        log.warning(
+            "%s is ignored: it pins the date only against the local emulator (tests, the "
+            "demo); %s plans for today's UTC date",
+            TODAY_VARIABLE,
+            verb,
+        )
+        return utc_today()
+    try:
+        return dt.date.fromisoformat(pinned)
+    except ValueError:
+        raise AuthPolicyError(
+            f"{TODAY_VARIABLE}={pinned!r} is not a date; write YYYY-MM-DD (it is for tests "
+            "and the demo) or unset it"
+        ) from None
 
 
 def tenant_warning(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> str | None:
@@ -119,10 +150,13 @@ def plan_from_args(
     # A file for another tenant is refused by every verb that plans, not only apply: a plan
     # or a drift check against the wrong tenant would report nonsense as if it were true.
     check_tenant_guard(desired, tenant, snapshot, verb)
-    return PlanRun(desired, tenant, snapshot, plan_for(desired, tenant, snapshot))
+    as_of = plan_date(verb, environ)
+    return PlanRun(desired, tenant, snapshot, plan_for(desired, tenant, snapshot, as_of))
 
 
-def plan_for(desired: DesiredState, tenant: Any, snapshot: TenantSnapshot) -> Plan:
+def plan_for(
+    desired: DesiredState, tenant: Any, snapshot: TenantSnapshot, as_of: dt.date | None = None
+) -> Plan:
     """make_plan, plus what only the pipeline knows: the config file it read. (Which tenant:
     `check_tenant_guard` has refused another one before this runs.)"""
-    return dataclasses.replace(make_plan(desired, snapshot), config_file=desired.source)
+    return dataclasses.replace(make_plan(desired, snapshot, as_of), config_file=desired.source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.render.escape import quoted, visible
-from reconciler.render.view import PlanView, PolicyRow, UserGroup
+from reconciler.render.view import MailboxGroup, PlanView, PolicyRow, UserGroup
 
 WEAKENS = "[weakens security]"
 ARROW = "→"
@@ -67,17 +67,41 @@ def _user_group_lines(group: UserGroup, show_users: int | None) -> list[Line]:
     unchanged = "; effective policy unchanged" if group.effective_unchanged else ""
     head = (
         f"{_users(len(group.users))}: {before} {ARROW} {after}"
-        f"  (rule {quoted(group.rule)}{unchanged})"
+        f"  (rule {quoted(group.rule)}{unchanged}{_basic(group.basic_before, group.basic_after)})"
     )
     if group.weakens:
         head += f"  {WEAKENS}"
     lines = [Line(group.symbol, head, weakens=group.weakens)]
-    shown = group.users if show_users is None else group.users[:show_users]
-    lines += [Line(group.symbol, visible(user), detail=True) for user in shown]
-    hidden = len(group.users) - len(shown)
+    return lines + _listed(group.symbol, group.users, show_users)
+
+
+def _basic(before: str | None, after: str | None) -> str:
+    """Effective Basic SMTP (policy AND SMTP AUTH), when mailbox settings were read."""
+    if before is None or after is None:
+        return ""
+    if before == after:
+        return f"; Basic SMTP {after}"
+    return f"; Basic SMTP {before} {ARROW} {after}"
+
+
+def _mailbox_group_lines(group: MailboxGroup, show_users: int | None) -> list[Line]:
+    head = (
+        f"{_users(len(group.users))}: SMTP AUTH {group.before} {ARROW} {group.after}"
+        f"  (rule {quoted(group.rule)}{_basic(group.basic_before, group.basic_after)})"
+    )
+    if group.weakens:
+        head += f"  {WEAKENS}"
+    return [Line("~", head, weakens=group.weakens), *_listed("~", group.users, show_users)]
+
+
+def _listed(symbol: str, users: tuple[str, ...], show_users: int | None) -> list[Line]:
+    lines: list[Line] = []
+    shown = users if show_users is None else users[:show_users]
+    lines += [Line(symbol, visible(user), detail=True) for user in shown]
+    hidden = len(users) - len(shown)
     if hidden:
         lines.append(
-            Line(group.symbol, f"... and {hidden:,} more (--show-users all lists every one)", True)
+            Line(symbol, f"... and {hidden:,} more (--show-users all lists every one)", True)
         )
     return lines
 
@@ -100,8 +124,35 @@ def plan_sections(view: PlanView, show_users: int | None) -> list[Section]:
         sections.append(
             Section("Organization default", (Line(symbol, text, weakens=d.weakens),), 1)
         )
+    if view.smtp_org is not None:
+        o = view.smtp_org
+        followers = (
+            f"  ({_users(o.affected_users)} follow it)"
+            if o.affected_users is not None
+            else "  (mailbox settings not read: who follows it is not known)"
+        )
+        text = (
+            f"SMTP AUTH org-wide (Set-TransportConfig): {o.before or 'unknown (not shown)'} "
+            f"{ARROW} {o.after}{followers}"
+        )
+        if o.weakens:
+            text += f"  {WEAKENS}"
+        sections.append(Section("Organization SMTP AUTH", (Line("~", text, weakens=o.weakens),), 1))
+    if view.mailbox_groups:
+        lines = [line for g in view.mailbox_groups for line in _mailbox_group_lines(g, show_users)]
+        count = sum(len(g.users) for g in view.mailbox_groups)
+        sections.append(Section("Mailbox SMTP AUTH (Set-CASMailbox)", tuple(lines), count))
     if view.user_groups:
         lines = [line for g in view.user_groups for line in _user_group_lines(g, show_users)]
+        if not view.mailboxes_read:
+            lines.append(
+                Line(
+                    " ",
+                    "(mailbox SMTP AUTH settings were not read: this file sets none, so these "
+                    "lines show the policy, not whether Basic SMTP works)",
+                    detail=True,
+                )
+            )
         sections.append(Section("Users", tuple(lines), view.user_changes))
     if view.deletes:
         lines = [line for row in view.deletes for line in _policy_lines(row)]

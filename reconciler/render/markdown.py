@@ -27,6 +27,8 @@ _ROWS = (
     ("-/+", "Policies to replace", "policy_replace"),
     ("-", "Policies to delete", "policy_delete"),
     ("~", "Organization default", "default_change"),
+    ("~", "Organization SMTP AUTH", "smtp_org_change"),
+    ("~", "Mailbox SMTP AUTH settings", "mailbox_smtp_change"),
     ("+", "Users assigned a policy", "user_assign"),
     ("-", "Users cleared (the default applies)", "user_clear"),
 )
@@ -41,7 +43,7 @@ def _summary_table(view: PlanView) -> list[str]:
     rows = ["| | Change | Count |", "|:-:|---|--:|"]
     for symbol, label, key in _ROWS:
         count = view.summary.get(key, 0)
-        if count or key != "policy_replace":
+        if count or key not in ("policy_replace", "smtp_org_change", "mailbox_smtp_change"):
             rows.append(f"| `{symbol}` | {label} | {count:,} |")
     rows.append(f"| | **Total** | **{view.total:,}** |")
     return rows

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from reconciler.model import (
     PROTOCOL_NAMES,
     DefaultChange,
+    MailboxSmtpChange,
     Plan,
     PolicyCreate,
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    SmtpOrgChange,
     UserChange,
 )
 from reconciler.render.escape import is_plain_address, mask_emails, mask_upn
@@ -63,6 +65,9 @@ class UserGroup:
     # The org default before/after the plan: a user without a direct policy has it.
     default_before: str | None = None
     default_after: str | None = None
+    # Their effective Basic SMTP before/after (None: mailbox settings were not read).
+    basic_before: str | None = None
+    basic_after: str | None = None
 
     @property
     def effective_unchanged(self) -> bool:
@@ -73,6 +78,27 @@ class UserGroup:
         return (before or "").casefold() == (after or "").casefold() and (before is None) == (
             after is None
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpOrgRow:
+    before: str | None  # None: Get-TransportConfig does not show it
+    after: str
+    affected_users: int | None  # mailboxes following the org after the plan (None: not read)
+    weakens: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxGroup:
+    """Mailboxes whose SMTP AUTH setting makes the same move for the same rule."""
+
+    before: str
+    after: str
+    rule: str
+    users: tuple[str, ...]
+    weakens: bool
+    basic_before: str | None
+    basic_after: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +114,9 @@ class PlanView:
     guards: tuple[str, ...]
     weakening: int  # how many changes weaken security
     total: int
+    smtp_org: SmtpOrgRow | None = None
+    mailbox_groups: tuple[MailboxGroup, ...] = ()
+    mailboxes_read: bool = False
 
     @property
     def user_changes(self) -> int:
@@ -110,7 +139,7 @@ def _free_text_masker(plan: Plan) -> Callable[[str], str]:
         {
             c.user
             for c in plan.changes
-            if isinstance(c, UserChange) and not is_plain_address(c.user)
+            if isinstance(c, UserChange | MailboxSmtpChange) and not is_plain_address(c.user)
         },
         key=lambda u: (-len(u), u),
     )
@@ -133,8 +162,11 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
     policies: list[PolicyRow] = []
     deletes: list[PolicyRow] = []
     default: DefaultRow | None = None
-    groups: dict[tuple[str, str | None, str | None, str], list[str]] = {}
-    group_weakens: dict[tuple[str, str | None, str | None, str], bool] = {}
+    groups: dict[tuple[str, str | None, str | None, str, str | None, str | None], list[str]] = {}
+    group_weakens: dict[tuple[str, str | None, str | None, str, str | None, str | None], bool] = {}
+    smtp_org: SmtpOrgRow | None = None
+    boxes: dict[tuple[str, str, str, str | None, str | None], list[str]] = {}
+    box_weakens: dict[tuple[str, str, str, str | None, str | None], bool] = {}
     for change in plan.changes:
         if isinstance(change, PolicyCreate):
             policies.append(
@@ -167,23 +199,53 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
             deletes.append(PolicyRow("-", "delete", change.policy, weakens=change.weakens))
         elif isinstance(change, DefaultChange):
             default = DefaultRow(change.before, change.after, change.affected_users, change.weakens)
+        elif isinstance(change, SmtpOrgChange):
+            smtp_org = SmtpOrgRow(
+                change.before, change.after, change.affected_users, change.weakens
+            )
+        elif isinstance(change, MailboxSmtpChange):
+            box_key = (
+                change.before,
+                change.after,
+                change.rule,
+                change.basic_smtp_before,
+                change.basic_smtp_after,
+            )
+            boxes.setdefault(box_key, []).append(show(change.user))
+            box_weakens[box_key] = box_weakens.get(box_key, False) or change.weakens
         elif isinstance(change, UserChange):
             symbol = "+" if change.before is None else "-" if change.after is None else "~"
-            key = (symbol, change.before, change.after, change.rule)
+            key = (
+                symbol,
+                change.before,
+                change.after,
+                change.rule,
+                change.basic_smtp_before,
+                change.basic_smtp_after,
+            )
             groups.setdefault(key, []).append(show(change.user))
             group_weakens[key] = group_weakens.get(key, False) or change.weakens
     default_after = plan.default_policy
     default_before = default.before if default is not None else default_after
     user_groups = [
         UserGroup(
-            *key,
+            *key[:4],
             users=tuple(users),
             weakens=group_weakens[key],
             default_before=default_before,
             default_after=default_after,
+            basic_before=key[4],
+            basic_after=key[5],
         )
         for key, users in groups.items()
     ]
+    mailbox_groups = sorted(
+        (
+            MailboxGroup(*key[:3], tuple(users), box_weakens[key], key[3], key[4])
+            for key, users in boxes.items()
+        ),
+        key=lambda g: (-len(g.users), g.after, g.before, g.rule, g.basic_before or ""),
+    )
     # Biggest moves first; ties in a fixed order so output is stable.
     user_groups.sort(key=lambda g: (-len(g.users), _fold_key(g.after), _fold_key(g.before), g.rule))
     return PlanView(
@@ -198,6 +260,9 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
         guards=tuple(text(g.message) for g in plan.guards),
         weakening=sum(1 for c in plan.changes if c.weakens),
         total=len(plan.changes),
+        smtp_org=smtp_org,
+        mailbox_groups=tuple(mailbox_groups),
+        mailboxes_read=plan.mailboxes_read,
     )
 
 
@@ -212,6 +277,11 @@ def summary_line(view: PlanView) -> str:
         f"{s['policy_delete']} to delete",
     ]
     parts.append("default changes" if s["default_change"] else "default unchanged")
+    if s["smtp_org_change"]:
+        parts.append("org SMTP AUTH changes")
+    if s["mailbox_smtp_change"]:
+        boxes = s["mailbox_smtp_change"]
+        parts.append(f"{boxes:,} mailbox SMTP AUTH change{'s' if boxes != 1 else ''}")
     users = view.user_changes
     parts.append(
         f"{users:,} user change{'s' if users != 1 else ''}"

@@ -11,6 +11,7 @@ import pytest
 
 from reconciler import cli
 from reconciler.emulator import Emulator, EmulatorSettings
+from reconciler.emulator.state import MAILBOX_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOT_POLICIES = ROOT / "policies.yaml"
@@ -62,12 +63,15 @@ def expected_exposure(state: dict[str, Any]) -> dict[str, Any]:
     state (by GUID, independently of the reconciler's code)."""
     policies = {p["Guid"]: p for p in state["policies"]}
     default = state["organization"].get("DefaultAuthenticationPolicy")
-    org_disabled = bool(state["transport"]["SmtpClientAuthenticationDisabled"])
+    # Never set by an admin (None): Microsoft's default-off, which the API does not show under
+    # the default smtp_default_off=hidden; the report cannot know it, and counts it as exposure.
+    org_value = state["transport"]["SmtpClientAuthenticationDisabled"]
     result: dict[str, Any] = {
         "direct": 0,
         "default": 0,
         "none": 0,
         "exposed": set(),
+        "unknown": set(),  # exposed only because the org switch is not shown
         "latent": 0,  # the policy allows Basic SMTP but SMTP AUTH is off
     }
     for user in state["users"]:
@@ -77,9 +81,15 @@ def expected_exposure(state: dict[str, Any]) -> dict[str, Any]:
         policy = policies.get(guid or default) if (guid or default) else None
         allows_smtp = policy is None or bool(policy["AllowBasicAuthSmtp"])
         mailbox = user.get("_smtp_disabled")
-        enabled = (not mailbox) if mailbox is not None else not org_disabled
-        if allows_smtp and enabled:
+        has_mailbox = user["RecipientTypeDetails"] in MAILBOX_TYPES
+        if mailbox is not None:
+            enabled: bool | None = not mailbox
+        else:
+            enabled = None if org_value is None else not org_value
+        if allows_smtp and has_mailbox and enabled is not False:
             result["exposed"].add(user["UserPrincipalName"])
-        elif allows_smtp:
+            if enabled is None:
+                result["unknown"].add(user["UserPrincipalName"])
+        elif allows_smtp and has_mailbox:
             result["latent"] += 1
     return result

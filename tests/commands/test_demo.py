@@ -41,7 +41,16 @@ def test_demo_plans_applies_converges_and_reports(
     assert '~ update policy "Block Basic Auth"' in first_plan
     assert '- delete policy "Legacy 2018 Policy"' in first_plan
     assert "96 user changes (95 assign, 1 clear)" in first_plan
-    assert "Apply complete: 98 applied, 0 failed, 0 skipped, 0 not found" in rest
+    # The whole SMTP AUTH story: the org switch off, the scanners' exception kept (with its
+    # owner warned two weeks ahead), everybody else reset to follow the org.
+    assert "SMTP AUTH org-wide (Set-TransportConfig): unknown (not shown) → disabled" in first_plan
+    assert "31 mailbox SMTP AUTH changes" in first_plan
+    assert "3 users: SMTP AUTH enabled → organization" in first_plan
+    assert "Basic SMTP allowed → blocked" in first_plan
+    assert 'owner facilities@contoso.com: rule "devices" expires on 2027-01-10 (in 14 days' in (
+        first_plan
+    )
+    assert "Apply complete: 130 applied, 0 failed, 0 skipped, 0 not found" in rest
     second_plan = rest.split("$ authpolicy plan -c policies.yaml --detailed-exitcode", 1)[1]
     assert "No changes. The tenant matches the desired state." in second_plan
     report = rest.split("$ authpolicy report", 1)[1]

@@ -4,7 +4,6 @@ against the emulator with the variables a runner sets."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,7 +75,11 @@ def _run(emu: Emulator, tmp_path: Path, **inputs: str) -> tuple[int, dict[str, s
 def test_plan_writes_the_summary_and_outputs_then_apply_applies_the_saved_plan(
     emu: Emulator, tmp_path: Path
 ) -> None:
-    shutil.copy(ROOT / "policies.yaml", tmp_path / "policies.yaml")
+    # 80 users: the sample's 10% guard would block the first apply (policy and SMTP AUTH).
+    sample = (ROOT / "policies.yaml").read_text(encoding="utf-8")
+    (tmp_path / "policies.yaml").write_text(
+        sample.replace("max_user_changes: 10%", "max_user_changes: 50%"), encoding="utf-8"
+    )
     code, outputs, text = _run(emu, tmp_path, verb="plan")
     assert code == 0, text  # 2 (changes pending) is a result, not a failed step
     assert outputs["exit-code"] == "2"

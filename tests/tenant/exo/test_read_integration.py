@@ -49,7 +49,8 @@ def test_snapshot_contents(emu: Emulator) -> None:
         u.department is not None for u in snapshot.users if u.recipient_type == "UserMailbox"
     )
     assert all(u.title is None for u in snapshot.users)  # not asked for, not read
-    assert snapshot.mailboxes_read and snapshot.smtp_org == "disabled"
+    # Never set by the admin: the default-off is not shown (smtp_default_off=hidden).
+    assert snapshot.mailboxes_read and snapshot.smtp_org is None and snapshot.smtp_org_read
     scanners = [u for u in snapshot.users if u.upn.startswith("scanner-")]
     assert scanners and all(u.smtp_auth == "enabled" for u in scanners)
     assert set(snapshot.groups) == {"smtp exceptions", "finance team"}
