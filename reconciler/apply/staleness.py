@@ -2,64 +2,84 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass
 
 from deepdiff import DeepDiff
 
 from reconciler.apply.audit import change_to_dict
-from reconciler.model import Change, DefaultChange, Plan, UserChange
+from reconciler.model import (
+    Change,
+    DefaultChange,
+    MailboxSmtpChange,
+    Plan,
+    PolicyCreate,
+    PolicyDelete,
+    SmtpOrgChange,
+    UserChange,
+)
 
 SHOW_USERS = 5
 
 
-def _policy_changes(changes: Iterable[Change]) -> dict[str, list[dict[str, object]]]:
-    by_policy: dict[str, list[dict[str, object]]] = {}
-    for change in changes:
-        policy = getattr(change, "policy", None)
-        if policy is not None:
-            by_policy.setdefault(policy.casefold(), []).append(change_to_dict(change))
-    return by_policy
+# Counts and lists a fresh read recomputes (users joined since): not part of what was reviewed.
+_DERIVED = ("affected_users", "holders", "moved_holders", "weakens", "basic_smtp")
 
 
-def _policy_names(changes: Iterable[Change]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for change in changes:
-        policy = getattr(change, "policy", None)
-        if policy is not None:
-            names[policy.casefold()] = policy
-    return names
+def _key(change: Change) -> tuple[str, ...]:
+    """Which object a change writes: what a saved change is matched to a fresh one by."""
+    if isinstance(change, UserChange):
+        return ("user", change.user_id.lower())
+    if isinstance(change, MailboxSmtpChange):
+        return ("mailbox", change.user_id.lower())
+    if isinstance(change, DefaultChange | SmtpOrgChange):
+        return (change.kind,)
+    return ("policy", change.policy.casefold(), change.kind)
 
 
-def _default_change(changes: Iterable[Change]) -> DefaultChange | None:
-    return next((c for c in changes if isinstance(c, DefaultChange)), None)
+def _essence(change: Change) -> object:
+    """What was reviewed about a change: kind, object, before, after, rule, switches."""
+    if isinstance(change, UserChange | MailboxSmtpChange):  # most of a big plan: a tuple
+        return (change.kind, change.user_id, change.before, change.after, change.rule)
+    data = change_to_dict(change)
+    for name in _DERIVED:
+        data.pop(name, None)
+    return data
 
 
-def _user_changes(changes: Iterable[Change]) -> dict[str, UserChange]:
-    return {c.user_id: c for c in changes if isinstance(c, UserChange)}
+@dataclass(frozen=True, slots=True)
+class SavedPlanCheck:
+    """A saved plan against a fresh one (DESIGN.md "Saved plans").
+
+    `reasons` non-empty: refuse, nothing is written. Otherwise `to_write` holds the fresh
+    changes that are the saved ones, in execution order; `not_in_saved` the fresh changes the
+    saved plan lacks (a user who joined since): not written, named, and left to the next plan.
+    """
+
+    reasons: list[str]
+    to_write: tuple[Change, ...] = ()
+    not_in_saved: tuple[Change, ...] = ()
 
 
 def stale_reasons(saved: Plan, fresh: Plan) -> list[str]:
-    """Why `saved` is no longer what would be planned now; empty when it still is.
+    """Why `saved` may not be applied now; empty when it may (see check_saved_plan)."""
+    return check_saved_plan(saved, fresh).reasons
 
-    Reasons name what moved: the tenant, the config, a policy's switches, the default, users.
-    The fingerprint covers the inputs; the change lists are compared too, so a saved plan is
-    refused whenever executing it would write something the fresh plan would not.
+
+def check_saved_plan(saved: Plan, fresh: Plan) -> SavedPlanCheck:
+    """Match every saved change to the fresh plan's change for the same object.
+
+    Refused, naming what moved, when the tenant or the config differs, when a saved change is
+    not in the fresh plan exactly as saved, or when a fresh change a saved one depends on is
+    missing from the saved plan (users who must move off a policy it deletes; the create a
+    saved assignment needs). Matched by key first, so 100,000 saved changes stay fast;
+    deepdiff describes only the users that moved.
     """
     if saved.tenant.casefold() != fresh.tenant.casefold():
-        return [f"the plan was made for tenant '{saved.tenant}', not '{fresh.tenant}'"]
-    same_changes = [change_to_dict(c) for c in saved.changes] == [
-        change_to_dict(c) for c in fresh.changes
-    ]
-    if saved.fingerprint == fresh.fingerprint and same_changes:
-        return []
-
+        return SavedPlanCheck(
+            [f"the plan was made for tenant '{saved.tenant}', not '{fresh.tenant}'"]
+        )
     reasons: list[str] = []
-    moved_inputs = sorted(
-        key
-        for key in set(saved.inputs) | set(fresh.inputs)
-        if saved.inputs.get(key) != fresh.inputs.get(key)
-    )
-    if "config" in moved_inputs:
+    if saved.inputs.get("config") != fresh.inputs.get("config"):
         if saved.config_file and fresh.config_file:
             reasons.append(
                 f"the config differs: the plan was made from {saved.config_file}, this apply "
@@ -68,64 +88,114 @@ def stale_reasons(saved: Plan, fresh: Plan) -> list[str]:
         else:
             reasons.append("config changed since the plan was made")
 
-    saved_policies, fresh_policies = _policy_changes(saved.changes), _policy_changes(fresh.changes)
-    names = {**_policy_names(fresh.changes), **_policy_names(saved.changes)}
-    for key in sorted(set(saved_policies) | set(fresh_policies)):
-        was_list, now_list = saved_policies.get(key, []), fresh_policies.get(key, [])
-        if was_list == now_list:
-            continue
-        was_kinds = {c["kind"] for c in was_list}
-        now_kinds = {c["kind"] for c in now_list}
-        if "policy_create" in was_kinds and "policy_create" not in now_kinds:
-            reasons.append(f"policy '{names[key]}' was created since the plan was made")
-        elif ("policy_create" in now_kinds and "policy_create" not in was_kinds) or (
-            "policy_delete" in was_kinds and "policy_delete" not in now_kinds
-        ):
-            reasons.append(f"policy '{names[key]}' was deleted since the plan was made")
-        else:
-            reasons.append(f"policy '{names[key]}' switches changed")
-
-    saved_default, fresh_default = _default_change(saved.changes), _default_change(fresh.changes)
-    if saved_default != fresh_default:
-        # A plan's default_change.before is the live default when it was made; with no
-        # default change the live default already was the desired one (its `after`).
-        then: str | None
-        now: str | None
-        if saved_default is not None:
-            then = saved_default.before
-            now = fresh_default.before if fresh_default else saved_default.after
-        else:
-            assert fresh_default is not None
-            then, now = fresh_default.after, fresh_default.before
-        if then != now:
-            reasons.append(f"the default changed from {_name(then)} to {_name(now)}")
-        elif "config" not in moved_inputs:
-            reasons.append("the default policy's planned change differs now")
-
-    saved_users, fresh_users = _user_changes(saved.changes), _user_changes(fresh.changes)
-    # Matched by user id first (cheap, for 100,000 changes); only the few named are described.
-    moved = sorted(
-        (
-            (saved_users.get(uid) or fresh_users[uid]).user,
-            uid,
+    fresh_by_key = {_key(c): c for c in fresh.changes}
+    saved_keys = set()
+    moved: list[tuple[Change, Change | None]] = []
+    for change in saved.changes:
+        key = _key(change)
+        saved_keys.add(key)
+        now = fresh_by_key.get(key)
+        if now is None or _essence(now) != _essence(change):
+            moved.append((change, now))
+    # A create (or delete) of the same policy in the fresh plan under another kind.
+    fresh_policy_kinds = {(k[1], k[2]) for k in fresh_by_key if k[0] == "policy"}
+    reasons += _describe(moved, fresh_policy_kinds, fresh)
+    kept = [c for c in fresh.changes if _key(c) in saved_keys]
+    extra = tuple(c for c in fresh.changes if _key(c) not in saved_keys)
+    reasons += _missing_prerequisites(saved, extra)
+    if reasons and moved and saved.as_of and fresh.as_of and saved.as_of != fresh.as_of:
+        reasons.append(
+            f"the plan was made for {saved.as_of}; apply always plans for today, {fresh.as_of} "
+            "(a rule may have expired since)"
         )
-        for uid in set(saved_users) | set(fresh_users)
-        if _user_key(saved_users.get(uid)) != _user_key(fresh_users.get(uid))
-    )
-    if moved:
-        first = ", ".join(
-            f"{upn} ({_what_moved(saved_users.get(uid), fresh_users.get(uid))})"
-            for upn, uid in moved[:SHOW_USERS]
-        )
-        reasons.append(f"{len(moved)} user(s) changed (first few: {first})")
+    if reasons:
+        return SavedPlanCheck(reasons)
+    return SavedPlanCheck([], tuple(kept), extra)
 
-    if not reasons:
-        labels = ", ".join(k for k in moved_inputs if k != "config") or "the tenant"
-        reasons.append(f"the live tenant changed since the plan was made ({labels})")
+
+def _describe(
+    moved: list[tuple[Change, Change | None]],
+    fresh_policy_kinds: set[tuple[str, str]],
+    fresh: Plan,
+) -> list[str]:
+    """One reason per policy, the default, the org switch; one line for all users."""
+    reasons: list[str] = []
+    users: list[tuple[str, str]] = []
+    for saved, now in moved:
+        if isinstance(saved, UserChange | MailboxSmtpChange):
+            what = _what_moved(
+                saved, now if isinstance(now, UserChange | MailboxSmtpChange) else None
+            )
+            label = saved.user if isinstance(saved, UserChange) else f"{saved.user} (SMTP AUTH)"
+            users.append((label, what))
+        elif isinstance(saved, DefaultChange):
+            now_default = now.before if isinstance(now, DefaultChange) else saved.after
+            if saved.before != now_default:
+                reasons.append(
+                    f"the default changed from {_name(saved.before)} to {_name(now_default)}"
+                )
+            else:
+                reasons.append("the default policy's planned change differs now")
+        elif isinstance(saved, SmtpOrgChange):
+            now_org = now.before if isinstance(now, SmtpOrgChange) else saved.after
+            reasons.append(
+                f"the organization's SMTP AUTH changed from {saved.before or 'unknown'} to "
+                f"{now_org or 'unknown'} since the plan was made"
+            )
+        else:
+            name = saved.policy
+            folded = name.casefold()
+            if saved.kind == "policy_create" and now is None:
+                reasons.append(f"policy '{name}' was created since the plan was made")
+            elif (saved.kind == "policy_delete" and now is None) or (
+                now is None and (folded, "policy_create") in fresh_policy_kinds
+            ):
+                reasons.append(f"policy '{name}' was deleted since the plan was made")
+            else:
+                reasons.append(f"policy '{name}' switches changed")
+    if users:
+        users.sort(key=lambda item: item[0].casefold())
+        first = ", ".join(f"{label} ({what})" for label, what in users[:SHOW_USERS])
+        reasons.append(f"{len(users)} user(s) changed (first few: {first})")
+    return list(dict.fromkeys(reasons))
+
+
+def _missing_prerequisites(saved: Plan, extra: tuple[Change, ...]) -> list[str]:
+    """Fresh changes, absent from the saved plan, that a saved change cannot go without."""
+    reasons: list[str] = []
+    doomed = {c.policy.casefold(): c.policy for c in saved.changes if isinstance(c, PolicyDelete)}
+    for folded, name in sorted(doomed.items()):
+        holders = [
+            c
+            for c in extra
+            if isinstance(c, UserChange | DefaultChange) and (c.before or "").casefold() == folded
+        ]
+        if holders:
+            first = ", ".join(
+                c.user if isinstance(c, UserChange) else "the organization default"
+                for c in holders[:SHOW_USERS]
+            )
+            reasons.append(
+                f"the plan deletes policy '{name}', but {len(holders)} holder(s) of it that the "
+                f"plan does not move hold it now (first few: {first})"
+            )
+    creates = {c.policy.casefold(): c.policy for c in extra if isinstance(c, PolicyCreate)}
+    needed = {
+        (c.after or "").casefold()
+        for c in saved.changes
+        if isinstance(c, UserChange | DefaultChange) and c.after is not None
+    }
+    for folded in sorted(set(creates) & needed):
+        reasons.append(
+            f"policy '{creates[folded]}' must be created again before the plan's assignments "
+            "to it (it was deleted since the plan was made)"
+        )
     return reasons
 
 
-def _what_moved(saved: UserChange | None, fresh: UserChange | None) -> str:
+def _what_moved(
+    saved: UserChange | MailboxSmtpChange | None, fresh: UserChange | MailboxSmtpChange | None
+) -> str:
     """What differs between a user's saved and fresh change, in the plan JSON's words."""
     if fresh is None:
         return "the plan's change is no longer needed"
@@ -140,12 +210,6 @@ def _what_moved(saved: UserChange | None, fresh: UserChange | None) -> str:
         field = path.removeprefix("root['").removesuffix("']")
         parts.append(f"{field} {_name(change['old_value'])} -> {_name(change['new_value'])}")
     return ", ".join(parts) or "differs"
-
-
-def _user_key(change: UserChange | None) -> tuple[object, ...] | None:
-    if change is None:
-        return None
-    return (change.kind, change.before, change.after, change.rule)
 
 
 def _name(policy: str | None) -> str:

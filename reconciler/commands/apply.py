@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -24,12 +25,12 @@ from reconciler.apply.executor import INTERRUPTED
 from reconciler.apply.progress import PhaseLines, ProgressBar
 from reconciler.apply.replace import plan_with_replaces
 from reconciler.apply.report import describe_change
-from reconciler.apply.staleness import stale_reasons
+from reconciler.apply.staleness import check_saved_plan
 from reconciler.apply.verify import USER_SAMPLE, VERIFY_USERS, Verification, verify_report
 from reconciler.errors import AuthPolicyError, GuardError, StalePlanError
 from reconciler.model import ExitCode, Plan, PolicyReplace
 from reconciler.plan.pipeline import PlanRun, add_plan_source_arguments, plan_from_args
-from reconciler.plan.planner import GUARD_NAMES
+from reconciler.plan.planner import GUARD_NAMES, guards_of
 
 SHOW_FAILURES = 20
 INTERRUPTED_EXIT = 130
@@ -241,6 +242,15 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _not_written_line(changes: tuple[Any, ...]) -> str:
+    first = ", ".join(describe_change(c) for c in changes[:3])
+    more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+    return (
+        f"Not in the saved plan, so not written: {len(changes)} change(s) the tenant needs now "
+        f"({first}{more}). Run plan again to review them."
+    )
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -280,18 +290,28 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if (saved is None and args.allow_replace) or saved_replaces:
         plan = plan_with_replaces(plan, snapshot)
 
+    not_written: tuple[Any, ...] = ()
     if saved is not None:
-        reasons = stale_reasons(saved, plan)
-        if reasons:
+        check = check_saved_plan(saved, plan)
+        if check.reasons:
             raise StalePlanError(
-                f"{args.plan_file} is stale, refusing to apply: {'; '.join(reasons)}. "
+                f"{args.plan_file} is stale, refusing to apply: {'; '.join(check.reasons)}. "
                 "Run plan again and review the new plan."
             )
-        # Its changes are the fresh plan's, change for change. Guards, warnings and counts come
-        # from the fresh read, never from the file: a saved file cannot talk apply past a guard.
+        # Exactly the saved changes, as the fresh plan has them; fresh ones the saved plan lacks
+        # (a user who joined since) are not written. Guards, warnings and counts come from the
+        # fresh read, never from the file: a saved file cannot talk apply past a guard.
+        not_written = check.not_in_saved
+        plan = dataclasses.replace(
+            plan,
+            changes=check.to_write,
+            guards=tuple(guards_of(desired, snapshot, check.to_write, plan.relying_after)),
+        )
 
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     sys.stdout.write(_render(plan, color))
+    if not_written:
+        sys.stdout.write(_not_written_line(not_written) + "\n")
     if not plan.has_changes:
         return ExitCode.OK
 
@@ -338,7 +358,9 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                 progress=progress,
                 stop=stop,
             )
-        audit.record({**run_record(report), "forced": overridden})
+        audit.record(
+            {**run_record(report), "forced": overridden, "not_in_saved_plan": len(not_written)}
+        )
     verification = Verification()
     if not report.interrupted:
         verification = verify_report(report, tenant, users=args.check_users)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from reconciler.apply.staleness import stale_reasons
+import dataclasses
+
+from reconciler.apply.staleness import check_saved_plan, stale_reasons
 from reconciler.model import (
     DefaultChange,
     FieldChange,
+    MailboxSmtpChange,
     Plan,
     PolicyCreate,
+    PolicyDelete,
     PolicyUpdate,
+    SmtpOrgChange,
     UserChange,
 )
 
@@ -18,13 +23,18 @@ def user(i: int, after: str | None = "Block", before: str | None = None) -> User
 
 
 def plan(
-    *changes, fingerprint: str = "sha256:a", inputs=None, tenant="contoso.onmicrosoft.com"
+    *changes,
+    fingerprint: str = "sha256:a",
+    inputs=None,
+    tenant="contoso.onmicrosoft.com",
+    as_of=None,
 ) -> Plan:
     return Plan(
         tenant=tenant,
         fingerprint=fingerprint,
         changes=tuple(changes),
         inputs=inputs or {"config": "c1", "policies": "p1", "default": "d1", "users": "u1"},
+        as_of=as_of,
     )
 
 
@@ -58,12 +68,12 @@ def test_policy_switches_default_and_users_are_named() -> None:
         user(9),
         fingerprint="sha256:b",
     )
+    # user9 needs a change the saved plan lacks: not written, and no reason to refuse.
     assert stale_reasons(saved, fresh) == [
         "policy 'Block Basic Auth' switches changed",
         "the default changed from none to 'Legacy'",
-        "3 user(s) changed (first few: user0@contoso.com (the plan's change is no longer "
-        "needed), user1@contoso.com (the plan's change is no longer needed), user9@contoso.com "
-        "(needs a change the plan does not have))",
+        "2 user(s) changed (first few: user0@contoso.com (the plan's change is no longer "
+        "needed), user1@contoso.com (the plan's change is no longer needed))",
     ]
 
 
@@ -85,11 +95,59 @@ def test_other_tenant_is_named_first() -> None:
     ]
 
 
-def test_fingerprint_moved_without_a_visible_change_names_the_inputs() -> None:
+def test_a_busy_tenant_writes_the_saved_changes_only() -> None:
+    # Users joined and others moved since the plan, but not the ones it changes: the saved
+    # changes are written (as the fresh plan has them) and the new ones are left out, named.
+    saved = plan(user(1), user(2), as_of="2026-12-01")
     fresh = plan(
+        user(1),
+        user(2),
+        user(3),
         fingerprint="sha256:b",
         inputs={"config": "c1", "policies": "p1", "default": "d1", "users": "u2"},
+        as_of="2026-12-02",
     )
-    assert stale_reasons(plan(), fresh) == [
-        "the live tenant changed since the plan was made (users)"
+    check = check_saved_plan(saved, fresh)
+    assert check.reasons == []
+    assert check.to_write == (user(1), user(2))
+    assert check.not_in_saved == (user(3),)
+
+
+def test_a_saved_change_that_held_only_on_its_date_is_refused() -> None:
+    # The exception expired between plan and apply: the fresh plan moves user1 elsewhere.
+    saved = plan(user(1, after="Relay"), as_of="2027-03-30")
+    fresh = plan(user(1, after="Block"), as_of="2027-03-31")
+    assert stale_reasons(saved, fresh) == [
+        "1 user(s) changed (first few: user1@contoso.com (after 'Relay' -> 'Block'))",
+        "the plan was made for 2027-03-30; apply always plans for today, 2027-03-31 (a rule "
+        "may have expired since)",
+    ]
+
+
+def test_fresh_changes_a_saved_one_depends_on_are_required() -> None:
+    # The plan deletes Legacy; since then someone put user7 on it: deleting would orphan them.
+    saved = plan(PolicyDelete("Legacy"), user(1, after="Block", before="Legacy"))
+    fresh = plan(user(1, after="Block", before="Legacy"), user(7, after="Block", before="Legacy"))
+    fresh = plan(*fresh.changes, PolicyDelete("Legacy"))
+    assert stale_reasons(saved, fresh) == [
+        "the plan deletes policy 'Legacy', but 1 holder(s) of it that the plan does not move "
+        "hold it now (first few: user7@contoso.com)"
+    ]
+    # The plan assigns Devices, which somebody deleted since: the create it needs is missing.
+    saved = plan(user(1, after="Devices"))
+    fresh = plan(PolicyCreate("Devices", frozenset({"smtp"})), user(1, after="Devices"))
+    assert stale_reasons(saved, fresh) == [
+        "policy 'Devices' must be created again before the plan's assignments to it (it was "
+        "deleted since the plan was made)"
+    ]
+
+
+def test_org_and_mailbox_smtp_changes_are_matched_too() -> None:
+    mailbox = MailboxSmtpChange("a@contoso.com", "u-a", "enabled", "organization", "everyone")
+    saved = plan(SmtpOrgChange(None, "disabled"), mailbox)
+    assert stale_reasons(saved, plan(SmtpOrgChange(None, "disabled"), mailbox)) == []
+    moved = dataclasses.replace(mailbox, before="disabled")
+    assert stale_reasons(saved, plan(SmtpOrgChange("enabled", "disabled"), moved)) == [
+        "the organization's SMTP AUTH changed from unknown to enabled since the plan was made",
+        "1 user(s) changed (first few: a@contoso.com (SMTP AUTH) (before 'enabled' -> 'disabled'))",
     ]
