@@ -254,6 +254,49 @@ def export_policies_yaml(snapshot: TenantSnapshot, tenant_name: str | None = Non
     )
 
 
+def _rule_groups(
+    policies: list[TenantPolicy],
+    holders: dict[str, list[TenantUser]],
+    unlisted: list[str],
+    relying_on_default: list[TenantUser],
+    snapshot: TenantSnapshot,
+) -> list[tuple[str | None, str | None, list[TenantUser]]]:
+    """(policy or None, explicit SMTP AUTH setting or None, users) per rule to write: the
+    holders of each policy, split by their mailbox's own setting; and users with no direct
+    policy whose mailbox has its own setting (a rule with `policy: null` changes nothing
+    for them but states the exception)."""
+    groups: list[tuple[str | None, str | None, list[TenantUser]]] = []
+
+    def explicit(user: TenantUser) -> str | None:
+        if not snapshot.mailboxes_read or user.smtp_auth == "organization":
+            return None
+        return user.smtp_auth
+
+    for policy in policies:
+        users = holders.get(policy.name)
+        if not users or policy.name in unlisted:
+            continue
+        split: dict[str | None, list[TenantUser]] = defaultdict(list)
+        for user in users:
+            split[explicit(user)].append(user)
+        for setting in (None, "disabled", "enabled"):
+            if split.get(setting):
+                groups.append((policy.name, setting, split[setting]))
+    if snapshot.mailboxes_read:
+        for setting in ("disabled", "enabled"):
+            users = sorted(
+                (
+                    u
+                    for u in relying_on_default
+                    if u.smtp_auth == setting and expressible("upn", u.upn)
+                ),
+                key=_user_sort_key,
+            )
+            if users:
+                groups.append((None, setting, users))
+    return groups
+
+
 def _rule_chunks(users: list[TenantUser]) -> list[list[TenantUser]]:
     # One rule's `users` list holds at most limits.MAX_LIST_ITEMS entries.
     size = limits.MAX_LIST_ITEMS
@@ -384,27 +427,50 @@ def _render(
     add("  # make future assignment changes effective within ~30 minutes instead of up to 24 hours")
     add("  # (it makes the affected users sign in again).")
     add("  revoke_sessions: false")
-    add("  # One rule per policy that users hold directly, listing them by exact UPN. Replace the")
-    add("  # lists with attribute or group matches as you adopt rules.")
-    listed = [p for p in policies if holders.get(p.name) and p.name not in unlisted]
-    if listed:
+    add("  # One rule per policy that users hold directly (and per explicit mailbox SMTP AUTH")
+    add("  # setting), listing them by exact UPN. Replace the lists with attribute or group")
+    add("  # matches as you adopt rules.")
+    groups = _rule_groups(policies, holders, unlisted, relying_on_default, snapshot)
+    if groups:
         add("  rules:")
-        for policy in listed:
-            users = holders[policy.name]
+        for policy_name, setting, users in groups:
             chunks = _rule_chunks(users)
-            add(_comment(f"{_n(len(users), 'user', 'hold')} {policy.name} directly", 4))
+            label = f"direct: {policy_name}" if policy_name else "no direct policy"
+            if setting:
+                label += f", SMTP AUTH {setting}"
+            held = f"{policy_name} directly" if policy_name else "no policy of their own"
+            smtp = f" and SMTP AUTH {setting} on their mailbox" if setting else ""
+            add(_comment(f"{_n(len(users), 'user', 'hold')} {held}{smtp}", 4))
             for number, chunk in enumerate(chunks, start=1):
-                name = f"direct: {policy.name}"
+                name = label
                 if len(chunks) > 1:
                     name += f" (part {number} of {len(chunks)})"
                 add(f"    - name: {yaml_scalar(name)}")
-                add(f"      policy: {yaml_scalar(policy.name)}")
+                add(f"      policy: {yaml_scalar(policy_name)}")
+                if setting:
+                    add(f"      smtp_auth: {setting}")
                 add("      match:")
                 add("        users:")
                 lines.extend(f"        - {yaml_scalar(user.upn)}" for user in chunk)
     else:
         add("  rules: []")
     add("")
+
+    # ---------------------------------------------------------------- SMTP AUTH
+    if snapshot.smtp_org_read or snapshot.mailboxes_read:
+        add(
+            "# SMTP AUTH (Set-TransportConfig, Set-CASMailbox): Basic SMTP works for a mailbox only"
+        )
+        add("# when its policy allows smtp AND SMTP AUTH is on for it. Mailboxes with their own")
+        add("# setting are listed in the rules above (smtp_auth); the others follow the org.")
+        add("smtp_auth:")
+        if snapshot.smtp_org is not None:
+            add(f"  organization: {snapshot.smtp_org}")
+        else:
+            add("  # organization: left out: Get-TransportConfig does not show the switch")
+            add("  # (Microsoft's service-side default applies); declare it to set it.")
+        add("  unmatched: ignore                    # mailboxes no rule sets keep their setting")
+        add("")
 
     # ---------------------------------------------------------------- safety
     add("safety:")

@@ -81,7 +81,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     from reconciler.tenant.connect import open_tenant
 
     tenant = open_tenant(args, environ=environ)
-    snapshot = tenant.read_snapshot(SnapshotNeeds())
+    # The SMTP AUTH switches too: the org's and every mailbox's explicit value become rules.
+    snapshot = tenant.read_snapshot(SnapshotNeeds(smtp_org=True, mailboxes=True))
     # The initial domain reads better than a GUID in `tenant:`; apply accepts either.
     name = getattr(tenant, "initial_domain", None) or snapshot.tenant
     result = export_policies_yaml(snapshot, tenant_name=name)

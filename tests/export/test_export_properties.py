@@ -29,6 +29,10 @@ def snapshots(draw: st.DrawFn) -> TenantSnapshot:
     policies = tuple(TenantPolicy(n, draw(allows)) for n in names)
     held = st.sampled_from([*names, None]) if names else st.none()
     user_upns = draw(st.lists(upns, max_size=25, unique_by=str.casefold))
+    # With the SMTP AUTH switches read: each mailbox's own setting (None: no mailbox), and the
+    # org's (None: not shown).
+    mailboxes = draw(st.booleans())
+    settings_ = st.sampled_from(["enabled", "disabled", "organization", None])
     users = tuple(
         TenantUser(
             id=f"id-{i}",
@@ -36,12 +40,19 @@ def snapshots(draw: st.DrawFn) -> TenantSnapshot:
             identity=f"u{i}",
             recipient_type=draw(st.sampled_from(["UserMailbox", "SharedMailbox"])),
             policy=draw(held),
+            smtp_auth=draw(settings_) if mailboxes else None,
         )
         for i, upn in enumerate(user_upns)
     )
     default = draw(held)
     return TenantSnapshot(
-        tenant="contoso.onmicrosoft.com", policies=policies, default_policy=default, users=users
+        tenant="contoso.onmicrosoft.com",
+        policies=policies,
+        default_policy=default,
+        users=users,
+        smtp_org=draw(st.sampled_from(["enabled", "disabled", None])) if mailboxes else None,
+        smtp_org_read=mailboxes,
+        mailboxes_read=mailboxes,
     )
 
 
