@@ -458,9 +458,9 @@ def _render(
 
     # ---------------------------------------------------------------- SMTP AUTH
     if snapshot.smtp_org_read or snapshot.mailboxes_read:
-        add(
-            "# SMTP AUTH (Set-TransportConfig, Set-CASMailbox): Basic SMTP works for a mailbox only"
-        )
+        add("# SMTP AUTH (Set-TransportConfig, Set-CASMailbox): Basic SMTP works for a mailbox")
+        add("# only when its policy allows smtp AND SMTP AUTH is on for it. Mailboxes with their")
+        add("# own setting are listed in the rules above (smtp_auth); the others follow the org.")
         add("# when its policy allows smtp AND SMTP AUTH is on for it. Mailboxes with their own")
         add("# setting are listed in the rules above (smtp_auth); the others follow the org.")
         add("smtp_auth:")
