@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from reconciler.errors import TenantError, TenantNotFoundError, TenantThrottledError
 from reconciler.model import Allowed, SnapshotNeeds, TenantPolicy, TenantSnapshot, TenantUser
-from reconciler.tenant.base import ProgressCallback, UserWrite, WriteResult
+from reconciler.tenant.base import MailboxWrite, ProgressCallback, UserWrite, WriteResult
 
 NULL_REFERENCE_MESSAGE = "Object reference not set to an instance of an object."
 THROTTLE_MESSAGE = (
@@ -49,6 +49,7 @@ class FakeTenant:
     default_policy: str | None = None
     users: dict[str, TenantUser] = field(default_factory=dict)
     groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    smtp_org: str | None = None  # Set-TransportConfig's switch (None: not shown)
 
     # fault injection
     fail_create: dict[str, str] = field(default_factory=dict)
@@ -126,6 +127,9 @@ class FakeTenant:
                 default_policy=self.default_policy,
                 users=users,
                 groups=dict(self.groups),
+                smtp_org=self.smtp_org,  # type: ignore[arg-type]
+                smtp_org_read=needs.smtp_org or needs.mailboxes,
+                mailboxes_read=needs.mailboxes and needs.users,
             )
 
     def create_policy(self, name: str, allow: Allowed) -> None:
@@ -213,6 +217,41 @@ class FakeTenant:
     def read_users(self, user_ids: Sequence[str]) -> Mapping[str, str | None]:
         with self._lock:
             return {uid: self.users[uid].policy for uid in user_ids if uid in self.users}
+
+    def set_smtp_org(self, setting: str) -> None:
+        with self._lock:
+            self.smtp_org = setting
+            self.writes.append(WriteCall("Set-TransportConfig", "", setting))
+
+    def read_smtp_org(self) -> str | None:
+        return self.smtp_org
+
+    def set_mailbox_smtp(self, writes: Sequence[MailboxWrite]) -> list[WriteResult]:
+        if len(writes) > 10:
+            raise AssertionError(f"a $batch holds at most 10 requests, got {len(writes)}")
+        results = []
+        with self._lock:
+            self.user_batches.append(len(writes))
+            if self.throttle_batches > 0:
+                self.throttle_batches -= 1
+                raise TenantThrottledError(THROTTLE_MESSAGE, retry_after=0.0)
+            for write in writes:
+                user = self.users.get(write.user_id)
+                if user is None or user.smtp_auth is None:
+                    results.append(WriteResult(write, "not_found", "no such mailbox", 1))
+                    continue
+                self.users[write.user_id] = replace(user, smtp_auth=write.setting)
+                self.writes.append(WriteCall("Set-CASMailbox", write.user_id, write.setting))
+                results.append(WriteResult(write, "applied", "", 1))
+        return results
+
+    def read_mailbox_settings(self, user_ids: Sequence[str]) -> Mapping[str, str]:
+        with self._lock:
+            return {
+                uid: self.users[uid].smtp_auth  # type: ignore[misc]
+                for uid in user_ids
+                if uid in self.users and self.users[uid].smtp_auth is not None
+            }
 
     # ------------------------------------------------------------------ helpers
 

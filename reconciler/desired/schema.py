@@ -250,6 +250,8 @@ def _message(path: Path, value: Any, kind: str, expected: Any) -> str:
         return f"must be 0 or more, got {_shown(value)}"
     if kind == "maxLength":
         return f"is {len(str(value))} characters; the limit is {expected}"
+    if kind == "minLength":
+        return "is empty; write a value or leave the key out"
     if kind in ("maxItems", "maxProperties"):
         return f"has more than {expected} entries; that is the limit"
     if kind == "pattern":

@@ -492,6 +492,7 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) 
         warnings=tuple(
             _warnings(
                 desired,
+                rules,
                 snapshot,
                 evaluation,
                 targets_f,
@@ -742,6 +743,7 @@ def guards_of(
 
 def _warnings(
     desired: DesiredState,
+    rules: Sequence[Rule],
     snapshot: TenantSnapshot,
     evaluation: RuleEvaluation,
     targets_f: list[str | None],
@@ -753,7 +755,6 @@ def _warnings(
 ) -> list[str]:
     """Things an admin must know, in a fixed order (each group sorted)."""
     warnings: list[str] = []
-    rules = desired.assignments.rules
     if unmanaged and (rules or desired.assignments.unmatched == "clear"):
         upns = sorted(
             (u for names in unmanaged.values() for u in names), key=lambda u: (u.casefold(), u)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -11,11 +12,13 @@ from reconciler.apply.executor import INTERRUPTED
 from reconciler.model import (
     DefaultChange,
     FieldChange,
+    MailboxSmtpChange,
     Plan,
     PolicyCreate,
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    SmtpOrgChange,
     UserChange,
 )
 from tests.fakes import NULL_REFERENCE_MESSAGE, FakeTenant
@@ -382,3 +385,27 @@ def test_a_write_refused_for_want_of_a_role_stops_the_user_phase() -> None:
     assert len(failed) == 10  # the one batch that was sent
     assert len(skipped) == 30  # never sent
     assert {o.message for o in skipped} == {f"not sent: an earlier write was refused ({refusal})"}
+
+
+def test_smtp_phases_run_after_the_default_and_before_the_users_batched_and_retried() -> None:
+    tenant = FakeTenant.with_users(25, policy="Block", policies={"Block": ()})
+    tenant.users = {
+        uid: dataclasses.replace(u, smtp_auth="enabled") for uid, u in tenant.users.items()
+    }
+    tenant.throttle_batches = 1  # the first Set-CASMailbox group is throttled, then resent
+    boxes = [
+        MailboxSmtpChange(f"user{i}@contoso.com", f"u-{i}", "enabled", "organization", "all")
+        for i in range(12)
+    ]
+    plan = make_plan(SmtpOrgChange(None, "disabled"), *boxes, assign(0, None, "Block"))
+    audit = MemoryAudit()
+    report = run(plan, tenant, audit=audit)
+    assert report.ok and report.counts["applied"] == 14
+    cmdlets = [w.cmdlet for w in tenant.writes]
+    assert cmdlets == ["Set-TransportConfig", *["Set-CASMailbox"] * 12, "Set-User"]
+    assert tenant.smtp_org == "disabled"
+    assert {tenant.users[f"u-{i}"].smtp_auth for i in range(12)} == {"organization"}
+    assert tenant.users["u-12"].smtp_auth == "enabled"  # not in the plan: untouched
+    assert sorted(tenant.user_batches[:3]) == [2, 10, 10]  # throttled 10 sent again
+    kinds = [r["change"]["kind"] for r in audit.records]
+    assert kinds.count("mailbox_smtp_change") == 12 and kinds[0] == "smtp_org_change"

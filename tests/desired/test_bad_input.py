@@ -54,6 +54,61 @@ def problems(text: str | bytes) -> list[str]:
 RULE = "assignments.rules[devices]"
 
 CASES: list[tuple[str, str | bytes, list[str]]] = [
+    # ------------------------------------------------------------ SMTP AUTH and exceptions
+    (
+        "rule smtp_auth not one of the three",
+        edit(
+            "      policy: SMTP relay devices\n",
+            "      policy: SMTP relay devices\n      smtp_auth: enable\n",
+        ),
+        [
+            f"p.yaml:13:18: {RULE}.smtp_auth: 'enable' is not one of 'enabled', 'disabled', "
+            "'organization'; did you mean 'enabled'?"
+        ],
+    ),
+    (
+        "organization smtp_auth misspelt",
+        BASE + "smtp_auth:\n  organization: disable\n",
+        [
+            "p.yaml:18:17: smtp_auth.organization: 'disable' is not one of 'disabled', "
+            "'enabled'; did you mean 'disabled'?"
+        ],
+    ),
+    (
+        "smtp_auth unknown key",
+        BASE + "smtp_auth:\n  unmatch: organization\n",
+        ["p.yaml:18:3: smtp_auth.unmatch: unknown key 'unmatch'; did you mean 'unmatched'?"],
+    ),
+    (
+        "expires not a date",
+        edit(
+            "      policy: SMTP relay devices\n",
+            "      policy: SMTP relay devices\n      expires: next spring\n",
+        ),
+        [
+            f"p.yaml:13:16: {RULE}.expires: 'next spring' is not a date: write the UTC date as "
+            "YYYY-MM-DD, e.g. 2027-03-31"
+        ],
+    ),
+    (
+        "expires not a calendar date",
+        edit(
+            "      policy: SMTP relay devices\n",
+            "      policy: SMTP relay devices\n      expires: 2027-02-30\n",
+        ),
+        [
+            f"p.yaml:13:16: {RULE}.expires: '2027-02-30' is not a calendar date; write a real "
+            "UTC date as YYYY-MM-DD, e.g. 2027-03-31"
+        ],
+    ),
+    (
+        "owner empty",
+        edit(
+            "      policy: SMTP relay devices\n",
+            "      policy: SMTP relay devices\n      owner: ''\n",
+        ),
+        [f"p.yaml:13:14: {RULE}.owner: is empty; write a value or leave the key out"],
+    ),
     # ------------------------------------------------------------ not YAML / not readable
     (
         "binary file",

@@ -22,11 +22,13 @@ from typing import Any
 from reconciler.emulator import Emulator
 from reconciler.model import (
     DefaultChange,
+    MailboxSmtpChange,
     Plan,
     PolicyCreate,
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    SmtpOrgChange,
     UserChange,
 )
 from reconciler.plan.pipeline import plan_from_args
@@ -34,9 +36,10 @@ from reconciler.plan.pipeline import plan_from_args
 ROOT = Path(__file__).resolve().parents[2]
 
 # Every change kind against the synthetic tenant: a policy create (the new default), an update
-# (the drifted imap/smtp switches of "Block Basic Auth"), a default change, one user change per
-# user (almost everybody moves to the new policy) and a policy delete. Guards are opened wide
-# so that no run needs --force.
+# (the drifted imap/smtp switches of "Block Basic Auth"), a default change, the org SMTP AUTH
+# switch, the mailboxes with their own SMTP AUTH setting (reset to follow the org), one user
+# change per user (almost everybody moves to the new policy) and a policy delete. Guards are
+# opened wide so that no run needs --force.
 EVERY_KIND = """\
 version: 1
 tenant: contoso.onmicrosoft.com
@@ -58,10 +61,14 @@ assignments:
       match: {users: [breakglass@contoso.com]}
     - name: devices
       policy: SMTP relay devices
+      smtp_auth: enabled
       match: {upn: ["scanner-*@contoso.com"]}
     - name: everyone
       policy: Block Basic Auth 2026
       match: all
+smtp_auth:
+  organization: disabled
+  unmatched: organization
 safety:
   max_user_changes: 100%
   max_policy_deletes: 1
@@ -127,15 +134,19 @@ def _change_key(change: Any) -> tuple[str, str]:
         return ("Set-OrganizationConfig", "")
     if isinstance(change, UserChange):
         return ("Set-User", change.user_id.casefold())
+    if isinstance(change, SmtpOrgChange):
+        return ("Set-TransportConfig", "")
+    if isinstance(change, MailboxSmtpChange):
+        return ("Set-CASMailbox", change.user_id.casefold())
     raise AssertionError(f"unexpected change kind {change!r}")
 
 
 def _entry_key(entry: Mapping[str, Any], user_ids: Mapping[str, str]) -> tuple[str, str]:
     cmdlet = str(entry["cmdlet"])
-    if cmdlet == "Set-OrganizationConfig":
+    if cmdlet in ("Set-OrganizationConfig", "Set-TransportConfig"):
         return (cmdlet, "")
     identity = str(entry.get("identity") or "").casefold()
-    if cmdlet == "Set-User":
+    if cmdlet in ("Set-User", "Set-CASMailbox"):
         # The reconciler addresses users by ExternalDirectoryObjectId or UPN; map UPNs back.
         return (cmdlet, user_ids.get(identity, identity))
     return (cmdlet, identity)
@@ -160,6 +171,8 @@ def state_diff_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[
             old.get(k) != user.get(k) for k in ("_policy", "StsRefreshTokensValidFrom")
         ):
             keys.add(("Set-User", external))
+        if old is not None and old.get("_smtp_disabled") != user.get("_smtp_disabled"):
+            keys.add(("Set-CASMailbox", external))
     keys.update(("Remove-User", external) for external in old_users)
     old_policies = {p["Guid"].casefold(): p for p in before["policies"]}
     new_policies = {p["Guid"].casefold(): p for p in after["policies"]}
@@ -172,6 +185,9 @@ def state_diff_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[
     for guid, policy in old_policies.items():
         if guid not in new_policies:
             keys.add(("Remove-AuthenticationPolicy", policy["Name"].casefold()))
+    smtp = "SmtpClientAuthenticationDisabled"
+    if before["transport"].get(smtp) != after["transport"].get(smtp):
+        keys.add(("Set-TransportConfig", ""))
     default = "DefaultAuthenticationPolicy"
     if (before["organization"].get(default) or "").casefold() != (
         after["organization"].get(default) or ""

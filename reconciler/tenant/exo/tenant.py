@@ -326,9 +326,16 @@ class ExoTenant:
         no user matches). `invoke` restarts on a refused cursor and drops repeated rows."""
         settings: dict[str, SmtpSetting] = {}
         names: dict[str, str] = {}
-        for obj in self.client.invoke(
-            "Get-CASMailbox", {"ResultSize": "Unlimited"}, select=CAS_SELECT
-        ):
+        try:
+            rows = self.client.invoke(
+                "Get-CASMailbox", {"ResultSize": "Unlimited"}, select=CAS_SELECT
+            )
+        except ExoPaginationExpiredError as exc:
+            raise TenantError(
+                "reading mailboxes failed: Exchange refused the next page of Get-CASMailbox "
+                f"({exc.exchange_text or exc}); nothing was changed, try again"
+            ) from None
+        for obj in rows:
             keys, setting = mailbox_setting_of(obj)
             if not keys:
                 continue

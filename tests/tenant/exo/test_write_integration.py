@@ -11,7 +11,7 @@ import pytest
 from reconciler.emulator import Emulator
 from reconciler.errors import TenantNotFoundError
 from reconciler.model import SnapshotNeeds, TenantUser
-from reconciler.tenant.base import UserWrite
+from reconciler.tenant.base import MailboxWrite, UserWrite
 from reconciler.tenant.exo.errors import (
     ExoAlreadyExistsError,
     ExoPermissionError,
@@ -260,3 +260,37 @@ def test_read_only_app_gets_one_permission_error_not_one_per_user(
         "Exchange refused Set-User (403): the app's role does not allow changes"
     )
     assert emu.write_log() == []
+
+
+@pytest.mark.parametrize("use_batch", [True, False])
+def test_mailbox_smtp_writes_are_batched_read_back_and_never_doubled(
+    emu: Emulator, use_batch: bool
+) -> None:
+    tenant = connect(emu.connection_env(app="writer"), use_batch=use_batch)
+    snapshot = tenant.read_snapshot(SnapshotNeeds(smtp_org=True, mailboxes=True))
+    boxes = [u for u in snapshot.users if u.smtp_auth == "organization"][:12]
+    mail_user = next(u for u in snapshot.users if u.smtp_auth is None)  # no mailbox
+    emu.reset_stats()
+    emu.set_faults(one_shot=["reset_after_write"])  # the first send lands, its answer is lost
+    writes = [MailboxWrite(u.id, "disabled") for u in boxes]
+    results = tenant.set_mailbox_smtp([*writes, MailboxWrite(mail_user.id, "enabled")])
+    assert [r.status for r in results] == ["applied"] * 12 + ["not_found"]
+    sent = [e for e in emu.write_log() if e["cmdlet"] == "Set-CASMailbox"]
+    assert len(sent) == 12  # each once: the lost answer was checked by reading back
+    assert all(user_state(emu, u.id)["_smtp_disabled"] is True for u in boxes)
+    assert tenant.read_mailbox_settings([u.id for u in boxes[:3]]) == {
+        u.id: "disabled" for u in boxes[:3]
+    }
+    # $null: follow the organization again.
+    [back] = tenant.set_mailbox_smtp([MailboxWrite(boxes[0].id, "organization")])
+    assert back.status == "applied" and user_state(emu, boxes[0].id)["_smtp_disabled"] is None
+
+
+def test_org_smtp_switch_round_trips(emu: Emulator) -> None:
+    tenant = connect(emu.connection_env(app="writer"))
+    assert tenant.read_smtp_org() is None  # Microsoft's default-off, not shown (hidden)
+    tenant.set_smtp_org("enabled")
+    assert tenant.read_smtp_org() == "enabled"
+    assert emu.dump_state()["transport"]["SmtpClientAuthenticationDisabled"] is False
+    tenant.set_smtp_org("disabled")
+    assert tenant.read_smtp_org() == "disabled"
