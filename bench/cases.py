@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import tenants
-from bench.config import MAILBOXES_YAML, NO_LATENCY, TWENTY_RULES_YAML, BenchConfig
+from bench.config import (
+    MAILBOXES_SMTP_YAML,
+    MAILBOXES_YAML,
+    NO_LATENCY,
+    TWENTY_RULES_YAML,
+    BenchConfig,
+)
 from bench.runner import Child, ChildRun, child_env, run_job
 from reconciler.emulator import Emulator
 
@@ -100,6 +106,47 @@ def noop_plan(emu: Emulator, cfg: BenchConfig, users: int) -> dict[str, Any]:
             runs[-1]["requests"],
         )
     return {"users": users, "expected_reads": math.ceil(users / 1000) + 2, "runs": runs}
+
+
+def smtp_noop(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
+    """Issue 14: the same no-op plan without and with SMTP AUTH managed, alternating in one run
+    (plain, smtp, plain, smtp, ...) so the machine's noise falls on both alike."""
+    tenants.converge_mailboxes(emu)
+    tenants.converge_smtp(emu)
+    _set_latency(emu, cfg, True)
+    env = _env(emu)
+    users = len(emu.service.state.users)
+    pairs = []
+    for index in range(cfg.runs):
+        pair: dict[str, Any] = {}
+        for mode, config in (("plain", MAILBOXES_YAML), ("smtp", MAILBOXES_SMTP_YAML)):
+            emu.reset_stats()
+            child = run_job({"job": "plan", "config": str(config)}, env)
+            stats = emu.stats()
+            if child.result["changes"] != 0:
+                raise BenchCheckFailed(
+                    f"{mode} no-op plan at {users} users has {child.result['changes']} changes"
+                )
+            pair[mode] = {
+                "requests": stats["requests_total"],
+                "by_cmdlet": _requests(stats),
+                "wall_s": child.result["total"]["wall_s"],
+                "cpu_s": child.result["total"]["cpu_s"],
+                "peak_rss_mb": child.peak_rss_mb,
+            }
+        for key in ("requests", "wall_s", "cpu_s", "peak_rss_mb"):
+            pair[f"ratio_{key}"] = pair["smtp"][key] / pair["plain"][key]
+        pairs.append(pair)
+        log.info(
+            "smtp noop %d users run %d: %.2f s vs %.2f s, %d vs %d requests",
+            users,
+            index + 1,
+            pair["smtp"]["wall_s"],
+            pair["plain"]["wall_s"],
+            pair["smtp"]["requests"],
+            pair["plain"]["requests"],
+        )
+    return {"users": users, "pairs": pairs}
 
 
 # --------------------------------------------------------------------------- case 2

@@ -15,6 +15,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 MAILBOXES_YAML = BENCH_DIR / "policies" / "mailboxes.yaml"
+MAILBOXES_SMTP_YAML = BENCH_DIR / "policies" / "mailboxes_smtp.yaml"
 TWENTY_RULES_YAML = BENCH_DIR / "policies" / "twenty_rules.yaml"
 SEED = 7
 
@@ -64,6 +65,8 @@ class BenchConfig:
     throughput_max_runs: int = 3
     # Issue 5: the planner at this size against 20 rules.
     planner_users: int = 100_000
+    # Issue 14: the no-op plan with and without SMTP AUTH managed, side by side.
+    smtp_users: int = 100_000
     # Case 4: emulator capacity, seconds per measurement and client connections.
     capacity_seconds: float = 3.0
     capacity_clients: tuple[int, ...] = (1, 4)
@@ -84,6 +87,7 @@ class BenchConfig:
             throughput_changes=1_000,
             budget_per_window=150,
             planner_users=5_000,
+            smtp_users=5_000,
             capacity_seconds=1.0,
         )
 
@@ -104,6 +108,7 @@ def tiny_config() -> BenchConfig:
         budget_per_window=100,
         budget_window_s=0.5,
         planner_users=400,
+        smtp_users=300,
         capacity_seconds=0.3,
         capacity_clients=(1, 2),
     )

@@ -592,9 +592,98 @@ def _summary(results: dict[str, Any]) -> list[str]:
                 _verdict(cpu < 2 and traced < 300),
             ]
         )
+    smtp = _figures(results, "smtp")
+    if smtp:
+        rows += _smtp_summary(smtp)
     if not rows:
         return []
     return ["## Summary of targets", "", *_table(["target (case)", "measured", ""], rows), ""]
+
+
+def _smtp_met(fig: dict[str, Any]) -> dict[str, bool]:
+    pairs = fig["pairs"]
+    plain = med([p["plain"]["requests"] for p in pairs])
+    smtp = med([p["smtp"]["requests"] for p in pairs])
+    return {
+        "requests": smtp <= 2 * plain + 2,
+        **{
+            key: med([p[f"ratio_{key}"] for p in pairs]) < 2
+            for key in ("wall_s", "cpu_s", "peak_rss_mb")
+        },
+    }
+
+
+def _smtp_summary(fig: dict[str, Any]) -> list[list[str]]:
+    pairs = fig["pairs"]
+    plain = med([p["plain"]["requests"] for p in pairs])
+    smtp = med([p["smtp"]["requests"] for p in pairs])
+    met = _smtp_met(fig)
+    ratios = ", ".join(
+        f"{label} x{_num(med([p[f'ratio_{key}'] for p in pairs]), 2)}"
+        for key, label in (("wall_s", "wall"), ("cpu_s", "CPU"), ("peak_rss_mb", "memory"))
+    )
+    return [
+        [
+            f"issue 14: no-op plan at {_int(fig['users'])} users with mailboxes managed: "
+            "requests <= 2 x without + 2",
+            f"{_int(smtp)} vs {_int(plain)}",
+            _verdict(met["requests"]),
+        ],
+        [
+            "issue 14: the same, wall, CPU and memory < 2x without (side by side)",
+            ratios,
+            _verdict(met["wall_s"] and met["cpu_s"] and met["peak_rss_mb"]),
+        ],
+    ]
+
+
+def _smtp(entry: dict[str, Any]) -> list[str]:
+    fig = entry["figures"]
+    pairs = fig["pairs"]
+    rows = []
+    for mode, label in (
+        ("plain", "policies only (mailboxes.yaml)"),
+        ("smtp", "with SMTP AUTH (mailboxes_smtp.yaml)"),
+    ):
+        runs = [p[mode] for p in pairs]
+        by_cmdlet: dict[str, list[float]] = {}
+        for run in runs:
+            for cmdlet, count in run["by_cmdlet"].items():
+                by_cmdlet.setdefault(cmdlet, []).append(count)
+        cmdlets = ", ".join(
+            f"{cmdlet} {_int(med(counts))}" for cmdlet, counts in sorted(by_cmdlet.items())
+        )
+        rows.append(
+            [
+                label,
+                _int(med(_col(runs, "requests"))),
+                cmdlets,
+                _spread(_col(runs, "wall_s")),
+                _spread(_col(runs, "cpu_s")),
+                _spread(_col(runs, "peak_rss_mb"), 0),
+            ]
+        )
+    ratio_row = [
+        "ratio with / without (per run, median)",
+        _num(med([p["ratio_requests"] for p in pairs]), 2),
+        "",
+        _num(med([p["ratio_wall_s"] for p in pairs]), 2),
+        _num(med([p["ratio_cpu_s"] for p in pairs]), 2),
+        _num(med([p["ratio_peak_rss_mb"] for p in pairs]), 2),
+    ]
+    return [
+        *_table(
+            ["no-op plan", "requests", "by cmdlet", "wall s", "CPU s", "peak RSS MB"],
+            [*rows, ratio_row],
+        ),
+        "",
+        f"{_int(fig['users'])} users, converged for both files (SMTP AUTH off org-wide, set "
+        "explicitly; every mailbox following it). The two plans alternate in one run "
+        "(without, with, without, with, ...), each in a process of its own; ratios are taken "
+        "per pair, then the median. Managing SMTP AUTH adds Get-TransportConfig (1 request) and "
+        "the Get-CASMailbox pages ($select of 4 properties), and the join by "
+        "ExternalDirectoryObjectId.",
+    ]
 
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
@@ -603,6 +692,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "drift": _drift,
     "throughput": _throughput,
     "planner": _planner,
+    "smtp": _smtp,
 }
 
 
@@ -687,7 +777,7 @@ def render(results: dict[str, Any], machine: dict[str, Any], readings: dict[str,
         "planner.",
         "",
     ]
-    for name in ("noop", "drift", "throughput", "capacity", "planner"):
+    for name in ("noop", "drift", "throughput", "capacity", "planner", "smtp"):
         lines += _section(name, results.get(name))
         reading = readings.get(name)
         if reading and results.get(name):

@@ -22,13 +22,14 @@ from reconciler.emulator import Emulator
 
 log = logging.getLogger("bench")
 
-CASE_NAMES = ("capacity", "noop", "drift", "throughput", "planner")
+CASE_NAMES = ("capacity", "noop", "drift", "throughput", "planner", "smtp")
 CASE_TITLES = {
     "capacity": "Case 4 - emulator capacity (issue 3)",
     "noop": "Case 1 - no-op plan, and the snapshot read (issue 4)",
     "drift": "Case 2 - 1% drift: plan + apply against two baselines",
     "throughput": "Case 3 - user changes against a request budget (issue 6)",
     "planner": "Planner - the whole tenant against 20 rules (issue 5)",
+    "smtp": "SMTP AUTH managed - the no-op plan with and without mailboxes (issue 14)",
 }
 
 Step = tuple[str, Callable[[Emulator], Any]]
@@ -52,6 +53,8 @@ def _steps(cfg: BenchConfig, selected: Sequence[str]) -> dict[int, list[Step]]:
         add(cfg.throughput_users, "throughput", lambda emu: cases.throughput(emu, cfg))
     if "planner" in selected:
         add(cfg.planner_users, "planner", lambda emu: cases.planner(emu, cfg))
+    if "smtp" in selected:
+        add(cfg.smtp_users, "smtp", lambda emu: cases.smtp_noop(emu, cfg))
     return by_size
 
 

@@ -63,6 +63,16 @@ def converge_mailboxes(emu: Emulator) -> None:
                 user["_policy"] = block
 
 
+def converge_smtp(emu: Emulator) -> None:
+    """Make the tenant match bench/policies/mailboxes_smtp.yaml too: SMTP AUTH off org-wide,
+    set explicitly, and every mailbox following it."""
+    state = _state(emu)
+    with state.lock:
+        state.transport["SmtpClientAuthenticationDisabled"] = True
+        for user in state.users:
+            user["_smtp_disabled"] = None
+
+
 def inject_drift(emu: Emulator, count: int, seed: int) -> list[str]:
     """Move `count` random user mailboxes off "Block Basic Auth" (half to no direct policy,
     half to "SMTP relay devices": admin-center edits). Returns their UPNs."""
