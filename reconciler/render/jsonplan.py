@@ -12,6 +12,14 @@ was made from; `apply PLAN.json` without -c reads it), `affected_users` on polic
 policy_replace change carries `policy`, `fields`, `after`, `holders` (reassigned after the
 recreate), `is_default`, `moved_holders` and `default_moves` (hold it now, moved later by
 their own changes: detached if Exchange refuses to remove a policy in use).
+
+Round 2 (DESIGN.md "SMTP AUTH as desired state"): `default_policy_before` (the default when
+the plan was made), `as_of` (the UTC date the plan was made for), `mailboxes_read` (mailbox
+SMTP AUTH settings were read); change kinds `smtp_org_change` (`before` null when
+Get-TransportConfig does not show the switch: unknown) and `mailbox_smtp_change`; every user
+change carries `effective_before` / `effective_after` ({"policy", "via": direct | default |
+none}), and, when mailboxes were read, user and mailbox changes carry `basic_smtp`
+({"before", "after"}: allowed | blocked | unknown). The summary counts the two new kinds.
 """
 
 from __future__ import annotations

@@ -159,6 +159,8 @@ class ExposureReport:
                 1 for u in self.users if u.policy_allows_smtp and not u.smtp_auth_enabled
             ),
             "policy_not_found": len(self.dangling),
+            # Counted as possible above because SMTP AUTH follows an org switch not shown.
+            "smtp_basic_auth_unknown": sum(1 for u in self.users if u.basic_smtp == "unknown"),
         }
 
 

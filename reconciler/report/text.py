@@ -103,6 +103,14 @@ def render_text(report: ExposureReport, *, show_users: int | None = 20) -> str:
         "AUTH is off: their policy allows Basic SMTP",
         f"  {c['smtp_basic_auth_possible']:>{width},}  can still use Basic SMTP AUTH "
         f"({_percent(c['smtp_basic_auth_possible'], total)})",
+        *(
+            [
+                f"  {c['smtp_basic_auth_unknown']:>{width},}    of them unknown: they follow an "
+                "org SMTP AUTH switch Get-TransportConfig does not show (counted as possible)"
+            ]
+            if c["smtp_basic_auth_unknown"]
+            else []
+        ),
         f"  {c['no_policy']:>{width},}  have no authentication policy at all",
         "",
         f"  Governed by: a direct policy {c['direct_policy']:,}, the default {c['via_default']:,}, "

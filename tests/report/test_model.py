@@ -62,6 +62,7 @@ def test_smtp_exposure_with_smtp_auth_enabled_org_wide() -> None:
         "smtp_basic_auth_possible": 3,
         "smtp_policy_allows_but_smtp_auth_off": 1,  # d: the mailbox disables SMTP AUTH
         "policy_not_found": 1,
+        "smtp_basic_auth_unknown": 0,
     }
 
 
@@ -159,3 +160,22 @@ def test_masked_hides_upns_and_ids_but_keeps_every_figure() -> None:
     for fmt in ("text", "markdown", "json", "csv"):
         out = render_report(hidden, fmt)
         assert "usere@contoso.com" not in out and "id-e" not in out
+
+
+def test_an_org_switch_not_shown_is_unknown_and_counted_as_possible() -> None:
+    snap = snapshot(org_disabled=False)
+    hidden = TenantSnapshot(
+        tenant=snap.tenant,
+        policies=snap.policies,
+        default_policy=snap.default_policy,
+        users=snap.users,
+        smtp_org=None,  # read, but Get-TransportConfig showed no value
+        smtp_org_read=True,
+        mailboxes_read=True,
+    )
+    report = build_report(hidden)
+    c = next(u for u in report.users if u.upn.startswith("userc"))  # follows the org
+    assert c.basic_smtp == "unknown" and c.smtp_basic_auth_possible
+    e = next(u for u in report.users if u.upn.startswith("usere"))  # mailbox enables it
+    assert e.basic_smtp == "allowed"
+    assert report.counts()["smtp_basic_auth_unknown"] == 2  # c and g (dangling: no policy)
