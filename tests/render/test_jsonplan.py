@@ -12,9 +12,11 @@ from reconciler.errors import PlanError
 from reconciler.model import (
     PROTOCOL_NAMES,
     FieldChange,
+    MailboxSmtpChange,
     Plan,
     PolicyDelete,
     PolicyReplace,
+    SmtpOrgChange,
     UserChange,
 )
 from reconciler.render import plan_from_json, plan_to_json
@@ -190,3 +192,61 @@ def test_any_strings_round_trip_and_nothing_invisible_is_written_raw(
     text = plan_to_json(plan)
     assert plan_from_json(text) == plan
     assert "\u202e" not in text and "\u2028" not in text and "\x85" not in text
+
+
+def test_smtp_changes_round_trip_with_effective_policies_and_basic_smtp() -> None:
+    plan = Plan(
+        tenant="t",
+        fingerprint="sha256:x",
+        changes=(
+            SmtpOrgChange(None, "disabled", affected_users=3),
+            MailboxSmtpChange(
+                "a@c.com",
+                "id-a",
+                "enabled",
+                "organization",
+                "everyone",
+                False,
+                "allowed",
+                "blocked",
+            ),
+            UserChange(
+                "user_clear",
+                "b@c.com",
+                "id-b",
+                "Relay",
+                None,
+                "break-glass",
+                False,
+                "allowed",
+                "blocked",
+            ),
+        ),
+        default_policy="Block",
+        default_before=None,
+        as_of="2026-12-27",
+        mailboxes_read=True,
+    )
+    text = plan_to_json(plan)
+    assert plan_from_json(text) == plan
+    assert plan_to_json(plan_from_json(text)) == text
+    data = json.loads(text)
+    assert (data["as_of"], data["mailboxes_read"], data["default_policy_before"]) == (
+        "2026-12-27",
+        True,
+        None,
+    )
+    org, box, user = data["changes"]
+    assert org == {
+        "kind": "smtp_org_change",
+        "before": None,
+        "after": "disabled",
+        "affected_users": 3,
+    }
+    assert box["basic_smtp"] == {"before": "allowed", "after": "blocked"}
+    assert user["effective_before"] == {"policy": "Relay", "via": "direct"}
+    assert user["effective_after"] == {"policy": "Block", "via": "default"}
+    assert data["summary"]["smtp_org_change"] == 1 and data["summary"]["mailbox_smtp_change"] == 1
+    bad = text.replace('"after": "organization"', '"after": "sometimes"')
+    with pytest.raises(PlanError, match=r"changes\[1\]: expected before/after among"):
+        plan_from_json(bad)
