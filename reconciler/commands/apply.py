@@ -302,10 +302,11 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         # (a user who joined since) are not written. Guards, warnings and counts come from the
         # fresh read, never from the file: a saved file cannot talk apply past a guard.
         not_written = check.not_in_saved
+        plan = dataclasses.replace(plan, changes=check.to_write)
+    if saved is not None or any(isinstance(c, PolicyReplace) for c in plan.changes):
+        # The guards of exactly what will be written (a replace's re-pointed holders count).
         plan = dataclasses.replace(
-            plan,
-            changes=check.to_write,
-            guards=tuple(guards_of(desired, snapshot, check.to_write, plan.relying_after)),
+            plan, guards=tuple(guards_of(desired, snapshot, plan.changes, plan.relying_after))
         )
 
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ

@@ -15,6 +15,9 @@ MAX_LIST_ITEMS = 10_000  # entries of any other list, e.g. one rule's `users`
 MAX_POLICY_NAME = 64  # Exchange's own limit (New-AuthenticationPolicy -Name)
 MAX_RULE_NAME = 128
 MAX_STRING = 256  # any other string value (a UPN is at most 113 characters)
+# The glob budget: every user's UPN is tried against every `upn` glob of the file.
+MAX_GLOBS = 200  # `upn` globs in the whole file (match and except of every rule)
+MAX_GLOB_STARS = 10  # `*` in one glob
 
 
 def max_items(path: tuple[str | int, ...]) -> tuple[int, str]:

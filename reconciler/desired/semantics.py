@@ -9,7 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from collections.abc import Callable, Mapping
+from functools import cache
 
+from confusable_homoglyphs import confusables
+
+from reconciler.desired import limits
 from reconciler.desired.problems import Finding, Path, quoted, suggestion
 from reconciler.desired.source import Document
 
@@ -89,6 +93,19 @@ def _declared_policies(
                     at_key=True,
                 )
             )
+        units = len(name.encode("utf-16-le")) // 2
+        if not skip(path) and len(name) <= limits.MAX_POLICY_NAME < units:
+            # Exchange (.NET) counts UTF-16 code units: a character outside the BMP (an emoji)
+            # counts twice there, once in Python and in JSON Schema.
+            findings.append(
+                Finding(
+                    path,
+                    f"policy name {quoted(name)} is {units} characters as Exchange counts them "
+                    f"(UTF-16 code units; {len(name)} code points); the limit is "
+                    f"{limits.MAX_POLICY_NAME}",
+                    at_key=True,
+                )
+            )
         look = look_alike_key(name)
         if (
             folded not in declared
@@ -124,9 +141,26 @@ def _declared_policies(
 
 def look_alike_key(name: str) -> str:
     """What two names that render the same share: NFKC (composed and compatibility forms,
-    a non-breaking space as a space), case folded, runs of white space as one space. Detection
-    only: matching a name to a tenant object stays Exchange's case-insensitive comparison."""
-    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+    a non-breaking space as a space), case folded, runs of white space as one space, and
+    every character Unicode lists as confusable with a Latin one (Cyrillic о, Greek Α...)
+    replaced by it (the confusables data of confusable-homoglyphs). Detection only: matching
+    a name to a tenant object stays Exchange's case-insensitive comparison."""
+    folded = " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+    if folded.isascii():
+        return folded
+    return "".join(_latin_look_alike(c) for c in folded).casefold()
+
+
+@cache
+def _latin_look_alike(char: str) -> str:
+    """The Latin character `char` is confusable with, or `char` itself."""
+    if char.isascii():
+        return char
+    for glyph in confusables.confusables_data.get(char, ()):
+        candidate = glyph.get("c", "")
+        if candidate.isascii() and candidate.strip():
+            return str(candidate)
+    return char
 
 
 def code_points(name: str, other: str) -> str:
@@ -196,6 +230,7 @@ def _check_rules(
     base: Path = ("assignments", "rules")
     first_line: dict[str, int] = {}
     unreachable_reported = False
+    globs = 0
     for index, rule in enumerate(rules):
         path: Path = (*base, index)
         if not isinstance(rule, dict) or skip(path):
@@ -221,6 +256,22 @@ def _check_rules(
             spec = rule.get(key)
             if isinstance(spec, dict):
                 _check_recipient_types(spec, (*path, key), skip, findings)
+                patterns = spec.get("upn")
+                if isinstance(patterns, list) and not skip((*path, key, "upn")):
+                    for number, pattern in enumerate(patterns):
+                        if not isinstance(pattern, str):
+                            continue
+                        globs += 1
+                        where: Path = (*path, key, "upn", number)
+                        issue = _glob_problem(pattern)
+                        if globs == limits.MAX_GLOBS + 1:
+                            issue = (
+                                f"more than {limits.MAX_GLOBS} upn globs in the file; that is the "
+                                "glob budget (every user's UPN is tried against every glob): "
+                                "list people in `users`, or match on a group or an attribute"
+                            )
+                        if issue:
+                            findings.append(Finding(where, issue))
         expires = rule.get("expires")
         if (
             isinstance(expires, str)
@@ -245,6 +296,36 @@ def _check_rules(
                     f"can never match: {', '.join(later)}; move this rule to the end",
                 )
             )
+
+
+def _glob_problem(pattern: str) -> str | None:
+    """An upn glob that can never match as meant (an unclosed `[`), or one over the budget."""
+    stars = pattern.count("*")
+    if stars > limits.MAX_GLOB_STARS:
+        return (
+            f"{quoted(pattern)} has {stars} '*'; the glob budget is {limits.MAX_GLOB_STARS} per "
+            "glob: one '*' stands for any text already"
+        )
+    index = 0
+    while index < len(pattern):
+        if pattern[index] == "[":
+            # fnmatch's reading: a set runs to the first ']' after an optional '!' and a
+            # leading ']'; without one, '[' is a plain character and the glob means another thing.
+            end = index + 1
+            if end < len(pattern) and pattern[end] == "!":
+                end += 1
+            if end < len(pattern) and pattern[end] == "]":
+                end += 1
+            while end < len(pattern) and pattern[end] != "]":
+                end += 1
+            if end >= len(pattern):
+                return (
+                    f"{quoted(pattern)} has an unclosed '[': a set of characters needs its ']' "
+                    "(e.g. scanner-[0-9]*@contoso.com); write [[] for a literal '['"
+                )
+            index = end
+        index += 1
+    return None
 
 
 def parse_date(text: str) -> dt.date | None:

@@ -18,6 +18,7 @@ from itertools import compress
 from operator import itemgetter
 from typing import Literal
 
+from reconciler.desired.semantics import code_points, look_alike_key
 from reconciler.errors import PlanError
 from reconciler.model import (
     PHASE_ORDER,
@@ -34,6 +35,7 @@ from reconciler.model import (
     Plan,
     PolicyCreate,
     PolicyDelete,
+    PolicyReplace,
     PolicySpec,
     PolicyUpdate,
     Rule,
@@ -628,7 +630,7 @@ def _smtp_warnings(
 
 
 # Every guard `guards_of` can raise, by name (what `apply --force=NAME` may name).
-GUARD_NAMES = ("max_user_changes", "max_policy_deletes", "default_cleared")
+GUARD_NAMES = ("max_user_changes", "max_policy_deletes", "default_cleared", "default_weakened")
 UNMANAGED = -2  # the rule index of a user whose recipient type the plan does not manage
 
 
@@ -689,7 +691,13 @@ def guards_of(
     counts once in max_user_changes."""
     guards: list[Guard] = []
     safety = desired.safety
-    user_changes = len(changed_user_ids(list(changes)))
+    ids = changed_user_ids(list(changes))
+    for change in changes:
+        if isinstance(change, PolicyReplace):  # its holders are detached and re-pointed
+            ids.update(change.holders)
+    # Users who rely on the default feel it move as surely as a Set-User.
+    relying = sum(c.affected_users for c in changes if isinstance(c, DefaultChange))
+    user_changes = len(ids) + relying
     if safety.max_user_changes is not None:
         total = len(snapshot.users)
         limit = safety.max_user_changes.resolve(total)
@@ -699,8 +707,13 @@ def guards_of(
                 Guard(
                     name="max_user_changes",
                     message=(
-                        f"{plural(user_changes, 'user change')} {_exceed(user_changes)} "
-                        "safety.max_user_changes "
+                        f"{plural(user_changes, 'user change')}"
+                        + (
+                            f" (with {plural(relying, 'user')} the default change moves)"
+                            if relying
+                            else ""
+                        )
+                        + f" {_exceed(user_changes)} safety.max_user_changes "
                         f"{safety.max_user_changes}{of_total}; review the plan, then apply "
                         "with --force"
                     ),
@@ -725,6 +738,20 @@ def guards_of(
                 )
             )
     for change in changes:
+        if isinstance(change, DefaultChange) and change.after is not None and change.weakens:
+            guards.append(
+                Guard(
+                    name="default_weakened",
+                    message=(
+                        f"this plan changes the organization default from {quoted(change.before)}"
+                        f" to {quoted(change.after)}, which allows Basic auth for more "
+                        f"({plural(change.affected_users, 'user')} rely on it); apply with "
+                        "--force to confirm"
+                    ),
+                    count=change.affected_users,
+                    limit=0,
+                )
+            )
         if isinstance(change, DefaultChange) and change.after is None:
             guards.append(
                 Guard(
@@ -799,6 +826,15 @@ def _warnings(
                 "in Exchange Online (only smtp still does)"
             )
     known = {p.name.casefold() for p in snapshot.policies}
+    by_look = {look_alike_key(p.name): p.name for p in snapshot.policies}
+    for spec in sorted(desired.policies, key=lambda s: (s.name.casefold(), s.name)):
+        twin = by_look.get(look_alike_key(spec.name))
+        if twin is not None and twin.casefold() != spec.name.casefold():
+            warnings.append(
+                f"policy {quoted(spec.name)} looks like the tenant's {quoted(twin)} but is a "
+                f"different name ({code_points(spec.name, twin)}): the plan treats them as two "
+                "policies; spell it as the tenant does if it is meant to be the same"
+            )
     for name in sorted(dangling, key=lambda n: (n.casefold(), n)):
         upns = sorted(dangling[name], key=lambda u: (u.casefold(), u))
         warnings.append(

@@ -54,6 +54,41 @@ def problems(text: str | bytes) -> list[str]:
 RULE = "assignments.rules[devices]"
 
 CASES: list[tuple[str, str | bytes, list[str]]] = [
+    # ------------------------------------------------------------ globs
+    (
+        "glob with an unclosed [",
+        edit(
+            'match: {upn: ["scanner-*@contoso.com"]}', 'match: {upn: ["scanner-[0-9*@contoso.com"]}'
+        ),
+        [
+            f"p.yaml:13:21: {RULE}.match.upn[0]: 'scanner-[0-9*@contoso.com' has an unclosed "
+            "'[': a set of characters needs its ']' (e.g. scanner-[0-9]*@contoso.com); write [[] "
+            "for a literal '['"
+        ],
+    ),
+    (
+        "glob over the star budget",
+        edit(
+            'match: {upn: ["scanner-*@contoso.com"]}',
+            'match: {upn: ["s*c*a*n*n*e*r*-*x*y*z*@contoso.com"]}',
+        ),
+        [
+            f"p.yaml:13:21: {RULE}.match.upn[0]: 's*c*a*n*n*e*r*-*x*y*z*@contoso.com' has 11 "
+            "'*'; the glob budget is 10 per glob: one '*' stands for any text already"
+        ],
+    ),
+    (
+        "more globs than the budget",
+        edit(
+            'match: {upn: ["scanner-*@contoso.com"]}',
+            "match: {upn: [" + ", ".join(f'"s{i}-*@contoso.com"' for i in range(201)) + "]}",
+        ),
+        [
+            f"p.yaml:13:4311: {RULE}.match.upn[200]: more than 200 upn globs in the file; that is "
+            "the glob budget (every user's UPN is tried against every glob): list people in "
+            "`users`, or match on a group or an attribute"
+        ],
+    ),
     # ------------------------------------------------------------ SMTP AUTH and exceptions
     (
         "rule smtp_auth not one of the three",
@@ -679,4 +714,34 @@ def test_names_that_trim_or_look_alike_are_located_errors() -> None:
         "(line 7) but is a different name (differs in U+0020); use one spelling",
         "p.yaml:13:3: policies.Cafe\u0301: policy 'Cafe\u0301' looks like 'Caf\u00e9' (line 11) "
         "but is a different name (differs in U+0065, U+0301); use one spelling",
+    ]
+
+
+def test_names_that_look_alike_across_scripts_are_refused() -> None:
+    # Cyrillic о (U+043E) and Greek Α (U+0391) beside their Latin look-alikes.
+    text = (
+        "version: 1\npolicies:\n"
+        '  "Block Basic Auth":\n    allow: []\n'
+        '  "Bl\u043eck Basic Auth":\n    allow: []\n'
+        '  "Audit":\n    allow: []\n'
+        '  "\u0391udit":\n    allow: []\n'
+    )
+    assert problems(text) == [
+        "p.yaml:5:3: policies.Bl\u043eck Basic Auth: policy 'Bl\u043eck Basic Auth' looks like "
+        "'Block Basic Auth' (line 3) but is a different name (differs in U+043E); use one "
+        "spelling",
+        "p.yaml:9:3: policies.\u0391udit: policy '\u0391udit' looks like 'Audit' (line 7) but "
+        "is a different name (differs in U+0391); use one spelling",
+    ]
+
+
+def test_the_64_character_limit_is_counted_as_exchange_counts() -> None:
+    # 62 letters and one emoji: 63 code points, 64 UTF-16 code units: allowed.
+    ok = "A" * 62 + "\U0001f512"
+    validate_text(f'version: 1\npolicies:\n  "{ok}":\n    allow: []\n', "p.yaml")
+    # 63 letters and one emoji: 64 code points (JSON Schema's count), 65 for Exchange.
+    name = "A" * 63 + "\U0001f512"
+    assert problems(f'version: 1\npolicies:\n  "{name}":\n    allow: []\n') == [
+        f"p.yaml:3:3: policies.{name}: policy name '{name}' is 65 characters as Exchange counts "
+        "them (UTF-16 code units; 64 code points); the limit is 64"
     ]

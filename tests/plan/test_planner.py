@@ -132,7 +132,27 @@ def test_default_to_a_policy_that_allows_more_weakens() -> None:
         state, snapshot([policy("Strict"), policy("Relay", "smtp")], [], default="Strict")
     )
     assert plan.changes == (DefaultChange("Strict", "Relay", affected_users=0, weakens=True),)
-    assert plan.guards == ()
+    # A default that allows more is guarded like clearing it (issue 13 item 9).
+    assert [(g.name, g.message) for g in plan.guards] == [
+        (
+            "default_weakened",
+            'this plan changes the organization default from "Strict" to "Relay", which allows '
+            "Basic auth for more (0 users rely on it); apply with --force to confirm",
+        )
+    ]
+
+
+def test_users_relying_on_a_moving_default_and_replace_holders_count_as_user_changes() -> None:
+    state = desired(
+        [spec("Strict"), spec("New")],
+        default="New",
+        safety=Safety(max_user_changes=Limit(2)),
+    )
+    users = [user(f"u{i}@x.com") for i in range(3)]  # no direct policy: they rely on it
+    plan = make_plan(state, snapshot([policy("Strict"), policy("New")], users, default="Strict"))
+    (guard,) = plan.guards
+    assert guard.name == "max_user_changes" and guard.count == 3
+    assert guard.message.startswith("3 user changes (with 3 users the default change moves)")
 
 
 def test_default_affected_counts_users_relying_on_it_after_the_user_changes() -> None:
@@ -441,3 +461,25 @@ def test_a_dangling_link_is_rewritten_even_to_a_policy_of_the_same_name() -> Non
     assert user_changes(plan)[0] == ("a@x.com", "Gone", "Gone", "all", False)
     ignored = make_plan(desired([spec("Gone")]), tenant)  # no rule: left alone
     assert kinds(ignored) == ["policy_create"]
+
+
+def test_a_replace_counts_the_holders_it_re_points() -> None:
+    from reconciler.model import PolicyReplace
+    from reconciler.plan.planner import guards_of
+
+    state = desired([spec("Block")], safety=Safety(max_user_changes=Limit(1)))
+    tenant = snapshot([policy("Block")], [user("a@x.com", "Block"), user("b@x.com", "Block")])
+    replace = PolicyReplace("Block", (), frozenset(), holders=("id-a@x.com", "id-b@x.com"))
+    (guard,) = guards_of(state, tenant, [replace], 0)
+    assert (guard.name, guard.count, guard.limit) == ("max_user_changes", 2, 1)
+
+
+def test_a_declared_name_that_looks_like_another_tenant_policy_is_named() -> None:
+    # Cyrillic о in the declared name: Exchange would create a second policy beside the first.
+    state = desired([spec("Bl\u043eck Basic Auth")])
+    plan = make_plan(state, snapshot([policy("Block Basic Auth")], []))
+    assert (
+        'policy "Bl\u043eck Basic Auth" looks like the tenant\'s "Block Basic Auth" but is a '
+        "different name (differs in U+043E): the plan treats them as two policies; spell it as "
+        "the tenant does if it is meant to be the same"
+    ) in plan.warnings
