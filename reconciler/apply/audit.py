@@ -1,9 +1,15 @@
-"""The apply audit log: append-only JSON lines, one record per change (and per replace step).
+"""The apply audit log: append-only JSON lines, written ahead of every write.
 
-Each record is written and flushed as soon as its change finishes, so a run stopped at any
-point (Ctrl-C, a crash, SIGKILL between records) leaves a file of whole, valid lines. Records
-carry what an auditor needs (tenant, plan fingerprint, the change, result, Exchange's message,
-attempts, timestamps) and nothing secret: the executor never has a credential to leak.
+Before a write (or a group of writes) is sent, one `intent` record per change is written,
+flushed and fsynced (once per group); when the intent cannot be written, nothing is sent.
+When the change finishes, its `outcome` record follows (and one per replace step), flushed at
+once; a closing `run` record ends the run. So a run stopped at any point (Ctrl-C, a crash,
+SIGKILL) leaves whole, valid lines, and every write that may have reached the tenant has its
+intent on disk: the next apply reads intents without an outcome back from the tenant and
+records what it found (`reconciled`). Records carry what an auditor needs (tenant, plan
+fingerprint, the run, the app's client id, the CI run when known, --force and the guards it
+overrode, whether sessions are revoked, the change, result, Exchange's message, attempts,
+timestamps) and nothing secret: the executor never has a credential to leak.
 """
 
 from __future__ import annotations
@@ -36,9 +42,14 @@ def default_audit_path(base: Path | None = None) -> Path:
 
 
 class AuditSink(Protocol):
-    """Where the executor sends one record per finished change."""
+    """Where the executor sends an intent before each write and a record per finished change."""
 
     def record(self, entry: dict[str, Any]) -> None: ...
+
+    def intend(self, entries: list[dict[str, Any]]) -> None:
+        """Write these intent records durably before the writes are sent; raise (OSError) when
+        that is not possible, and then the executor sends nothing."""
+        ...
 
 
 class NullAudit:
@@ -47,17 +58,29 @@ class NullAudit:
     def record(self, entry: dict[str, Any]) -> None:
         return None
 
+    def intend(self, entries: list[dict[str, Any]]) -> None:
+        return None
+
 
 class MemoryAudit:
-    """An audit sink that keeps records in a list (tests, the demo)."""
+    """An audit sink that keeps records in lists (tests): `records` the outcomes, `intents` the
+    intents, `log` both in the order they came."""
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.intents: list[dict[str, Any]] = []
+        self.log: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
     def record(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self.records.append(entry)
+            self.log.append(entry)
+
+    def intend(self, entries: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.intents.extend(entries)
+            self.log.extend(entries)
 
 
 class AuditLog:
@@ -67,26 +90,46 @@ class AuditLog:
     Use as a context manager; `close` fsyncs.
     """
 
-    def __init__(self, path: Path, *, tenant: str, fingerprint: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        tenant: str,
+        fingerprint: str,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         self.path = path
         self.tenant = tenant
         self.fingerprint = fingerprint
+        # Stamped on every record: run id, client id, CI run, forced guards, revoke_sessions.
+        self.context = dict(context or {})
         self._lock = threading.Lock()
         if not path.parent.exists():
             path.parent.mkdir(mode=0o700, parents=True)
         fd = open_private_append(str(path), "audit log")
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
-    def record(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(
-            {"tenant": self.tenant, "fingerprint": self.fingerprint, **entry},
+    def _line(self, entry: dict[str, Any]) -> str:
+        return json.dumps(
+            {"tenant": self.tenant, "fingerprint": self.fingerprint, **self.context, **entry},
             sort_keys=False,
             separators=(",", ":"),
         )
+
+    def record(self, entry: dict[str, Any]) -> None:
+        line = self._line(entry)
         with self._lock:
             # One write per whole line, flushed at once: a stopped run never leaves half a record.
             self._file.write(line + "\n")
             self._file.flush()
+
+    def intend(self, entries: list[dict[str, Any]]) -> None:
+        """The intents of one group of writes, on disk (fsync) before any of them is sent."""
+        text = "".join(self._line(entry) + "\n" for entry in entries)
+        with self._lock:
+            self._file.write(text)
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         with self._lock:
@@ -120,13 +163,40 @@ def outcome_record(
         change_data: dict[str, Any] = {"kind": change.kind, "policy": change.policy}
     else:
         change_data = change_to_dict(change)
-    entry: dict[str, Any] = {"ts_start": ts_start, "ts_end": ts_end, "change": change_data}
+    entry: dict[str, Any] = {
+        "record": "outcome",
+        "ts_start": ts_start,
+        "ts_end": ts_end,
+        "change": change_data,
+    }
     if step is not None:
         entry["step"] = step
     entry.update(result=result, message=message, attempts=attempts)
     if extra:
         entry.update(extra)
     return entry
+
+
+def intent_record(change: Change) -> dict[str, Any]:
+    """The record written, durably, before `change` is sent."""
+    return {
+        "record": "intent",
+        "ts": utc_now(),
+        "key": change_key(change),
+        "change": change_to_dict(change),
+    }
+
+
+def change_key(change: Change | dict[str, Any]) -> str:
+    """Which object a change writes, as one string: what pairs an intent with its outcome."""
+    data = change if isinstance(change, dict) else change_to_dict(change)
+    kind = str(data.get("kind"))
+    if kind in ("user_assign", "user_clear", "mailbox_smtp_change"):
+        family = "mailbox" if kind == "mailbox_smtp_change" else "user"
+        return f"{family}:{str(data.get('user_id', '')).lower()}"
+    if kind in ("default_change", "smtp_org_change"):
+        return kind
+    return f"policy:{str(data.get('policy', '')).casefold()}:{kind}"
 
 
 def run_record(report: Any) -> dict[str, Any]:
@@ -141,4 +211,5 @@ def run_record(report: Any) -> dict[str, Any]:
         "retries": report.retries,
         "interrupted": report.interrupted,
         "denied": report.denied,
+        "audit_error": report.audit_error,
     }

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Protocol
 
-from reconciler.apply.audit import AuditSink, NullAudit, outcome_record, utc_now
+from reconciler.apply.audit import AuditSink, NullAudit, intent_record, outcome_record, utc_now
 from reconciler.apply.concurrency import AimdLimit
 from reconciler.apply.report import (
     ApplyReport,
@@ -200,7 +200,23 @@ class _Run:
 
     def _not_sent(self) -> str:
         """The skip reason of every change after the refusal (the summary counts them)."""
+        if self.report.audit_error is not None:
+            return f"not sent: the audit log could not be written ({self.report.audit_error})"
         return f"not sent: an earlier write was refused ({self.denied})"
+
+    def _intend(self, indices: Sequence[int]) -> bool:
+        """Write the intents of these changes before they are sent (write-ahead audit). False,
+        and nothing more is ever sent, when the audit log cannot take them."""
+        try:
+            self.audit.intend([intent_record(self.changes[i]) for i in indices])
+        except (OSError, ValueError) as exc:  # ValueError: the file was closed under us
+            reason = getattr(exc, "strerror", None) or str(exc)
+            if self.denied is None:
+                self.report.audit_error = reason
+                self.denied = f"the audit log could not be written ({reason})"
+                log.error("stopping: the audit log could not be written: %s", reason)
+            return False
+        return True
 
     def _client_retries(self) -> int:
         """Re-sends the tenant client made inside its own calls (503, resets, 429, 401)."""
@@ -314,6 +330,9 @@ class _Run:
         reason = self._skip_reason(change)
         if reason is not None:
             self._finish(index, "skipped", reason)
+            return
+        if not self._intend([index]):
+            self._finish(index, "skipped", self._not_sent())
             return
         if isinstance(change, PolicyReplace):
             self._run_replace(index, change)
@@ -543,6 +562,9 @@ class _Run:
                     and len(in_flight) < self.limit.limit
                 ):
                     batch = pending.popleft()
+                    if batch.resends == 0 and not self._intend(batch.indices):
+                        pending.appendleft(batch)  # reported below as not sent
+                        break
                     writes = [self._user_write(i) for i in batch.indices]
                     self.report.writes += len(writes)
                     future = pool.submit(self._send, writes)

@@ -38,6 +38,8 @@ class ApplyReport:
     writes: int = 0  # state-changing calls the executor made (a $batch of 10 counts 10)
     problems: list[str] = field(default_factory=list)  # verification findings
     denied: str | None = None  # the first write refused for want of a role: apply stopped there
+    # The audit log could not take an intent: that write and everything after it not sent.
+    audit_error: str | None = None
 
     @property
     def counts(self) -> dict[str, int]:

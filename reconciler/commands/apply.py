@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -23,6 +24,8 @@ from reconciler.apply import ApplyReport, AuditLog, default_audit_path, execute_
 from reconciler.apply.audit import run_record
 from reconciler.apply.executor import INTERRUPTED
 from reconciler.apply.progress import PhaseLines, ProgressBar
+from reconciler.apply.reconcile import reconcile, unfinished_intents
+from reconciler.apply.reconcile import summary as reconcile_summary
 from reconciler.apply.replace import plan_with_replaces
 from reconciler.apply.report import describe_change
 from reconciler.apply.staleness import check_saved_plan
@@ -182,7 +185,14 @@ def _summary(report: ApplyReport, audit_path: Path, verified: str = "") -> list[
     if len(report.failed) > SHOW_FAILURES:
         lines.append(f"  ... and {len(report.failed) - SHOW_FAILURES} more failures (audit log)")
     skipped = [o for o in report.outcomes if o.status == "skipped" and not report.interrupted]
-    if report.denied is not None:
+    if report.audit_error is not None:
+        lines.append(
+            f"Stopped: the audit log could not be written before a write ({report.audit_error});"
+            f" nothing more was sent, {len(skipped)} change(s) not sent. Fix the audit log "
+            "(--audit-log) and run apply again."
+        )
+        skipped = [o for o in skipped if not o.message.startswith("not sent:")]
+    elif report.denied is not None:
         # One line for the refusal, not one per write that was never sent.
         lines.append(
             f"Stopped at the first refused write: {report.denied}; {len(skipped)} change(s) "
@@ -251,6 +261,51 @@ def _not_written_line(changes: tuple[Any, ...]) -> str:
     )
 
 
+def _ci_run() -> str | None:
+    """The CI run this apply belongs to, when the environment says (GitHub, Azure, GitLab)."""
+    env = os.environ
+    if env.get("GITHUB_RUN_ID"):
+        attempt = env.get("GITHUB_RUN_ATTEMPT")
+        run = f"github:{env.get('GITHUB_REPOSITORY', '')}/{env['GITHUB_RUN_ID']}"
+        return f"{run}/{attempt}" if attempt else run
+    if env.get("BUILD_BUILDID"):
+        return f"azure-devops:{env.get('SYSTEM_TEAMPROJECT', '')}/{env['BUILD_BUILDID']}"
+    if env.get("CI_PIPELINE_ID"):
+        return f"gitlab:{env.get('CI_PROJECT_PATH', '')}/{env['CI_PIPELINE_ID']}"
+    return None
+
+
+def _audit_context(tenant: Any, forced: set[str], revoke: bool) -> dict[str, Any]:
+    """What every audit record of this run carries besides tenant and fingerprint."""
+    settings = getattr(getattr(tenant, "client", None), "settings", None)
+    return {
+        "run_id": str(uuid.uuid4()),
+        "client_id": getattr(settings, "client_id", None),
+        "ci_run": _ci_run(),
+        "forced": sorted(forced),
+        "revoke_sessions": revoke,
+    }
+
+
+def _open_audit(path: Path, plan: Plan, context: dict[str, Any]) -> AuditLog:
+    try:
+        return AuditLog(path, tenant=plan.tenant, fingerprint=plan.fingerprint, context=context)
+    except OSError as exc:
+        raise AuthPolicyError(f"cannot open audit log {path}: {exc.strerror}") from None
+
+
+def _reconcile_earlier_run(path: Path, plan: Plan, snapshot: Any, context: dict[str, Any]) -> None:
+    """Intents an earlier, killed apply left without an outcome: read back, recorded, said."""
+    pending = unfinished_intents(path)
+    if not pending:
+        return
+    records = reconcile(pending, snapshot)
+    with _open_audit(path, plan, context) as audit:
+        for record in records:
+            audit.record(record)
+    sys.stdout.write(reconcile_summary(records) + "\n")
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -309,6 +364,11 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             plan, guards=tuple(guards_of(desired, snapshot, plan.changes, plan.relying_after))
         )
 
+    audit_path = args.audit_log or default_audit_path()
+    forced = forced_guards(args.force)
+    context = _audit_context(tenant, forced, desired.assignments.revoke_sessions)
+    _reconcile_earlier_run(audit_path, plan, snapshot, context)
+
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     sys.stdout.write(_render(plan, color))
     if not_written:
@@ -316,7 +376,6 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if not plan.has_changes:
         return ExitCode.OK
 
-    forced = forced_guards(args.force)
     blocking = [g for g in plan.guards if "all" not in forced and g.name not in forced]
     if blocking:
         for guard in blocking:
@@ -338,13 +397,10 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             sys.stdout.write("Apply cancelled; nothing was changed.\n")
             return ExitCode.ERROR
 
-    audit_path = args.audit_log or default_audit_path()
     stop = threading.Event()
     show_bar = sys.stderr.isatty()
-    try:
-        audit = AuditLog(audit_path, tenant=plan.tenant, fingerprint=plan.fingerprint)
-    except OSError as exc:
-        raise AuthPolicyError(f"cannot open audit log {audit_path}: {exc.strerror}") from None
+    context["forced"] = overridden if forced else []
+    audit = _open_audit(audit_path, plan, context)
     with audit, _stop_on_ctrl_c(stop):
         bar = ProgressBar(_stderr_console()) if show_bar else None
         progress = bar if bar is not None else PhaseLines(sys.stderr)

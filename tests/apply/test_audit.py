@@ -22,6 +22,7 @@ def test_records_append_across_runs_with_tenant_and_fingerprint(tmp_path: Path) 
         {
             "tenant": "t1",
             "fingerprint": "sha256:1",
+            "record": "outcome",
             "ts_start": "s",
             "ts_end": "e",
             "change": {
@@ -37,6 +38,7 @@ def test_records_append_across_runs_with_tenant_and_fingerprint(tmp_path: Path) 
         {
             "tenant": "t1",
             "fingerprint": "sha256:2",
+            "record": "outcome",
             "ts_start": "",
             "ts_end": "",
             "change": lines[0]["change"],

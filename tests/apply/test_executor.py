@@ -409,3 +409,48 @@ def test_smtp_phases_run_after_the_default_and_before_the_users_batched_and_retr
     assert sorted(tenant.user_batches[:3]) == [2, 10, 10]  # throttled 10 sent again
     kinds = [r["change"]["kind"] for r in audit.records]
     assert kinds.count("mailbox_smtp_change") == 12 and kinds[0] == "smtp_org_change"
+
+
+class _FailingAudit(MemoryAudit):
+    """Takes `room` intent groups, then cannot write (a full disk)."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def intend(self, entries):  # type: ignore[no-untyped-def]
+        if self.room <= 0:
+            raise OSError(28, "No space left on device")
+        self.room -= 1
+        super().intend(entries)
+
+
+def test_every_write_has_its_intent_on_record_before_it_is_sent() -> None:
+    tenant = FakeTenant.with_users(25, policy=None, policies={"Block": ()})
+    audit = MemoryAudit()
+    seen_at_send: list[set[str]] = []
+
+    def check(writes) -> None:  # type: ignore[no-untyped-def]
+        intents = {r["key"] for r in audit.intents}
+        seen_at_send.append({f"user:{w.user_id}" for w in writes} - intents)
+
+    tenant.before_user_batch = check
+    plan = make_plan(PolicyCreate("New", frozenset()), *[assign(i, "Block") for i in range(25)])
+    report = run(plan, tenant, audit=audit)
+    assert report.ok
+    assert seen_at_send and all(missing == set() for missing in seen_at_send)
+    order = [r.get("record") for r in audit.log]
+    assert order[0] == "intent" and order[1] == "outcome"  # the create: intent, then outcome
+    assert len(audit.intents) == 26 and len(audit.records) == 26
+
+
+def test_when_the_audit_log_cannot_take_an_intent_nothing_more_is_sent() -> None:
+    tenant = FakeTenant.with_users(30, policy=None, policies={"Block": ()})
+    plan = make_plan(*[assign(i, "Block") for i in range(30)])
+    audit = _FailingAudit(room=1)  # the first batch of 10, then the disk is full
+    report = run(plan, tenant, audit=audit, initial_concurrency=1, max_concurrency=1)
+    assert len(tenant.writes) == 10  # only the batch whose intents were written
+    assert report.audit_error == "No space left on device"
+    assert report.counts == {"applied": 10, "failed": 0, "skipped": 20, "not_found": 0}
+    skipped = {o.message for o in report.outcomes if o.status == "skipped"}
+    assert skipped == {"not sent: the audit log could not be written (No space left on device)"}

@@ -113,7 +113,7 @@ def _quote(policy: str | None) -> str:
 
 def audit_records(path: Path) -> list[dict[str, Any]]:
     """The change records; the run's closing summary is `run_summary(path)`."""
-    return [r for r in _all_records(path) if r.get("record") != "run"]
+    return [r for r in _all_records(path) if r.get("record") not in ("run", "intent")]
 
 
 def _all_records(path: Path) -> list[dict[str, Any]]:

@@ -70,7 +70,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
 
 def audit_lines(path: Path) -> list[dict]:
     """The change records (the run's closing summary record is checked on its own)."""
-    return [r for r in all_audit_lines(path) if r.get("record") != "run"]
+    return [r for r in all_audit_lines(path) if r.get("record") not in ("run", "intent")]
 
 
 def all_audit_lines(path: Path) -> list[dict]:
@@ -328,3 +328,17 @@ def test_force_before_the_plan_file_still_means_force_all(world: World, tmp_path
     world.saved = world.plan
     assert cli.main(["apply", "--force", "plan.json", "--auto-approve"]) == 0
     assert len(world.tenant.writes) == 6
+
+
+def test_audit_records_name_the_ci_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT", "GITHUB_REPOSITORY", "BUILD_BUILDID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("CI_PIPELINE_ID", raising=False)
+    assert apply_command._ci_run() is None
+    monkeypatch.setenv("BUILD_BUILDID", "77")
+    monkeypatch.setenv("SYSTEM_TEAMPROJECT", "it")
+    assert apply_command._ci_run() == "azure-devops:it/77"
+    monkeypatch.setenv("GITHUB_RUN_ID", "123")
+    monkeypatch.setenv("GITHUB_RUN_ATTEMPT", "2")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "contoso/policies")
+    assert apply_command._ci_run() == "github:contoso/policies/123/2"

@@ -190,3 +190,44 @@ def test_a_saved_plan_applies_on_a_busy_tenant_and_names_what_it_leaves(
     code, out, _ = run_cli(capsys, "plan", "--format", "json", "--detailed-exitcode")
     assert code == 2
     assert {c["user"] for c in json.loads(out)["changes"]} == set(joiners)
+
+
+def test_intents_a_killed_apply_left_are_read_back_and_recorded(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.apply.audit import AuditLog, intent_record
+    from reconciler.apply.reconcile import unfinished_intents
+    from reconciler.render import plan_from_json
+
+    code, _, err = run_cli(capsys, "plan", "--out", "plan.json")
+    assert code == 0, err
+    plan = plan_from_json(Path("plan.json").read_text(encoding="utf-8"))
+    org = next(c for c in plan.changes if c.kind == "smtp_org_change")
+    box = next(c for c in plan.changes if c.kind == "mailbox_smtp_change")
+    # A run that wrote both intents, sent the org switch (it landed) and was killed.
+    with AuditLog(
+        Path("audit.jsonl"), tenant=plan.tenant, fingerprint=plan.fingerprint,
+        context={"run_id": "killed-run"},
+    ) as log:  # fmt: skip
+        log.intend([intent_record(org), intent_record(box)])
+    other = open_tenant(argparse.Namespace())
+    other.set_smtp_org("disabled")
+    assert len(unfinished_intents(Path("audit.jsonl"))) == 2
+
+    code, out, err = _apply(capsys)
+    assert code == 0, out + err
+    assert (
+        "The audit log holds 2 write(s) of an earlier apply that stopped before recording their "
+        "outcome; read back from the tenant: 1 not in effect, 1 took effect"
+    ) in out
+    records = [json.loads(line) for line in Path("audit.jsonl").read_text().splitlines()]
+    reconciled = {r["key"]: r["result"] for r in records if r["record"] == "reconciled"}
+    assert reconciled == {
+        "smtp_org_change": "took_effect",
+        f"mailbox:{box.user_id}": "not_in_effect",
+    }
+    assert unfinished_intents(Path("audit.jsonl")) == []
+    outcome = next(r for r in records if r["record"] == "outcome")
+    assert {"run_id", "client_id", "ci_run", "forced", "revoke_sessions"} <= set(outcome)
+    assert outcome["client_id"] == emu.connection_env()["AZURE_CLIENT_ID"]
+    assert outcome["revoke_sessions"] is True and outcome["run_id"] != "killed-run"

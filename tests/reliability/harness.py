@@ -141,6 +141,34 @@ def _change_key(change: Any) -> tuple[str, str]:
     raise AssertionError(f"unexpected change kind {change!r}")
 
 
+_CMDLET_OF_KIND = {
+    "policy_create": "New-AuthenticationPolicy",
+    "policy_update": "Set-AuthenticationPolicy",
+    "policy_delete": "Remove-AuthenticationPolicy",
+    "default_change": "Set-OrganizationConfig",
+    "smtp_org_change": "Set-TransportConfig",
+    "mailbox_smtp_change": "Set-CASMailbox",
+    "user_assign": "Set-User",
+    "user_clear": "Set-User",
+}
+
+
+def intent_key(change: Mapping[str, Any]) -> tuple[str, str]:
+    """The (cmdlet, identity) of a change as the audit log writes it (its plan-JSON dict)."""
+    kind = str(change["kind"])
+    cmdlet = _CMDLET_OF_KIND[kind]
+    if kind in ("default_change", "smtp_org_change"):
+        return (cmdlet, "")
+    if "user_id" in change:
+        return (cmdlet, str(change["user_id"]).casefold())
+    return (cmdlet, str(change["policy"]).casefold())
+
+
+def entry_key(entry: Mapping[str, Any], user_ids: Mapping[str, str]) -> tuple[str, str]:
+    """The (cmdlet, identity) of one state-changing write the emulator logged."""
+    return _entry_key(entry, user_ids)
+
+
 def _entry_key(entry: Mapping[str, Any], user_ids: Mapping[str, str]) -> tuple[str, str]:
     cmdlet = str(entry["cmdlet"])
     if cmdlet in ("Set-OrganizationConfig", "Set-TransportConfig"):

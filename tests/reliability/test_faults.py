@@ -305,7 +305,7 @@ def test_a_user_deleted_during_apply_is_reported_and_the_others_continue(
         output
     )
     records = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
-    missing = [r for r in records if r["result"] == "not_found"]
+    missing = [r for r in records if r.get("result") == "not_found"]
     assert [r["change"]["user"] for r in missing] == [victim.user]
     assert missing[0]["message"].startswith("Set-User: not found: ")
     log = connected.write_log()

@@ -21,17 +21,21 @@ from typing import Any
 
 import pytest
 
+from reconciler.apply.reconcile import unfinished_intents
 from reconciler.emulator import Emulator
 from tests.reliability.durable_emulator import read_write_log
 from tests.reliability.harness import (
     ROOT,
     assert_converged_within_plan,
     authpolicy_command,
+    entry_key,
+    intent_key,
     plan_now,
     planned_keys,
     run_authpolicy,
     state_diff_keys,
     subprocess_env,
+    upn_index,
     upn_index_of,
     writes_outside_plan,
 )
@@ -89,15 +93,22 @@ def test_sigkill_at_20_random_points_of_a_2000_change_apply_then_every_rerun_con
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         killed_after = emu.stats()["writes_changed_state"]
+        records = []
         if audit.exists():  # every line the killed run wrote is whole JSON
-            for line in audit.read_text(encoding="utf-8").splitlines():
-                json.loads(line)
+            records = [json.loads(line) for line in audit.read_text(encoding="utf-8").splitlines()]
+        # Write-ahead: every write the tenant took from the killed run had its intent on disk.
+        intended = {intent_key(r["change"]) for r in records if r.get("record") == "intent"}
+        index = upn_index(emu)
+        taken = {entry_key(e, index) for e in emu.write_log()}
+        assert taken <= intended, (run, sorted(taken - intended)[:5])
 
         rerun = run_authpolicy(
             env, "apply", "-c", str(config), "--auto-approve", "--audit-log", str(audit)
         )
         assert rerun.returncode == 0, (run, rerun.stdout[-2000:], rerun.stderr[-2000:])
         assert_converged_within_plan(emu, config, plan, before)
+        # The rerun answered every intent the kill left open (outcome or `reconciled`).
+        assert unfinished_intents(audit) == []
         trials.append(
             {
                 "run": run,
