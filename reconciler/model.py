@@ -7,6 +7,7 @@ snapshot read from the tenant, and the changes a plan is made of. Nothing here d
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -391,6 +392,7 @@ def effective_policy(user: TenantUser, default_policy: str | None) -> str | None
 
 ChangeKind: TypeAlias = Literal[
     "policy_create",
+    "replace_resume",
     "policy_update",
     "policy_replace",
     "default_change",
@@ -405,15 +407,26 @@ ChangeKind: TypeAlias = Literal[
 # are sorted by this.
 PHASE_ORDER: Mapping[str, int] = {
     "policy_create": 0,
-    "policy_update": 1,
-    "policy_replace": 1,
-    "default_change": 2,
-    "smtp_org_change": 3,
-    "mailbox_smtp_change": 4,
-    "user_assign": 5,
-    "user_clear": 5,
-    "policy_delete": 6,
+    "replace_resume": 1,  # an earlier replace's holding policy: finished before anything else
+    "policy_update": 2,
+    "policy_replace": 2,
+    "default_change": 3,
+    "smtp_org_change": 4,
+    "mailbox_smtp_change": 5,
+    "user_assign": 6,
+    "user_clear": 6,
+    "policy_delete": 7,
 }
+
+# A replace (remove and recreate a policy) first moves the policy's holders and the default to
+# a holding policy with the same protection, so the tenant itself remembers who must go back.
+HOLDING_PREFIX = "authpolicy-holding-"
+
+
+def holding_name(policy: str) -> str:
+    """The reserved name of the holding policy of `policy` (fits Exchange's 64 characters)."""
+    digest = hashlib.sha256(policy.casefold().encode("utf-8")).hexdigest()[:16]
+    return HOLDING_PREFIX + digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +473,19 @@ class PolicyReplace:
     default_moves: bool = False
     weakens: bool = False
     kind: Literal["policy_replace"] = "policy_replace"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceResume:
+    """Finish a replace an earlier apply did not: the users (and the default) on the holding
+    policy go back to `policy` (created first if it is missing), then the holding policy goes."""
+
+    policy: str
+    holding: str
+    holders: tuple[str, ...] = ()  # user ids on the holding policy
+    default: bool = False  # the default names the holding policy
+    weakens: bool = False
+    kind: Literal["replace_resume"] = "replace_resume"
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,6 +550,7 @@ class MailboxSmtpChange:
 
 Change: TypeAlias = (
     PolicyCreate
+    | ReplaceResume
     | PolicyUpdate
     | PolicyReplace
     | PolicyDelete

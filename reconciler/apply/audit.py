@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.files import open_private_append
-from reconciler.model import Change, PolicyReplace
+from reconciler.model import Change, PolicyReplace, ReplaceResume
 from reconciler.render.jsonplan import change_to_dict  # the plan JSON's own shape
 
 __all__ = ["AuditLog", "MemoryAudit", "NullAudit", "change_to_dict", "default_audit_path"]
@@ -158,7 +158,7 @@ def outcome_record(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The audit record of one change (or one step of a policy replace)."""
-    if step is not None and isinstance(change, PolicyReplace):
+    if step is not None and isinstance(change, PolicyReplace | ReplaceResume):
         # A step names its policy; the full change (with every holder) is in the final record.
         change_data: dict[str, Any] = {"kind": change.kind, "policy": change.policy}
     else:

@@ -42,8 +42,10 @@ from reconciler.model import (
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    ReplaceResume,
     SmtpOrgChange,
     UserChange,
+    holding_name,
 )
 from reconciler.tenant.base import MailboxWrite, Tenant, UserWrite, WriteResult
 
@@ -301,6 +303,8 @@ class _Run:
         target: str | None = None
         if isinstance(change, UserChange | DefaultChange):
             target = change.after
+        elif isinstance(change, ReplaceResume):
+            target = change.policy
         if target is not None:
             found = self._outcome_of(("policy_create", "policy_replace"), target)
             if found is not None and found[1].status != "applied":
@@ -336,6 +340,9 @@ class _Run:
             return
         if isinstance(change, PolicyReplace):
             self._run_replace(index, change)
+            return
+        if isinstance(change, ReplaceResume):
+            self._run_resume(index, change)
             return
         started = utc_now()
         try:
@@ -373,11 +380,14 @@ class _Run:
     # ------------------------------------------------------------------ replace
 
     def _run_replace(self, index: int, change: PolicyReplace) -> None:
-        """Remove and recreate a policy, then re-point its holders and the default at it.
+        """Remove and recreate a policy, its holders and the default kept protected throughout.
 
-        Steps (each one an audit record): remove; if Exchange refuses because the policy is
-        still in use, detach its holders and the default and remove again; create with the
-        same name and switches; reassign every holder; restore the default.
+        Steps (each one an audit record): create the holding policy (reserved name, the
+        protection the policy has now and will have, whichever blocks more); move every holder
+        and the default onto it; remove the policy; create it again; move them all back; remove
+        the holding policy. Killed anywhere in between, the tenant itself shows who must go
+        back: the next plan finds the holding policy and finishes the replace first
+        (`replace_resume`). Nobody is without a policy at any point.
         """
         if not self.allow_replace:
             self._finish(
@@ -388,7 +398,12 @@ class _Run:
             return
         started = utc_now()
         name = change.policy
+        holding = holding_name(name)
         attempts = 0
+        before = set(change.after)
+        for field in change.fields:
+            (before.add if field.before else before.discard)(field.protocol)
+        protection = frozenset(before & change.after)  # blocks whatever either blocks
 
         def step(label: str, call: Callable[[], None]) -> str | None:
             nonlocal attempts
@@ -404,100 +419,116 @@ class _Run:
             self._audit_step(change, label, "applied", "", 1, step_start)
             return None
 
-        # Everyone who holds it now: those the plan leaves on it and those it moves later.
-        current_holders = change.holders + change.moved_holders
+        everyone = change.holders + change.moved_holders
         names_default = change.is_default or change.default_moves
 
-        def point_holders(
-            label: str, policy: str | None, users: tuple[str, ...] = change.holders
-        ) -> list[str]:
+        def move(label: str, target: str) -> str | None:
             nonlocal attempts
-            problems: list[str] = []
-            for start in range(0, len(users), BATCH_SIZE):
-                chunk = users[start : start + BATCH_SIZE]
-                for result in self._write_batch_with_resends([UserWrite(u, policy) for u in chunk]):
-                    attempts += result.attempts
-                    self._audit_step(
-                        change,
-                        label,
-                        result.status,
-                        result.message,
-                        result.attempts,
-                        started,
-                        {"user_id": result.write.user_id},
-                    )
-                    if result.status == "failed":
-                        problems.append(f"{result.write.user_id}: {result.message}")
-            return problems
+            problems = self._move_users(change, label, everyone, target, started)
+            attempts += len(everyone)
+            if names_default and not problems:
+                failed = step(f"{label}_default", lambda: self.tenant.set_default_policy(target))
+                if failed:
+                    problems.append(f"the default: {failed}")
+            return problems[0] if problems else None
 
-        failure = step("remove", lambda: self.tenant.remove_policy(name))
-        if failure is not None and (current_holders or names_default):
-            # Exchange may refuse to remove a policy that users or the default still name.
-            detach_problems = point_holders("detach", None, current_holders)
-            if names_default:
-                problem = step("detach_default", lambda: self.tenant.set_default_policy(None))
-                if problem is not None:
-                    detach_problems.append(f"clearing the default: {problem}")
-            failure = (
-                f"detaching its users failed ({detach_problems[0]})"
-                if detach_problems
-                else step("remove", lambda: self.tenant.remove_policy(name))
-            )
-            if failure is not None:
-                # Put back what was detached: the old policy is still there.
-                undo = point_holders("reattach", name, current_holders)
-                if names_default:
-                    step("reattach_default", lambda: self.tenant.set_default_policy(name))
-                left = f"; {len(undo)} user(s) could not be reattached" if undo else ""
-                self._finish(
-                    index,
-                    "failed",
-                    f"remove step failed, the policy is unchanged: {failure}{left}",
-                    attempts=attempts,
-                    ts_start=started,
-                )
-                return
-        elif failure is not None:
-            self._finish(
-                index,
-                "failed",
-                f"remove step failed, nothing changed: {failure}",
-                attempts=attempts,
-                ts_start=started,
+        def fail(message: str) -> None:
+            self._finish(index, "failed", message, attempts=attempts, ts_start=started)
+
+        failure = step("hold_create", lambda: self.tenant.create_policy(holding, protection))
+        if failure is not None:
+            fail(f"the holding policy '{holding}' could not be created, nothing changed: {failure}")
+            return
+        failure = move("hold", holding)
+        if failure is None:
+            failure = step("remove", lambda: self.tenant.remove_policy(name))
+        if failure is not None:
+            # The old policy is still there: put everyone back, drop the holding policy.
+            undo = move("unhold", name)
+            released = undo or step("release", lambda: self.tenant.remove_policy(holding))
+            left = f"; undoing failed too ({released}): rerun apply to finish" if released else ""
+            fail(
+                "moving its users aside or removing it failed, the policy is unchanged: "
+                f"{failure}{left}"
             )
             return
         failure = step("create", lambda: self.tenant.create_policy(name, change.after))
         if failure is not None:
-            self._finish(
-                index,
-                "failed",
-                f"'{name}' was removed but could not be created again: {failure}; its "
-                f"{len(change.holders)} user(s){' and the default' if change.is_default else ''} "
-                "lost it. Rerun apply to recreate and reassign.",
-                attempts=attempts,
-                ts_start=started,
+            fail(
+                f"'{name}' was removed but could not be created again: {failure}; its users"
+                f"{' and the default' if names_default else ''} are on '{holding}' (the same "
+                "protection). Rerun apply to finish."
             )
             return
-        problems = point_holders("reassign", name)
-        if change.is_default:
-            failure = step("restore_default", lambda: self.tenant.set_default_policy(name))
-            if failure is not None:
-                problems.append(f"restoring the default failed: {failure}")
+        failure = move("reassign", name)
+        if failure is None:
+            failure = step("release", lambda: self.tenant.remove_policy(holding))
+        if failure is not None:
+            fail(f"'{name}' was recreated but a step failed ({failure}); rerun apply to finish")
+        else:
+            self._finish(index, "applied", attempts=attempts, ts_start=started)
+
+    def _run_resume(self, index: int, change: ReplaceResume) -> None:
+        """Finish an earlier replace: holders and the default back from the holding policy."""
+        started = utc_now()
+        problems = self._move_users(change, "reassign", change.holders, change.policy, started)
+        if change.default and not problems:
+            try:
+                self.report.writes += 1
+                self.tenant.set_default_policy(change.policy)
+                self._audit_step(change, "restore_default", "applied", "", 1, started)
+            except Exception as exc:
+                problems.append(f"the default: {error_text(exc)}")
+        if not problems:
+            try:
+                self.report.writes += 1
+                self.tenant.remove_policy(change.holding)
+                self._audit_step(change, "release", "applied", "", 1, started)
+            except TenantNotFoundError:
+                pass  # gone already
+            except Exception as exc:
+                problems.append(f"removing '{change.holding}': {error_text(exc)}")
         if problems:
             self._finish(
                 index,
                 "failed",
-                f"'{name}' was recreated but {len(problems)} step(s) failed "
-                f"(first: {problems[0]}); rerun apply to finish",
-                attempts=attempts,
+                f"{len(problems)} step(s) failed (first: {problems[0]}); the users stay on "
+                f"'{change.holding}' (the same protection): rerun apply to finish",
+                attempts=len(change.holders) + 2,
                 ts_start=started,
             )
         else:
-            self._finish(index, "applied", attempts=attempts, ts_start=started)
+            self._finish(index, "applied", attempts=len(change.holders) + 2, ts_start=started)
+
+    def _move_users(
+        self,
+        change: PolicyReplace | ReplaceResume,
+        label: str,
+        users: tuple[str, ...],
+        target: str,
+        started: str,
+    ) -> list[str]:
+        """Point `users` at `target`, 10 per batch; one audit record per user; the problems."""
+        problems: list[str] = []
+        for start in range(0, len(users), BATCH_SIZE):
+            chunk = users[start : start + BATCH_SIZE]
+            for result in self._write_batch_with_resends([UserWrite(u, target) for u in chunk]):
+                self._audit_step(
+                    change,
+                    label,
+                    result.status,
+                    result.message,
+                    result.attempts,
+                    started,
+                    {"user_id": result.write.user_id},
+                )
+                if result.status == "failed":
+                    problems.append(f"{result.write.user_id}: {result.message}")
+        return problems
 
     def _audit_step(
         self,
-        change: PolicyReplace,
+        change: PolicyReplace | ReplaceResume,
         step: str,
         result: str,
         message: str,

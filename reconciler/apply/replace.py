@@ -16,8 +16,10 @@ from reconciler.model import (
     Plan,
     PolicyReplace,
     PolicyUpdate,
+    ReplaceResume,
     TenantSnapshot,
     UserChange,
+    holding_name,
 )
 
 
@@ -41,14 +43,22 @@ def plan_with_replaces(plan: Plan, snapshot: TenantSnapshot) -> Plan:
         for field in change.fields:
             (allow.add if field.after else allow.discard)(field.protocol)
         folded = change.policy.casefold()
+        # An unfinished earlier replace's resume puts its users (and the default) back on the
+        # policy first: they hold it by the time this replace runs.
+        resumed = [
+            c
+            for c in plan.changes
+            if isinstance(c, ReplaceResume) and c.policy.casefold() == folded
+        ]
         current = sorted(
-            u.id for u in snapshot.users if u.policy is not None and u.policy.casefold() == folded
+            {u.id for u in snapshot.users if u.policy is not None and u.policy.casefold() == folded}
+            | {uid for c in resumed for uid in c.holders}
         )
         holders = tuple(u for u in current if u not in moved_users)
         moved_holders = tuple(u for u in current if u in moved_users)
         names_default = (
             snapshot.default_policy is not None and snapshot.default_policy.casefold() == folded
-        )
+        ) or any(c.default for c in resumed)
         is_default = names_default and not default_moves
         changes.append(
             PolicyReplace(
@@ -62,14 +72,14 @@ def plan_with_replaces(plan: Plan, snapshot: TenantSnapshot) -> Plan:
                 weakens=change.weakens,
             )
         )
+        everyone = len(holders) + len(moved_holders)
         warnings.append(
             f"policy '{change.policy}' will be removed and created again (--allow-replace): "
-            f"{len(holders)} user(s){' and the org default' if is_default else ''} are "
-            "pointed at the new policy right after (if Exchange refuses to remove a policy in "
-            "use, they are detached from it first)"
+            f"its {everyone} user(s){' and the org default' if names_default else ''} wait on "
+            f"the holding policy '{holding_name(change.policy)}' (the same protection) and "
+            "are pointed back at the new policy right after; the holding policy is then removed"
             + (
-                f"; {len(moved_holders)} user(s) that hold it now and that the plan moves to "
-                "another policy are detached first and get their own change later"
+                f"; {len(moved_holders)} of them get their own change later"
                 if moved_holders
                 else ""
             )

@@ -6,7 +6,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from reconciler.model import Change, DefaultChange, MailboxSmtpChange, SmtpOrgChange, UserChange
+from reconciler.model import (
+    Change,
+    DefaultChange,
+    MailboxSmtpChange,
+    ReplaceResume,
+    SmtpOrgChange,
+    UserChange,
+)
 
 OutcomeStatus: TypeAlias = Literal["applied", "failed", "skipped", "not_found"]
 OUTCOME_STATUSES: tuple[OutcomeStatus, ...] = ("applied", "failed", "skipped", "not_found")
@@ -69,6 +76,8 @@ def describe_change(change: Change) -> str:
     if isinstance(change, DefaultChange):
         after = f"'{change.after}'" if change.after is not None else "none"
         return f"default policy -> {after}"
+    if isinstance(change, ReplaceResume):
+        return f"finish the replace of policy '{change.policy}' (from '{change.holding}')"
     if isinstance(change, SmtpOrgChange):
         return f"organization SMTP AUTH -> {change.after}"
     if isinstance(change, MailboxSmtpChange):

@@ -13,7 +13,7 @@ import gc
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import compress
 from operator import itemgetter
 from typing import Literal
@@ -21,6 +21,7 @@ from typing import Literal
 from reconciler.desired.semantics import code_points, look_alike_key
 from reconciler.errors import PlanError
 from reconciler.model import (
+    HOLDING_PREFIX,
     PHASE_ORDER,
     PROTOCOL_NAMES,
     PROTOCOLS,
@@ -38,6 +39,7 @@ from reconciler.model import (
     PolicyReplace,
     PolicySpec,
     PolicyUpdate,
+    ReplaceResume,
     Rule,
     SmtpOrgChange,
     SmtpSetting,
@@ -47,6 +49,7 @@ from reconciler.model import (
     UserChange,
     basic_smtp,
     changed_user_ids,
+    holding_name,
 )
 from reconciler.plan.columns import user_columns
 from reconciler.plan.fingerprint import fingerprint_of, input_digests, user_fields
@@ -240,7 +243,71 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _unfinished_replaces(
+    desired: DesiredState, snapshot: TenantSnapshot
+) -> tuple[TenantSnapshot, list[Change], list[str]]:
+    """Holding policies an earlier replace left (it was stopped between moving the holders
+    off a policy and back): the snapshot as if the replace had finished (holders and default on
+    the policy, no holding policy), the resumes that finish it, and a warning for each."""
+    holdings = [p for p in snapshot.policies if p.name.casefold().startswith(HOLDING_PREFIX)]
+    if not holdings:
+        return snapshot, [], []
+    names = {holding_name(n).casefold(): n for n in [
+        *(p.name for p in snapshot.policies), *(s.name for s in desired.policies)
+    ]}  # fmt: skip
+    resumes: list[Change] = []
+    warnings: list[str] = []
+    back: dict[str, str] = {}
+    recreated: list[TenantPolicy] = []
+    for holding in sorted(holdings, key=lambda p: p.name.casefold()):
+        owner = names.get(holding.name.casefold())
+        holders = tuple(
+            sorted(u.id for u in snapshot.users if _fold(u.policy) == holding.name.casefold())
+        )
+        on_default = _fold(snapshot.default_policy) == holding.name.casefold()
+        if owner is None or (desired.policy(owner) is None and snapshot.policy(owner) is None):
+            raise PlanError(
+                f"the tenant holds {quoted(holding.name)}, the holding policy of a replace that "
+                f"did not finish, with {plural(len(holders), 'user')}"
+                f"{' and the organization default' if on_default else ''}, and the policy it "
+                "holds them for is neither declared nor in the tenant; declare that policy, or "
+                "move them and remove the holding policy by hand"
+            )
+        owner = (desired.policy(owner) or snapshot.policy(owner)).name  # type: ignore[union-attr]
+        back[holding.name.casefold()] = owner
+        if snapshot.policy(owner) is None:
+            # Killed after the remove: create it with the holding policy's protection (any
+            # switch the file wants different follows as an update), as if never removed.
+            resumes.append(PolicyCreate(owner, holding.allow))
+            recreated.append(TenantPolicy(owner, holding.allow))
+        resumes.append(ReplaceResume(owner, holding.name, holders, on_default))
+        warnings.append(
+            f"an earlier replace of policy {quoted(owner)} did not finish: "
+            f"{quoted(holding.name)} holds {plural(len(holders), 'user')}"
+            f"{' and the organization default' if on_default else ''} for it; apply moves them "
+            "back and removes it before anything else"
+        )
+    users = tuple(
+        replace(u, policy=back[u.policy.casefold()])
+        if u.policy is not None and u.policy.casefold() in back
+        else u
+        for u in snapshot.users
+    )
+    default = snapshot.default_policy
+    if default is not None and default.casefold() in back:
+        default = back[default.casefold()]
+    policies = tuple(p for p in snapshot.policies if p.name.casefold() not in back) + tuple(
+        recreated
+    )
+    return (
+        replace(snapshot, users=users, default_policy=default, policies=policies),
+        resumes,
+        warnings,
+    )
+
+
 def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) -> Plan:
+    snapshot, resumes, resume_warnings = _unfinished_replaces(desired, snapshot)
     declared = {spec.name.casefold(): spec for spec in desired.policies}
     tenant = _tenant_policies(snapshot)
     creates, updates = _policy_changes(declared, tenant)
@@ -447,7 +514,7 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) 
 
     _refuse_held_deletes(doomed_list, tenant, holders, default_after_f)
 
-    changes: list[Change] = [*creates]
+    changes: list[Change] = [*creates, *resumes]
     changes += [
         PolicyUpdate(
             policy=u.policy,
@@ -492,7 +559,8 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) 
         fingerprint=fingerprint_of(snapshot.tenant, inputs),
         changes=tuple(changes),
         warnings=tuple(
-            _warnings(
+            resume_warnings
+            + _warnings(
                 desired,
                 rules,
                 snapshot,
@@ -693,7 +761,9 @@ def guards_of(
     safety = desired.safety
     ids = changed_user_ids(list(changes))
     for change in changes:
-        if isinstance(change, PolicyReplace):  # its holders are detached and re-pointed
+        if isinstance(change, PolicyReplace):  # its holders are moved away and back
+            ids.update(change.holders + change.moved_holders)
+        if isinstance(change, ReplaceResume):
             ids.update(change.holders)
     # Users who rely on the default feel it move as surely as a Set-User.
     relying = sum(c.affected_users for c in changes if isinstance(c, DefaultChange))

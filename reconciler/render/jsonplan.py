@@ -43,6 +43,7 @@ from reconciler.model import (
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    ReplaceResume,
     SmtpOrgChange,
     UserChange,
     switches_of,
@@ -77,14 +78,15 @@ Defaults = tuple[str | None, str | None]  # the organization default before and 
 def summary_of(changes: tuple[Change, ...]) -> dict[str, int]:
     """Counts per change kind, in DESIGN.md's order, plus `total`."""
     counts = dict.fromkeys(SUMMARY_KINDS, 0)
-    replaces = 0
+    extra: dict[str, int] = {}
     for change in changes:
-        if change.kind == "policy_replace":
-            replaces += 1
-        else:
+        if change.kind in counts:
             counts[change.kind] += 1
-    if replaces:
-        counts["policy_replace"] = replaces
+        else:  # policy_replace, replace_resume: counted only when the plan has them
+            extra[change.kind] = extra.get(change.kind, 0) + 1
+    for kind in ("policy_replace", "replace_resume"):
+        if kind in extra:
+            counts[kind] = extra[kind]
     counts["total"] = len(changes)
     return counts
 
@@ -117,6 +119,13 @@ def change_to_dict(change: Change, defaults: Defaults | None = None) -> dict[str
         }
     elif isinstance(change, PolicyDelete):
         data |= {"policy": change.policy}
+    elif isinstance(change, ReplaceResume):
+        data |= {
+            "policy": change.policy,
+            "holding": change.holding,
+            "holders": list(change.holders),
+            "default": change.default,
+        }
     elif isinstance(change, DefaultChange | SmtpOrgChange):
         data |= {
             "before": change.before,
@@ -339,6 +348,17 @@ class _Reader:
             )
         if kind == "policy_delete":
             return PolicyDelete(policy=self.text(data, "policy", where), weakens=weakens)
+        if kind == "replace_resume":
+            held = self.key(data, "holders", where)
+            if not isinstance(held, list) or not all(isinstance(h, str) for h in held):
+                raise self.fail(f"{where}.holders", "expected a list of user ids")
+            return ReplaceResume(
+                policy=self.text(data, "policy", where),
+                holding=self.text(data, "holding", where),
+                holders=tuple(held),
+                default=self.boolean(self.key(data, "default", where), f"{where}.default"),
+                weakens=weakens,
+            )
         if kind == "default_change":
             return DefaultChange(
                 before=self.optional_text(data, "before", where),

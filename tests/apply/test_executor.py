@@ -18,8 +18,10 @@ from reconciler.model import (
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    ReplaceResume,
     SmtpOrgChange,
     UserChange,
+    holding_name,
 )
 from tests.fakes import NULL_REFERENCE_MESSAGE, FakeTenant
 
@@ -148,27 +150,40 @@ def replace_change(holders: tuple[str, ...], is_default: bool) -> PolicyReplace:
     )
 
 
-def test_replace_recreates_and_repoints_holders_and_default_with_audit_steps() -> None:
+def test_replace_keeps_holders_and_default_on_a_holding_policy_until_the_recreate() -> None:
     tenant = FakeTenant.with_users(
         13, policy="Block", policies={"Block": ["smtp"]}, default_policy="Block"
     )
+    tenant.remove_referenced = "reject"  # Exchange may refuse to remove a policy in use
     holders = tuple(f"u-{i}" for i in range(13))
     audit = MemoryAudit()
     report = run(make_plan(replace_change(holders, True)), tenant, allow_replace=True, audit=audit)
 
-    assert report.ok
-    assert tenant.policies == {"Block": frozenset()}
+    assert report.ok, report.outcomes
+    assert tenant.policies == {"Block": frozenset()}  # the holding policy is gone again
     assert tenant.default_policy == "Block"
     assert {u.policy for u in tenant.users.values()} == {"Block"}
     steps = [r.get("step") for r in audit.records]
-    assert steps == ["remove", "create"] + ["reassign"] * 13 + ["restore_default", None]
+    assert steps == (
+        ["hold_create"]
+        + ["hold"] * 13
+        + ["hold_default", "remove", "create"]
+        + ["reassign"] * 13
+        + ["reassign_default", "release", None]
+    )
     assert audit.records[-1]["result"] == "applied"
     assert audit.records[-1]["change"]["holders"] == list(holders)
-    assert [w.cmdlet for w in tenant.writes] == (
-        ["Remove-AuthenticationPolicy", "New-AuthenticationPolicy"]
-        + ["Set-User"] * 13
-        + ["Set-OrganizationConfig"]
-    )
+    hold = holding_name("Block")
+    assert [(w.cmdlet, w.target) for w in tenant.writes if w.cmdlet != "Set-User"] == [
+        ("New-AuthenticationPolicy", hold),
+        ("Set-OrganizationConfig", ""),
+        ("Remove-AuthenticationPolicy", "Block"),
+        ("New-AuthenticationPolicy", "Block"),
+        ("Set-OrganizationConfig", ""),
+        ("Remove-AuthenticationPolicy", hold),
+    ]
+    # The holding policy blocks whatever the policy blocked before or after (smtp off).
+    assert next(w for w in tenant.writes if w.target == hold).value == frozenset()
 
 
 def test_replace_without_consent_is_skipped_and_writes_nothing() -> None:
@@ -181,7 +196,7 @@ def test_replace_without_consent_is_skipped_and_writes_nothing() -> None:
     assert tenant.writes == []
 
 
-def test_replace_whose_create_fails_skips_assignments_to_it() -> None:
+def test_replace_whose_create_fails_leaves_everyone_protected_on_the_holding_policy() -> None:
     tenant = FakeTenant.with_users(3, policy="Block", policies={"Block": ["smtp"]})
     tenant.fail_create["Block"] = "Transient failure."
     report = run(
@@ -189,12 +204,14 @@ def test_replace_whose_create_fails_skips_assignments_to_it() -> None:
         tenant,
         allow_replace=True,
     )
+    hold = holding_name("Block")
     assert report.outcomes[0].status == "failed"
     assert report.outcomes[0].message == (
-        "'Block' was removed but could not be created again: Transient failure.; its 2 user(s) "
-        "lost it. Rerun apply to recreate and reassign."
+        "'Block' was removed but could not be created again: Transient failure.; its users are "
+        f"on '{hold}' (the same protection). Rerun apply to finish."
     )
     assert report.outcomes[1].message == "skipped because replace policy 'Block' failed"
+    assert {tenant.users[u].policy for u in ("u-0", "u-1")} == {hold}
 
 
 def test_deleted_user_is_not_found_and_the_run_is_still_ok() -> None:
@@ -289,35 +306,6 @@ def test_delete_depends_on_default_moving_off_the_policy(status: str) -> None:
         assert "Old" not in tenant.policies
 
 
-def test_replace_detaches_first_when_exchange_refuses_to_remove_a_policy_in_use() -> None:
-    tenant = FakeTenant.with_users(
-        3, policy="Block", policies={"Block": ["smtp"]}, default_policy="Block"
-    )
-    tenant.remove_referenced = "reject"
-    audit = MemoryAudit()
-    holders = ("u-0", "u-1", "u-2")
-    report = run(make_plan(replace_change(holders, True)), tenant, allow_replace=True, audit=audit)
-
-    assert report.ok, report.outcomes
-    assert tenant.policies == {"Block": frozenset()}
-    assert tenant.default_policy == "Block"
-    assert {u.policy for u in tenant.users.values()} == {"Block"}
-    assert [(r.get("step"), r["result"]) for r in audit.records] == [
-        ("remove", "failed"),
-        ("detach", "applied"),
-        ("detach", "applied"),
-        ("detach", "applied"),
-        ("detach_default", "applied"),
-        ("remove", "applied"),
-        ("create", "applied"),
-        ("reassign", "applied"),
-        ("reassign", "applied"),
-        ("reassign", "applied"),
-        ("restore_default", "applied"),
-        (None, "applied"),
-    ]
-
-
 def test_replace_also_detaches_the_holders_and_default_that_the_plan_moves_later() -> None:
     # The replace runs before the user and default changes, so the users and the default the
     # plan moves elsewhere still hold the policy when it is removed. Exchange refusing to remove
@@ -355,17 +343,32 @@ def test_replace_also_detaches_the_holders_and_default_that_the_plan_moves_later
     }
 
 
-def test_replace_whose_second_remove_fails_reattaches_and_leaves_the_policy() -> None:
+def test_replace_whose_remove_fails_puts_everyone_back_and_leaves_the_policy() -> None:
     tenant = FakeTenant.with_users(2, policy="Block", policies={"Block": ["smtp"]})
     tenant.fail_remove["Block"] = "Policy is locked."
     report = run(make_plan(replace_change(("u-0", "u-1"), False)), tenant, allow_replace=True)
 
     assert report.outcomes[0].status == "failed"
     assert report.outcomes[0].message == (
-        "remove step failed, the policy is unchanged: Policy is locked."
+        "moving its users aside or removing it failed, the policy is unchanged: Policy is locked."
     )
     assert tenant.policies == {"Block": frozenset({"smtp"})}
     assert {u.policy for u in tenant.users.values()} == {"Block"}
+
+
+def test_a_resume_moves_the_holders_and_default_back_and_removes_the_holding_policy() -> None:
+    hold = holding_name("Block")
+    tenant = FakeTenant.with_users(
+        12, policy=hold, policies={"Block": [], hold: []}, default_policy=hold
+    )
+    resume = ReplaceResume("Block", hold, tuple(f"u-{i}" for i in range(12)), default=True)
+    audit = MemoryAudit()
+    report = run(make_plan(resume), tenant, audit=audit)
+    assert report.ok, report.outcomes
+    assert tenant.policies == {"Block": frozenset()}
+    assert {u.policy for u in tenant.users.values()} == {"Block"}
+    assert tenant.default_policy == "Block"
+    assert [r.get("step") for r in audit.records][-3:] == ["restore_default", "release", None]
 
 
 def test_a_write_refused_for_want_of_a_role_stops_the_user_phase() -> None:

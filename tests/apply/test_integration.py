@@ -460,7 +460,9 @@ def test_null_reference_bug_stops_for_the_policy_and_allow_replace_recreates_it(
     assert after["organization"]["DefaultAuthenticationPolicy"].lower() == policy["Guid"].lower()
     assert not policy["AllowBasicAuthSmtp"] and not policy["AllowBasicAuthImap"]
     steps = [r.get("step") for r in audit_records(tmp_path / "audit.jsonl") if r.get("step")]
-    assert steps[0] == "remove" and "create" in steps and steps[-1] == "restore_default"
+    assert steps[0] == "hold_create" and steps[-1] == "release"
+    assert steps.index("hold") < steps.index("remove") < steps.index("create")
+    assert not any(p["Name"].startswith("authpolicy-holding-") for p in after["policies"])
     assert replan_changes(capsys, config, tmp_path) == 0
 
 

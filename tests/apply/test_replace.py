@@ -10,6 +10,7 @@ from reconciler.model import (
     PolicyUpdate,
     SnapshotNeeds,
     UserChange,
+    holding_name,
 )
 from tests.fakes import FakeTenant
 
@@ -40,8 +41,8 @@ def test_updates_become_replaces_with_holders_not_moved_by_the_plan() -> None:
     )
     assert shown.fingerprint == plan.fingerprint
     assert shown.warnings == (
-        "policy 'Block' will be removed and created again (--allow-replace): 3 user(s) and the "
-        "org default are pointed at the new policy right after (if Exchange refuses to remove "
-        "a policy in use, they are detached from it first); 1 user(s) that hold it now and "
-        "that the plan moves to another policy are detached first and get their own change later",
+        "policy 'Block' will be removed and created again (--allow-replace): its 4 user(s) and "
+        f"the org default wait on the holding policy '{holding_name('Block')}' (the same "
+        "protection) and are pointed back at the new policy right after; the holding policy is "
+        "then removed; 1 of them get their own change later",
     )

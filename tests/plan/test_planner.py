@@ -483,3 +483,30 @@ def test_a_declared_name_that_looks_like_another_tenant_policy_is_named() -> Non
         "different name (differs in U+043E): the plan treats them as two policies; spell it as "
         "the tenant does if it is meant to be the same"
     ) in plan.warnings
+
+
+def test_a_holding_policy_left_by_a_killed_replace_is_finished_first() -> None:
+    from reconciler.model import ReplaceResume, holding_name
+
+    hold = holding_name("Block")
+    state = desired([spec("Block")], [rule("everyone", "Block", ALL)], default="Block")
+    # Killed after the remove: Block is gone, its users and the default wait on the holding one.
+    tenant = snapshot(
+        [policy(hold)],
+        [user("a@x.com", hold), user("b@x.com", hold), user("c@x.com", None)],
+        default=hold,
+    )
+    plan = make_plan(state, tenant)
+    assert kinds(plan)[:2] == ["policy_create", "replace_resume"]
+    resume = plan.changes[1]
+    assert resume == ReplaceResume("Block", hold, ("id-a@x.com", "id-b@x.com"), default=True)
+    # a and b go back with the resume; only c (no direct policy) gets a user change.
+    assert [c.user for c in plan.changes if isinstance(c, UserChange)] == ["c@x.com"]
+    assert plan.warnings[0] == (
+        f'an earlier replace of policy "Block" did not finish: "{hold}" holds 2 users and the '
+        "organization default for it; apply moves them back and removes it before anything else"
+    )
+    # A holding policy whose policy is known nowhere is an error, not a guess.
+    orphan = snapshot([policy(holding_name("Gone"))], [])
+    with pytest.raises(PlanError, match="the holding policy of a replace that did not finish"):
+        make_plan(desired([spec("Block")]), orphan)
