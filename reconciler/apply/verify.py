@@ -25,6 +25,7 @@ from reconciler.model import (
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    ReplaceResume,
     SmtpOrgChange,
     SnapshotNeeds,
     TenantSnapshot,
@@ -208,6 +209,10 @@ def _check(change: object, snapshot: TenantSnapshot, users: dict[str, str | None
         return f"switch(es) {', '.join(wrong)} did not take" if wrong else None
     if isinstance(change, PolicyDelete):
         return "the policy still exists" if snapshot.policy(change.policy) else None
+    if isinstance(change, ReplaceResume):
+        if snapshot.policy(change.holding) is not None:
+            return f"the holding policy {change.holding!r} still exists"
+        return None if snapshot.policy(change.policy) else "the policy does not exist"
     if isinstance(change, DefaultChange):
         if _same(snapshot.default_policy, change.after):
             return None

@@ -40,6 +40,12 @@ def _policy_lines(row: PolicyRow) -> list[Line]:
         head += f"  (effective for {_users(row.affected_users)})"
     if row.verb == "replace":
         head += f"  (removed and created again; {_users(row.holders)} re-pointed)"
+    if row.verb == "resume":
+        default = " and the default" if row.holding_default else ""
+        head = (
+            f"finish the replace of policy {quoted(row.name)}: {_users(row.holders)}{default} "
+            f"back from {quoted(row.holding)}, which is then removed (an earlier apply stopped)"
+        )
     if row.weakens:
         head += f"  {WEAKENS}"
     lines = [Line(row.symbol, head, weakens=row.weakens)]

@@ -22,6 +22,7 @@ TRUNCATED = (
 )
 
 _ROWS = (
+    ("~", "Unfinished replaces to finish", "replace_resume"),
     ("+", "Policies to create", "policy_create"),
     ("~", "Policies to update", "policy_update"),
     ("-/+", "Policies to replace", "policy_replace"),
@@ -43,7 +44,8 @@ def _summary_table(view: PlanView) -> list[str]:
     rows = ["| | Change | Count |", "|:-:|---|--:|"]
     for symbol, label, key in _ROWS:
         count = view.summary.get(key, 0)
-        if count or key not in ("policy_replace", "smtp_org_change", "mailbox_smtp_change"):
+        optional = ("policy_replace", "replace_resume", "smtp_org_change", "mailbox_smtp_change")
+        if count or key not in optional:
             rows.append(f"| `{symbol}` | {label} | {count:,} |")
     rows.append(f"| | **Total** | **{view.total:,}** |")
     return rows

@@ -14,6 +14,7 @@ from reconciler.model import (
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    ReplaceResume,
     SmtpOrgChange,
     UserChange,
 )
@@ -42,6 +43,8 @@ class PolicyRow:
     affected_users: int | None = None
     holders: int = 0
     weakens: bool = False
+    holding: str = ""  # resume: the holding policy an earlier replace left
+    holding_default: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,17 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
             )
         elif isinstance(change, PolicyDelete):
             deletes.append(PolicyRow("-", "delete", change.policy, weakens=change.weakens))
+        elif isinstance(change, ReplaceResume):
+            policies.append(
+                PolicyRow(
+                    "~",
+                    "resume",
+                    change.policy,
+                    holders=len(change.holders),
+                    holding=change.holding,
+                    holding_default=change.default,
+                )
+            )
         elif isinstance(change, DefaultChange):
             default = DefaultRow(change.before, change.after, change.affected_users, change.weakens)
         elif isinstance(change, SmtpOrgChange):
@@ -276,6 +290,8 @@ def summary_line(view: PlanView) -> str:
         f"{s['policy_update'] + s.get('policy_replace', 0)} to update",
         f"{s['policy_delete']} to delete",
     ]
+    if s.get("replace_resume"):
+        parts.insert(0, f"{s['replace_resume']} unfinished replace to finish")
     parts.append("default changes" if s["default_change"] else "default unchanged")
     if s["smtp_org_change"]:
         parts.append("org SMTP AUTH changes")

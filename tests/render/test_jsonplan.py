@@ -16,6 +16,7 @@ from reconciler.model import (
     Plan,
     PolicyDelete,
     PolicyReplace,
+    ReplaceResume,
     SmtpOrgChange,
     UserChange,
 )
@@ -250,3 +251,22 @@ def test_smtp_changes_round_trip_with_effective_policies_and_basic_smtp() -> Non
     bad = text.replace('"after": "organization"', '"after": "sometimes"')
     with pytest.raises(PlanError, match=r"changes\[1\]: expected before/after among"):
         plan_from_json(bad)
+
+
+def test_a_replace_resume_round_trips_and_is_counted_apart() -> None:
+    plan = Plan(
+        tenant="t",
+        fingerprint="sha256:x",
+        changes=(ReplaceResume("Block", "authpolicy-holding-0123456789abcdef", ("id-1",), True),),
+    )
+    text = plan_to_json(plan)
+    assert plan_from_json(text) == plan
+    data = json.loads(text)
+    assert data["changes"][0] == {
+        "kind": "replace_resume",
+        "policy": "Block",
+        "holding": "authpolicy-holding-0123456789abcdef",
+        "holders": ["id-1"],
+        "default": True,
+    }
+    assert data["summary"]["replace_resume"] == 1
