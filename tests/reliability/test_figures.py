@@ -75,7 +75,8 @@ def test_bad_policy_files_are_all_refused_without_a_traceback(
         else:
             accepted.append(f"{label}: exit {code}: {err or out}")
     print(
-        f"\nbad policies.yaml files: {len(mutants)} tried, {refused} refused, {tracebacks} tracebacks"
+        f"\nbad policies.yaml files: {len(mutants)} tried, {refused} refused, "
+        f"{tracebacks} tracebacks"
     )
     assert len(mutants) >= 200
     assert accepted == [] and tracebacks == 0
@@ -141,7 +142,7 @@ def test_tampered_saved_plans_are_refused_and_write_nothing(
         connected.reset_stats()
         capsys.readouterr()
         code = cli.main(["apply", str(path), "-c", str(config), "--audit-log", str(tmp_path / "a")])
-        out, err = capsys.readouterr()
+        _, err = capsys.readouterr()
         writes = connected.stats()["writes_changed_state"]
         if code in (1, 3) and writes == 0 and "internal error" not in err:
             refused += 1
