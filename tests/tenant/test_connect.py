@@ -243,3 +243,18 @@ def test_a_ca_bundle_that_is_a_fifo_or_a_directory_is_refused(tmp_path: Path) ->
             f"AUTHPOLICY_CA_BUNDLE={path}: not a regular file (a directory, FIFO or device); "
             "name the CA's PEM file"
         )
+
+
+def test_a_ca_bundle_that_is_a_fifo_or_a_directory_is_refused_without_hanging(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from reconciler.errors import ConnectionSettingsError
+    from reconciler.tenant.exo.transport import build_ssl_context
+
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path):
+        with pytest.raises(ConnectionSettingsError, match="not a regular file"):
+            build_ssl_context(str(path), only_ca_bundle=True)

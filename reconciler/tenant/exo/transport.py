@@ -9,7 +9,9 @@ There is no switch that turns verification off.
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,9 +24,31 @@ from requests.utils import get_environ_proxies
 from reconciler.errors import ConnectionSettingsError
 from reconciler.tenant.exo.settings import shown_path
 
+MAX_CA_BUNDLE_BYTES = 10 * 2**20  # a system bundle is about 200 KB
+
+
+def _check_ca_file(ca_bundle: str) -> None:
+    """A regular file of sane size: a FIFO would hang the load, a device would never end."""
+    try:
+        info = os.stat(ca_bundle)
+    except OSError:
+        return  # the load below says what is wrong (missing, unreadable)
+    if not stat.S_ISREG(info.st_mode):
+        raise ConnectionSettingsError(
+            f"AUTHPOLICY_CA_BUNDLE={shown_path(ca_bundle)}: not a regular file (a FIFO, a "
+            "device or a directory); point it at the PEM file of the CA to trust"
+        )
+    if info.st_size > MAX_CA_BUNDLE_BYTES:
+        raise ConnectionSettingsError(
+            f"AUTHPOLICY_CA_BUNDLE={shown_path(ca_bundle)}: larger than "
+            f"{MAX_CA_BUNDLE_BYTES // 2**20} MiB, not a CA bundle"
+        )
+
 
 def build_ssl_context(ca_bundle: str | None, *, only_ca_bundle: bool) -> ssl.SSLContext:
     """The trust store: the CA bundle alone (emulator) or the system store plus the CA bundle."""
+    if ca_bundle:
+        _check_ca_file(ca_bundle)
     try:
         if ca_bundle and only_ca_bundle:
             context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_bundle)
