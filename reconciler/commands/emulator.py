@@ -172,13 +172,17 @@ def run(args: argparse.Namespace) -> int:
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Ctrl-C and SIGTERM stop it, also when started from a shell that ignores SIGINT for
+    # background jobs (the disposition a child inherits; apply installs its own handler too).
     previous = signal.signal(signal.SIGTERM, _terminate)
+    previous_int = signal.signal(signal.SIGINT, _terminate)
     try:
         emulator.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         emulator.stop()
     print(f"# state saved to {emulator.state_path}", file=sys.stderr)
     return 0
