@@ -16,6 +16,7 @@ from pathlib import Path
 from reconciler.desired.starter import SCHEMA_NAME, schema_text
 from reconciler.errors import AuthPolicyError
 from reconciler.export import ExportResult, export_policies_yaml
+from reconciler.files import refuse_unless_regular_or_absent
 from reconciler.model import ExitCode, SnapshotNeeds
 
 
@@ -37,6 +38,7 @@ def write_file(path: str, text: str, *, force: bool) -> None:
     """Write atomically (a reader never sees half a file). Refuses to replace an existing
     file without --force: an export must not silently overwrite a hand-written policies.yaml."""
     target = Path(path)
+    refuse_unless_regular_or_absent(path, "export")  # never over a link, device or FIFO
     if target.exists() and not force:
         raise AuthPolicyError(f"{path} already exists; use --force to overwrite it")
     directory = target.resolve().parent

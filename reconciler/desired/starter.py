@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from reconciler.errors import AuthPolicyError
+from reconciler.files import refuse_unless_regular_or_absent
 
 SCHEMA_NAME = "policies.schema.json"
 SCHEMA_HEADER = f"# yaml-language-server: $schema={SCHEMA_NAME}"
@@ -39,8 +40,7 @@ def write_starter(directory: Path, *, sample: bool = False, force: bool = False)
             f"{policies} already exists; edit it, or pass --force to replace it with the starter"
         )
     for path, text in ((policies, sample_text(sample=sample)), (schema, schema_text())):
-        if path.exists() and not path.is_file():
-            raise AuthPolicyError(f"{path} exists and is not a regular file; move it away")
+        refuse_unless_regular_or_absent(str(path), "starter file")  # never through a link
         try:
             path.write_text(text, encoding="utf-8")
         except OSError as exc:

@@ -73,3 +73,22 @@ def test_demo_outside_the_repository_uses_the_packaged_sample(
     assert capsys.readouterr().err == (
         f"error: missing.yaml not found in {tmp_path}: check the path\n"
     )
+
+
+def test_init_and_export_never_write_through_a_link_or_over_a_device(tmp_path: Path) -> None:
+    import os
+
+    from reconciler.commands.export import write_file
+    from reconciler.desired.starter import write_starter
+    from reconciler.errors import AuthPolicyError
+
+    target = tmp_path / "elsewhere.yaml"
+    target.write_text("keep me\n", encoding="utf-8")
+    (tmp_path / "policies.yaml").symlink_to(target)
+    with pytest.raises(AuthPolicyError, match="it is a symbolic link"):
+        write_starter(tmp_path, force=True)
+    assert target.read_text(encoding="utf-8") == "keep me\n"
+    fifo = tmp_path / "out.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(AuthPolicyError, match="not a regular file"):
+        write_file(str(fifo), "version: 1\n", force=True)
