@@ -39,6 +39,7 @@ ONE_AT_A_TIME: list[dict[str, Any]] = [
     *({"policy_reference_format": f} for f in ("name", "dn", "guid", "object")),
     {"cursor_affinity": "lenient"},
     {"set_user_refuses": ()},
+    {"smtp_default_off": "org_flag"},  # Microsoft's default-off shown as the org switch
 ]
 TRIPLES = [
     {"next_link_style": s, "cursor_affinity": c, "redirect_to_backend": r}
