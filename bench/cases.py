@@ -12,6 +12,8 @@ import logging
 import math
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 from bench import tenants
 from bench.config import (
+    BENCH_DIR,
     MAILBOXES_SMTP_YAML,
     MAILBOXES_YAML,
     NO_LATENCY,
@@ -106,6 +109,32 @@ def noop_plan(emu: Emulator, cfg: BenchConfig, users: int) -> dict[str, Any]:
             runs[-1]["requests"],
         )
     return {"users": users, "expected_reads": math.ceil(users / 1000) + 2, "runs": runs}
+
+
+SAMPLE_CONFIG = str(BENCH_DIR.parent / "policies.yaml")
+STARTUP_COMMANDS: dict[str, list[str]] = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "authpolicy --version": [sys.executable, "-m", "reconciler", "--version"],
+    "authpolicy --help": [sys.executable, "-m", "reconciler", "--help"],
+    "authpolicy validate": [sys.executable, "-m", "reconciler", "validate", "-c", SAMPLE_CONFIG],
+}
+
+
+def startup(cfg: BenchConfig) -> dict[str, Any]:
+    """Issue 18 item 3: wall time of the quick verbs beside a bare interpreter, interleaved
+    (bare, --version, --help, validate, bare, ...) so the noise falls on all alike."""
+    rounds = max(10, cfg.runs * 4)
+    walls: dict[str, list[float]] = {name: [] for name in STARTUP_COMMANDS}
+    for _ in range(rounds):
+        for name, command in STARTUP_COMMANDS.items():
+            started = time.perf_counter()
+            subprocess.run(command, capture_output=True, check=False)
+            walls[name].append(time.perf_counter() - started)
+    log.info(
+        "startup: %s",
+        ", ".join(f"{name} {median(values):.3f} s" for name, values in walls.items()),
+    )
+    return {"rounds": rounds, "walls": walls}
 
 
 def smtp_noop(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:

@@ -188,6 +188,18 @@ def _smtp(entry: dict[str, Any]) -> str | None:
     )
 
 
+def _startup(entry: dict[str, Any]) -> str | None:
+    if not entry.get("figures"):
+        return None
+    return (
+        "The interpreter itself, site and the editable install's finder come first; then only "
+        "the chosen verb's module is imported (cli.build_parser(only=VERB)): --help and "
+        "--version import no verb at all; validate imports the loader, YAML and jsonschema "
+        "(the schema check), not requests, msal, rich or cryptography, and the Unicode "
+        "confusables table only when a name is not ASCII."
+    )
+
+
 def readings(results: dict[str, Any]) -> dict[str, str]:
     """case name -> reading, for the cases that have figures."""
     out: dict[str, str] = {}
@@ -198,6 +210,7 @@ def readings(results: dict[str, Any]) -> dict[str, str]:
         ("capacity", _capacity),
         ("planner", _planner),
         ("smtp", _smtp),
+        ("startup", _startup),
     ):
         entry = results.get(name)
         if entry:

@@ -595,6 +595,19 @@ def _summary(results: dict[str, Any]) -> list[str]:
     smtp = _figures(results, "smtp")
     if smtp:
         rows += _smtp_summary(smtp)
+    startup = _figures(results, "startup")
+    if startup:
+        bare = med(startup["walls"]["python -c pass"])
+        limit = max(0.15, 4 * bare)
+        quick = {k: med(v) for k, v in startup["walls"].items() if k != "python -c pass"}
+        rows.append(
+            [
+                "issue 18: --help, --version, validate within max(0.15 s, 4x python -c pass)",
+                ", ".join(f"{k.split()[-1]} {_num(v, 3)} s" for k, v in quick.items())
+                + f" (limit {_num(limit, 3)} s)",
+                _verdict(all(v <= limit for v in quick.values())),
+            ]
+        )
     if not rows:
         return []
     return ["## Summary of targets", "", *_table(["target (case)", "measured", ""], rows), ""]
@@ -634,6 +647,23 @@ def _smtp_summary(fig: dict[str, Any]) -> list[list[str]]:
             ratios,
             _verdict(met["wall_s"] and met["cpu_s"] and met["peak_rss_mb"]),
         ],
+    ]
+
+
+def _startup(entry: dict[str, Any]) -> list[str]:
+    fig = entry["figures"]
+    walls = fig["walls"]
+    bare = med(walls["python -c pass"])
+    rows = [
+        [f"`{name}`", _spread(values, 3), _num(med(values) / bare, 1)]
+        for name, values in walls.items()
+    ]
+    return [
+        *_table(["command", "wall s", "x bare interpreter"], rows),
+        "",
+        f"{fig['rounds']} rounds, the four commands interleaved, each a fresh process "
+        "(`python -m reconciler ...`, what the `authpolicy` script runs). `validate` reads and "
+        "checks the repository's policies.yaml.",
     ]
 
 
@@ -693,6 +723,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "throughput": _throughput,
     "planner": _planner,
     "smtp": _smtp,
+    "startup": _startup,
 }
 
 
@@ -777,7 +808,7 @@ def render(results: dict[str, Any], machine: dict[str, Any], readings: dict[str,
         "planner.",
         "",
     ]
-    for name in ("noop", "drift", "throughput", "capacity", "planner", "smtp"):
+    for name in ("noop", "drift", "throughput", "capacity", "planner", "smtp", "startup"):
         lines += _section(name, results.get(name))
         reading = readings.get(name)
         if reading and results.get(name):

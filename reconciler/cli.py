@@ -50,7 +50,20 @@ log = logging.getLogger("authpolicy")
 SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_verb(argv: Sequence[str]) -> str | None:
+    """The verb an argument list names (the first word that is not an option), or None."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token if token in VERBS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that verb's module is imported and given its arguments
+    (the other verbs are listed for --help and usage, nothing of them is loaded), so
+    `--version`, `--help` and `validate` start fast."""
     parser = argparse.ArgumentParser(
         prog="authpolicy",
         description="Desired-state reconciler for Exchange Online authentication policies.",
@@ -60,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (module_name, help_text) in VERBS.items():
         verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        if only is not None and verb != only:
+            continue
         module = importlib.import_module(module_name)
         module.add_arguments(verb_parser)
         verb_parser.set_defaults(_run=module.run)
@@ -67,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    verb = chosen_verb(arguments)
+    # Only the chosen verb's module is imported; with none (--help, --version, a typo),
+    # none is.
+    parser = build_parser(only=verb or "")
+    argv = arguments
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2; our contract says 1

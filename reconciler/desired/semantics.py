@@ -11,8 +11,6 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from functools import cache
 
-from confusable_homoglyphs import confusables
-
 from reconciler.desired import limits
 from reconciler.desired.problems import Finding, Path, quoted, suggestion
 from reconciler.desired.source import Document
@@ -156,6 +154,10 @@ def _latin_look_alike(char: str) -> str:
     """The Latin character `char` is confusable with, or `char` itself."""
     if char.isascii():
         return char
+    # Loaded on the first non-ASCII name only: the table costs ~25 ms to load, and most files
+    # are ASCII (start-up of `validate`).
+    from confusable_homoglyphs import confusables
+
     for glyph in confusables.confusables_data.get(char, ()):
         candidate = glyph.get("c", "")
         if candidate.isascii() and candidate.strip():
