@@ -188,15 +188,25 @@ def intent_record(change: Change) -> dict[str, Any]:
 
 
 def change_key(change: Change | dict[str, Any]) -> str:
-    """Which object a change writes, as one string: what pairs an intent with its outcome."""
-    data = change if isinstance(change, dict) else change_to_dict(change)
-    kind = str(data.get("kind"))
+    """Which object a change writes, as one string: what pairs an intent with its outcome, and
+    a saved change with the fresh one (staleness). A change or its plan-JSON dict."""
+    if isinstance(change, dict):
+        kind = str(change.get("kind"))
+        user_id, policy = change.get("user_id", ""), change.get("policy", "")
+    else:
+        kind = change.kind
+        user_id, policy = getattr(change, "user_id", ""), getattr(change, "policy", "")
     if kind in ("user_assign", "user_clear", "mailbox_smtp_change"):
         family = "mailbox" if kind == "mailbox_smtp_change" else "user"
-        return f"{family}:{str(data.get('user_id', '')).lower()}"
+        return f"{family}:{str(user_id).lower()}"
     if kind in ("default_change", "smtp_org_change"):
         return kind
-    return f"policy:{str(data.get('policy', '')).casefold()}:{kind}"
+    return policy_key(str(policy), kind)
+
+
+def policy_key(policy: str, kind: str) -> str:
+    """change_key of a policy change."""
+    return f"policy:{policy.casefold()}:{kind}"
 
 
 def run_record(report: Any) -> dict[str, Any]:

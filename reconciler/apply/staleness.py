@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from deepdiff import DeepDiff
 
-from reconciler.apply.audit import change_to_dict
+from reconciler.apply.audit import change_key, change_to_dict, policy_key
 from reconciler.model import (
     Change,
     DefaultChange,
@@ -23,17 +23,6 @@ SHOW_USERS = 5
 
 # Counts and lists a fresh read recomputes (users joined since): not part of what was reviewed.
 _DERIVED = ("affected_users", "holders", "moved_holders", "weakens", "basic_smtp")
-
-
-def _key(change: Change) -> tuple[str, ...]:
-    """Which object a change writes: what a saved change is matched to a fresh one by."""
-    if isinstance(change, UserChange):
-        return ("user", change.user_id.lower())
-    if isinstance(change, MailboxSmtpChange):
-        return ("mailbox", change.user_id.lower())
-    if isinstance(change, DefaultChange | SmtpOrgChange):
-        return (change.kind,)
-    return ("policy", change.policy.casefold(), change.kind)
 
 
 def _essence(change: Change) -> object:
@@ -88,20 +77,18 @@ def check_saved_plan(saved: Plan, fresh: Plan) -> SavedPlanCheck:
         else:
             reasons.append("config changed since the plan was made")
 
-    fresh_by_key = {_key(c): c for c in fresh.changes}
+    fresh_by_key = {change_key(c): c for c in fresh.changes}
     saved_keys = set()
     moved: list[tuple[Change, Change | None]] = []
     for change in saved.changes:
-        key = _key(change)
+        key = change_key(change)
         saved_keys.add(key)
         now = fresh_by_key.get(key)
         if now is None or _essence(now) != _essence(change):
             moved.append((change, now))
-    # A create (or delete) of the same policy in the fresh plan under another kind.
-    fresh_policy_kinds = {(k[1], k[2]) for k in fresh_by_key if k[0] == "policy"}
-    reasons += _describe(moved, fresh_policy_kinds, fresh)
-    kept = [c for c in fresh.changes if _key(c) in saved_keys]
-    extra = tuple(c for c in fresh.changes if _key(c) not in saved_keys)
+    reasons += _describe(moved, set(fresh_by_key))
+    kept = [c for c in fresh.changes if change_key(c) in saved_keys]
+    extra = tuple(c for c in fresh.changes if change_key(c) not in saved_keys)
     reasons += _missing_prerequisites(saved, extra)
     if reasons and moved and saved.as_of and fresh.as_of and saved.as_of != fresh.as_of:
         reasons.append(
@@ -113,11 +100,7 @@ def check_saved_plan(saved: Plan, fresh: Plan) -> SavedPlanCheck:
     return SavedPlanCheck([], tuple(kept), extra)
 
 
-def _describe(
-    moved: list[tuple[Change, Change | None]],
-    fresh_policy_kinds: set[tuple[str, str]],
-    fresh: Plan,
-) -> list[str]:
+def _describe(moved: list[tuple[Change, Change | None]], fresh_keys: set[str]) -> list[str]:
     """One reason per policy, the default, the org switch; one line for all users."""
     reasons: list[str] = []
     users: list[tuple[str, str]] = []
@@ -144,11 +127,11 @@ def _describe(
             )
         else:
             name = saved.policy
-            folded = name.casefold()
             if saved.kind == "policy_create" and now is None:
                 reasons.append(f"policy '{name}' was created since the plan was made")
             elif (saved.kind == "policy_delete" and now is None) or (
-                now is None and (folded, "policy_create") in fresh_policy_kinds
+                # The fresh plan creates it instead: it was deleted since.
+                now is None and policy_key(name, "policy_create") in fresh_keys
             ):
                 reasons.append(f"policy '{name}' was deleted since the plan was made")
             else:
