@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reconciler.errors import TenantError
@@ -177,7 +177,6 @@ def user_from_json(
     obj: Mapping[str, Any],
     attributes: Iterable[str],
     policies_by_key: Mapping[str, str],
-    mailboxes: Mapping[str, SmtpSetting] | None = None,
 ) -> UserRow | None:
     """A Get-User object as a TenantUser; None for an object without ExternalDirectoryObjectId
     (it has no Entra identity, so the planner could not write to it by id)."""
@@ -191,11 +190,6 @@ def user_from_json(
         prop = ATTRIBUTE_PROPERTIES.get(attribute)
         if prop:
             values[attribute] = _interned(_text(obj, prop))
-    smtp: SmtpSetting | None = None
-    if mailboxes is not None:  # joined by Entra object id, else by Exchange GUID
-        smtp = mailboxes.get(user_id)
-        if smtp is None and guid:
-            smtp = mailboxes.get(guid)
     upn = _text(obj, "UserPrincipalName") or ""
     policy = obj.get("AuthenticationPolicy")
     if policy is not None:
@@ -210,10 +204,26 @@ def user_from_json(
         policy=policy,
         display_name=_text(obj, "DisplayName") or "",
         sts_refresh_tokens_valid_from=_text(obj, "StsRefreshTokensValidFrom"),
-        smtp_auth=smtp,
         **values,
     )
     return UserRow(user, guid)
+
+
+def with_mailboxes(
+    users: Iterable[TenantUser],
+    guids: Mapping[str, str],
+    mailboxes: Mapping[str, SmtpSetting],
+) -> tuple[TenantUser, ...]:
+    """Each user with its CAS mailbox's SMTP AUTH setting, joined by Entra object id, else by
+    Exchange GUID (`guids`: user id -> GUID); None (no mailbox) when neither matches."""
+    joined = []
+    for user in users:
+        setting = mailboxes.get(user.id)
+        if setting is None:
+            guid = guids.get(user.id)
+            setting = mailboxes.get(guid) if guid else None
+        joined.append(user if setting is None else replace(user, smtp_auth=setting))
+    return tuple(joined)
 
 
 def mailbox_setting_of(obj: Mapping[str, Any]) -> tuple[list[str], SmtpSetting]:

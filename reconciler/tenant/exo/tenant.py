@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from reconciler.errors import TenantError, TenantNotFoundError
@@ -74,6 +74,7 @@ from reconciler.tenant.exo.snapshot import (
     policy_name_from_reference,
     user_from_json,
     user_select,
+    with_mailboxes,
 )
 
 log = logging.getLogger(__name__)
@@ -239,11 +240,11 @@ class ExoTenant:
             # then joined: managing SMTP AUTH costs requests, not twice the waiting.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-cas") as pool:
                 reading = pool.submit(self._read_mailboxes)
-                users = self._read_users(needs, policies_by_key, None, progress)
+                users = self._read_users(needs, policies_by_key, progress)
                 mailboxes, mailbox_names = reading.result()
-            users = self._joined(users, mailboxes)
+            users = with_mailboxes(users, self._exchange_guids, mailboxes)
         else:
-            users = self._read_users(needs, policies_by_key, None, progress) if needs.users else ()
+            users = self._read_users(needs, policies_by_key, progress) if needs.users else ()
         without_user: tuple[str, ...] = ()
         if mailbox_names:
             joined = {u.id for u in users} | set(self._exchange_guids.values())
@@ -272,7 +273,6 @@ class ExoTenant:
         self,
         needs: SnapshotNeeds,
         policies_by_key: Mapping[str, str],
-        mailboxes: Mapping[str, SmtpSetting] | None,
         progress: ProgressCallback | None,
     ) -> tuple[Any, ...]:
         select = user_select(needs.attributes)
@@ -287,7 +287,7 @@ class ExoTenant:
                     "Get-User", {"ResultSize": "Unlimited"}, select=select
                 ):
                     for obj in page:
-                        row = user_from_json(obj, attributes, policies_by_key, mailboxes)
+                        row = user_from_json(obj, attributes, policies_by_key)
                         if row is None:
                             skipped += 1
                             continue
@@ -327,21 +327,6 @@ class ExoTenant:
         )
         value = org_smtp_of(rows[0]) if rows else None
         return None if value is None else ("disabled" if value else "enabled")
-
-    def _joined(
-        self, users: tuple[Any, ...], mailboxes: Mapping[str, SmtpSetting]
-    ) -> tuple[Any, ...]:
-        """Each user with its CAS mailbox's SMTP AUTH setting, joined by Entra object id, else
-        by Exchange GUID; None (no mailbox) when neither matches."""
-        guids = self._exchange_guids
-        joined = []
-        for user in users:
-            setting = mailboxes.get(user.id)
-            if setting is None:
-                guid = guids.get(user.id)
-                setting = mailboxes.get(guid) if guid else None
-            joined.append(user if setting is None else replace(user, smtp_auth=setting))
-        return tuple(joined)
 
     def _read_mailboxes(self) -> tuple[dict[str, SmtpSetting], dict[str, str]]:
         """Every CAS mailbox's SMTP AUTH setting by Entra object id and by Exchange GUID (the

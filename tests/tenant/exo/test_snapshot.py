@@ -15,6 +15,7 @@ from reconciler.tenant.exo.snapshot import (
     policy_from_json,
     user_from_json,
     user_select,
+    with_mailboxes,
 )
 
 
@@ -54,12 +55,7 @@ def test_user_conversion() -> None:
         "Department": "  ",
         "AuthenticationPolicy@odata.type": "#String",
     }
-    row = user_from_json(
-        obj,
-        ("country", "department"),
-        {"cn=block,cn=auth policies": "Block"},
-        {"aaaa-1": "enabled"},
-    )
+    row = user_from_json(obj, ("country", "department"), {"cn=block,cn=auth policies": "Block"})
     assert row is not None
     assert row.exchange_guid == "guid-1"
     user = row.user
@@ -69,11 +65,16 @@ def test_user_conversion() -> None:
         "ann",
         "Block",
     )
-    assert (user.country, user.department, user.smtp_auth) == ("France", None, "enabled")
-    # Mailboxes read but none for this user: no mailbox (None), not "organization".
-    other = user_from_json(obj, (), {}, {"someone-else": "disabled"})
-    assert other is not None and other.user.smtp_auth is None
+    assert (user.country, user.department) == ("France", None)
     assert user_from_json({"Name": "no-entra-id"}, (), {}) is None
+    # Joined to the CAS mailboxes by Entra object id, else by Exchange GUID.
+    (joined,) = with_mailboxes([user], {}, {"aaaa-1": "enabled"})
+    assert joined.smtp_auth == "enabled"
+    (by_guid,) = with_mailboxes([user], {"aaaa-1": "guid-1"}, {"guid-1": "disabled"})
+    assert by_guid.smtp_auth == "disabled"
+    # Mailboxes read but none for this user: no mailbox (None), not "organization".
+    (other,) = with_mailboxes([user], {}, {"someone-else": "disabled"})
+    assert other.smtp_auth is None
 
 
 def test_mailbox_setting() -> None:
