@@ -26,6 +26,7 @@ from reconciler.model import (
     PROTOCOL_NAMES,
     PROTOCOLS,
     Allowed,
+    BasicSmtp,
     Change,
     DefaultChange,
     DesiredState,
@@ -102,8 +103,8 @@ class _Outcome:
     holds_doomed: str | None  # the folded policy to delete these users would still hold
     # (before, after, weakens) of their mailbox's SMTP AUTH setting; None: it does not change
     mailbox: tuple[SmtpSetting, SmtpSetting, bool] | None = None
-    basic_before: str | None = None  # effective Basic SMTP now (None: mailboxes not read)
-    basic_after: str | None = None
+    basic_before: BasicSmtp | None = None  # effective Basic SMTP now (None: mailboxes not read)
+    basic_after: BasicSmtp | None = None
     no_mailbox: bool = False  # a rule sets smtp_auth for them, but they have no mailbox
 
     @property
@@ -367,11 +368,13 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) 
     # the users that change or that a list must name (dangling links, unmatched, holders of
     # a policy to delete).
     users = snapshot.users
+    # Each user's mailbox setting (a column when the file manages mailboxes); all None when the
+    # mailboxes were not read, so the outcomes do not split by it.
     smtp_column: list[SmtpSetting | None] = (
-        columns["smtp_auth"] if mailboxes and "smtp_auth" in columns else [None] * len(users)
+        (columns.get("smtp_auth") or [u.smtp_auth for u in users])
+        if mailboxes
+        else [None] * len(users)
     )
-    if mailboxes and "smtp_auth" not in columns:
-        smtp_column = [u.smtp_auth for u in users]
     pairs = list(zip(columns["policy"], rule_of_user, smtp_column, strict=True))
     pair_counts = Counter(pairs)
     outcomes: dict[tuple[str | None, int, SmtpSetting | None], _Outcome] = {}
@@ -486,8 +489,8 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) 
                     after,
                     rule_name,
                     outcome.weakens,
-                    outcome.basic_before,  # type: ignore[arg-type]
-                    outcome.basic_after,  # type: ignore[arg-type]
+                    outcome.basic_before,
+                    outcome.basic_after,
                 )
                 user_changes.append((upn.casefold(), user_id, change))
             if outcome.mailbox is not None:
@@ -504,8 +507,8 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) 
                             after=smtp_after,
                             rule=rule_names[rule] if rule >= 0 else UNMATCHED_RULE,
                             weakens=mailbox_weakens,
-                            basic_smtp_before=outcome.basic_before,  # type: ignore[arg-type]
-                            basic_smtp_after=outcome.basic_after,  # type: ignore[arg-type]
+                            basic_smtp_before=outcome.basic_before,
+                            basic_smtp_after=outcome.basic_after,
                         ),
                     )
                 )
