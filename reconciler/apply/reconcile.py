@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.apply.audit import change_key, utc_now
-from reconciler.model import TenantSnapshot
+from reconciler.model import TenantSnapshot, TenantUser
 
 MAX_AUDIT_SCAN_BYTES = 256 * 2**20  # a log larger than this is not scanned (said so)
 
@@ -59,6 +59,7 @@ def _unanswered(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def reconcile(intents: list[dict[str, Any]], snapshot: TenantSnapshot) -> list[dict[str, Any]]:
     """One `reconciled` record per unanswered intent: what the tenant shows now."""
+    users = {u.id.lower(): u for u in snapshot.users} if intents else {}
     return [
         {
             "record": "reconciled",
@@ -66,21 +67,20 @@ def reconcile(intents: list[dict[str, Any]], snapshot: TenantSnapshot) -> list[d
             "of_run": intent.get("run_id"),
             "key": intent.get("key"),
             "change": intent["change"],
-            "result": _found(intent["change"], snapshot),
+            "result": _found(intent["change"], snapshot, users),
         }
         for intent in intents
     ]
 
 
-def _found(change: dict[str, Any], snapshot: TenantSnapshot) -> str:
+def _found(change: dict[str, Any], snapshot: TenantSnapshot, users: dict[str, TenantUser]) -> str:
     """took_effect | not_in_effect | gone | unknown, for one planned change."""
     kind = change.get("kind")
     after = change.get("after")
     if kind in ("user_assign", "user_clear", "mailbox_smtp_change"):
         if not snapshot.users:
             return "unknown"
-        uid = str(change.get("user_id", "")).lower()
-        user = next((u for u in snapshot.users if u.id.lower() == uid), None)
+        user = users.get(str(change.get("user_id", "")).lower())
         if user is None:
             return "gone"
         if kind == "mailbox_smtp_change":
