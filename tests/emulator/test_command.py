@@ -26,8 +26,8 @@ KEYS = [
 ]
 
 
-def _serve(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+def _serve(tmp_path: Path, *extra: str, **popen: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # type: ignore[call-overload]
         [
             sys.executable,
             "-m",
@@ -44,7 +44,22 @@ def _serve(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **popen,
     )
+
+
+def test_ctrl_c_stops_serve_even_when_sigint_was_ignored_by_its_parent(tmp_path: Path) -> None:
+    # A shell starting a background job hands it SIGINT ignored; serve must still stop on it.
+    proc = _serve(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert proc.stdout is not None
+        for _ in range(7):  # the connection lines: it is listening
+            proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "# state saved to" in err
 
 
 def test_serve_prints_env_and_saves_on_ctrl_c(tmp_path: Path) -> None:
