@@ -265,6 +265,8 @@ class Limit:
 class Safety:
     max_user_changes: Limit | None = None  # None: no limit
     max_policy_deletes: Limit | None = None
+    # Users a plan may block from a protocol they used with Basic auth in the evidence window.
+    max_active_users_blocked: int | None = None
     # Clearing the organization default always needs --force (it is the tenant's safety net).
 
 
@@ -282,6 +284,8 @@ class DesiredState:
     assignments: Assignments = field(default_factory=Assignments)
     safety: Safety = field(default_factory=Safety)
     smtp_auth: SmtpAuthSpec = field(default_factory=SmtpAuthSpec)
+    # evidence.sign_in_logs.days: the Entra sign-in window to read (None: not asked for).
+    sign_in_days: int | None = None
     source: str = "policies.yaml"
     # The parsed document as plain JSON-able data, for the plan fingerprint.
     canonical: Mapping[str, object] = field(default_factory=dict)
@@ -298,6 +302,13 @@ class DesiredState:
         """Does the file set the organization's or any mailbox's SMTP AUTH?"""
         return self.smtp_auth.organization is not None or self.manages_mailboxes
 
+    @property
+    def evidence_days(self) -> int | None:
+        """Days of sign-ins to read: the file's window, else 30 when the guard needs them."""
+        if self.sign_in_days is not None:
+            return self.sign_in_days
+        return DEFAULT_SIGN_IN_DAYS if self.safety.max_active_users_blocked is not None else None
+
     def policy(self, name: str) -> PolicySpec | None:
         """The declared policy with this name, compared case-insensitively."""
         folded = name.casefold()
@@ -305,6 +316,105 @@ class DesiredState:
             if spec.name.casefold() == folded:
                 return spec
         return None
+
+
+# --------------------------------------------------------------------------- evidence
+
+# The Entra sign-in log keeps 30 days (P1/P2); a window longer than that reads nothing more.
+DEFAULT_SIGN_IN_DAYS = 30
+MAX_SIGN_IN_DAYS = 30
+# clientAppUsed of a Basic/legacy sign-in -> the policy switch it maps to (round2-facts.md §2).
+CLIENT_APP_PROTOCOL: Mapping[str, str] = {
+    "Exchange ActiveSync": "activesync",
+    "AutoDiscover": "autodiscover",
+    "IMAP4": "imap",
+    "MAPI Over HTTP": "mapi",
+    "Offline Address Book": "offline_address_book",
+    "Outlook Service": "outlook_service",
+    "POP3": "pop",
+    "Exchange Online PowerShell": "powershell",
+    "Reporting Web Services": "reporting_web_services",
+    "Outlook Anywhere (RPC over HTTP)": "rpc",
+    "Authenticated SMTP": "smtp",
+    "Exchange Web Services": "web_services",
+}
+# A legacy client Entra cannot name: reported, never mapped to a switch.
+OTHER_CLIENTS = "Other clients"
+OTHER = "other"  # its key in a user's uses
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolUse:
+    """One user's Basic sign-ins on one protocol in the window."""
+
+    count: int  # successful sign-ins
+    last: str | None  # ISO time of the last successful one (None: only failures)
+    failures: int = 0  # failed ones (a wrong password, a locked account), counted apart
+    last_failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignInUsage:
+    """What the Entra sign-in log says about Basic auth, joined to the snapshot's users.
+
+    `status` "read": `by_user` is complete for the window; "missing": it could not be read
+    (`reason` says why in one line) and nothing may be concluded from its emptiness.
+    """
+
+    status: Literal["read", "missing"]
+    days: int
+    since: str  # ISO start of the window (UTC)
+    reason: str = ""
+    # TenantUser.id -> protocol (or OTHER) -> use
+    by_user: Mapping[str, Mapping[str, ProtocolUse]] = field(default_factory=dict)
+    events: int = 0  # legacy sign-ins read
+    unjoined: int = 0  # sign-ins of users the snapshot does not hold (deleted since, guests)
+    requests: int = 0  # Graph requests made (pages, retries)
+
+    @property
+    def read(self) -> bool:
+        return self.status == "read"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolEvidence:
+    """A change's evidence for one protocol it takes away: users who used it, last use."""
+
+    users: int | None  # None: no evidence (the log could not be read)
+    last: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvidence:
+    """Per protocol a change takes away from users: who used it with Basic auth lately."""
+
+    protocols: Mapping[str, ProtocolEvidence]
+    # The users counted (not in the plan file: apply recomputes evidence from a fresh read).
+    user_ids: frozenset[str] = frozenset()
+    # Users the change takes a protocol away from (0: nobody is on what it changes).
+    affected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnusedAllowance:
+    """A policy that allows a protocol nobody it governs used with Basic auth in the window."""
+
+    policy: str
+    protocol: str
+    users: int  # users it governs after the plan
+    rules: tuple[str, ...] = ()  # the rules that assign it
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceSummary:
+    """The plan's evidence: whether it was read, and what it counts."""
+
+    status: Literal["read", "missing"]
+    days: int
+    since: str
+    reason: str = ""
+    active_users_blocked: int = 0  # distinct users who lose a protocol they used
+    unused: tuple[UnusedAllowance, ...] = ()
 
 
 # --------------------------------------------------------------------------- tenant snapshot
@@ -352,6 +462,7 @@ class SnapshotNeeds:
     groups: frozenset[str] = frozenset()  # group names whose (nested) members are needed
     smtp_org: bool = False  # Get-TransportConfig (1 request)
     mailboxes: bool = False  # Get-CASMailbox, paged (each user's SMTP AUTH setting)
+    sign_in_days: int | None = None  # Graph sign-in log of the last N days (evidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +482,9 @@ class TenantSnapshot:
     mailboxes_read: bool = False  # Get-CASMailbox was read: TenantUser.smtp_auth is set
     # CAS mailboxes that no Get-User object matched (ExternalDirectoryObjectId, Guid): names.
     mailboxes_without_user: tuple[str, ...] = ()
+    # The Entra sign-in log (evidence), when the file asks for it; never hashed into the
+    # fingerprint: evidence never makes a saved plan stale.
+    sign_ins: SignInUsage | None = None
 
     def policy(self, name: str | None) -> TenantPolicy | None:
         """The tenant policy with this name, compared case-insensitively."""
@@ -452,6 +566,7 @@ class PolicyUpdate:
     kind: Literal["policy_update"] = "policy_update"
     # Users whose effective policy is this one after the plan (they feel the switch change).
     affected_users: int = 0
+    evidence: ChangeEvidence | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +588,7 @@ class PolicyReplace:
     default_moves: bool = False
     weakens: bool = False
     kind: Literal["policy_replace"] = "policy_replace"
+    evidence: ChangeEvidence | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,6 +618,7 @@ class DefaultChange:
     affected_users: int  # users whose effective policy changes because of this
     weakens: bool = False
     kind: Literal["default_change"] = "default_change"
+    evidence: ChangeEvidence | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,6 +636,7 @@ class UserChange:
     # were not read (the file manages none), so the plan does not guess.
     basic_smtp_before: BasicSmtp | None = None
     basic_smtp_after: BasicSmtp | None = None
+    evidence: ChangeEvidence | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +649,7 @@ class SmtpOrgChange:
     affected_users: int | None = None
     weakens: bool = False
     kind: Literal["smtp_org_change"] = "smtp_org_change"
+    evidence: ChangeEvidence | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,6 +665,7 @@ class MailboxSmtpChange:
     basic_smtp_before: BasicSmtp | None = None
     basic_smtp_after: BasicSmtp | None = None
     kind: Literal["mailbox_smtp_change"] = "mailbox_smtp_change"
+    evidence: ChangeEvidence | None = field(default=None, compare=False)
 
 
 Change: TypeAlias = (
@@ -605,6 +725,8 @@ class Plan:
     # Users who rely on the default after the plan (the default_cleared guard's count): from
     # the planner only, not part of the plan file (apply recomputes guards from a fresh read).
     relying_after: int = field(default=0, compare=False)
+    # Who really used Basic auth (the sign-in log), when the file asks for it.
+    evidence: EvidenceSummary | None = field(default=None, compare=False)
 
     @property
     def blocked(self) -> bool:

@@ -70,6 +70,7 @@ def plan_with_replaces(plan: Plan, snapshot: TenantSnapshot) -> Plan:
                 moved_holders=moved_holders,
                 default_moves=names_default and default_moves,
                 weakens=change.weakens,
+                evidence=change.evidence,
             )
         )
         everyone = len(holders) + len(moved_holders)

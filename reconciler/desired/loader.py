@@ -216,10 +216,12 @@ def build(doc: Document, filename: str) -> DesiredState:
         safety=Safety(
             max_user_changes=_limit(safety.get("max_user_changes")),
             max_policy_deletes=_limit(safety.get("max_policy_deletes")),
+            max_active_users_blocked=safety.get("max_active_users_blocked"),
         ),
         smtp_auth=SmtpAuthSpec(
             organization=smtp.get("organization"), unmatched=smtp.get("unmatched", "ignore")
         ),
+        sign_in_days=(data.get("evidence", {}).get("sign_in_logs") or {}).get("days"),
         source=filename,
     )
     return _with_canonical(state)
@@ -302,7 +304,9 @@ def _with_canonical(state: DesiredState) -> DesiredState:
         "safety": {
             "max_user_changes": _canonical_limit(state.safety.max_user_changes),
             "max_policy_deletes": _canonical_limit(state.safety.max_policy_deletes),
+            "max_active_users_blocked": state.safety.max_active_users_blocked,
         },
+        "evidence": {"sign_in_days": state.sign_in_days},
     }
     return replace(state, canonical=canonical)
 

@@ -247,7 +247,14 @@ def _message(path: Path, value: Any, kind: str, expected: Any) -> str:
             return "has no match keys; remove `except` or add keys"
         return "has no match keys; write `match: all` to match everyone, or add keys"
     if kind == "minimum":
-        return f"must be 0 or more, got {_shown(value)}"
+        return f"must be {expected} or more, got {_shown(value)}"
+    if kind == "maximum":
+        if last == "days":
+            return (
+                f"must be {expected} or less, got {_shown(value)}; the Entra sign-in log keeps "
+                f"{expected} days"
+            )
+        return f"must be {expected} or less, got {_shown(value)}"
     if kind == "maxLength":
         return f"is {len(str(value))} characters; the limit is {expected}"
     if kind == "minLength":

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from reconciler.emulator import wire
 from reconciler.emulator.cmdlets import CmdletEngine, CmdletResult, Selector
+from reconciler.emulator.graph import GraphRoom
 from reconciler.emulator.identity import (
     EXCHANGE_ROLES,
     MANAGE_AS_APP,
@@ -133,6 +134,7 @@ class EmulatorService:
         self.state = state
         self.identity = identity
         self.engine = CmdletEngine(state, lambda: self.settings)
+        self.graph = GraphRoom(lambda: self.settings, lambda: self.state)
         self._reload_state = reload_state
         self.endpoint = ""  # set once the port is known: https://127.0.0.1:PORT (the front)
         self.backend_endpoint = ""  # the same socket under settings.backend_host
@@ -838,9 +840,8 @@ class EmulatorService:
         return _json(404, {"error": "unknown control endpoint"})
 
     def graph_sign_ins(self, headers: Any, query: dict[str, list[str]]) -> Response:
-        """GET /v1.0/auditLogs/signIns (Microsoft Graph): the token, its permission and the
-        tenant's licence are checked as Graph does. The synthetic sign-ins are not modelled
-        yet: the log is empty."""
+        """GET /v1.0/auditLogs/signIns: the token is checked for this cloud's Graph audience
+        and tenant here; the Graph room (graph.py) does the rest."""
         auth = headers.get("Authorization") or ""
         scheme, _, token = auth.partition(" ")
         graph = CLOUD_GRAPH[self.settings.cloud]
@@ -849,24 +850,16 @@ class EmulatorService:
             if scheme.lower() == "bearer" and token.strip()
             else (None, "Access token is empty.")
         )
-        if claims is None or claims.get("tid") != self.identity.tenant_id:
-            return _graph_error(401, "InvalidAuthenticationToken", reason or "Invalid tenant.")
-        if "AuditLog.Read.All" not in (claims.get("roles") or []):
-            return _graph_error(
-                403,
-                "Authorization_RequestDenied",
-                "Insufficient privileges to complete the operation.",
-            )
-        if not self.settings.graph_premium_licence:
-            return _graph_error(
-                403,
-                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-                "Neither tenant is B2C or tenant doesn't have premium license",
-            )
-        return _json(
-            200,
-            {"@odata.context": f"{graph}/v1.0/$metadata#auditLogs/signIns", "value": []},
-        )
+        if claims is not None and claims.get("tid") != self.identity.tenant_id:
+            claims, reason = None, "Invalid tenant."
+        host = headers.get("Host")
+        base = f"https://{host}" if host else self.endpoint
+        status, body, extra = self.graph.sign_ins(claims, reason, query, base)
+        objects = len(body.get("value", [])) if body else 0
+        self.count("graph:signIns", status, objects)
+        response = _json(status, body)
+        response.headers.update(extra)
+        return response
 
     def joiners_and_leavers(self, doc: dict[str, Any]) -> dict[str, list[str]]:
         """{"add": N} creates N user mailboxes without a direct policy (as Exchange creates
@@ -941,11 +934,6 @@ def _bad_request(text: str) -> wire.CmdletError:
 
 def _json(status: int, body: Any) -> Response:
     return Response(status, wire.dumps(body), {"Content-Type": wire.JSON_CONTENT_TYPE})
-
-
-def _graph_error(status: int, code: str, message: str) -> Response:
-    """Microsoft Graph's error envelope."""
-    return _json(status, {"error": {"code": code, "message": message, "innerError": {}}})
 
 
 def _error_response(exc: wire.CmdletError) -> Response:

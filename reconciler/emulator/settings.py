@@ -113,6 +113,14 @@ class EmulatorSettings:
     # The tenant has an Entra ID P1/P2 licence: Graph serves the sign-in log (else 403
     # Authentication_RequestFromNonPremiumTenantOrB2CTenant, round2-facts.md §2).
     graph_premium_licence: bool = True
+    graph_page_size: int = 1000  # most sign-ins per Graph page (and never more than $top)
+    graph_throttle_budget: int = 0  # Graph requests per throttle window; 0 = unlimited
+    graph_latency_ms: float = 0.0  # per Graph page
+    # The synthetic sign-in log (emulator/signins.py): days kept (Entra P1/P2: 30), how often
+    # the device accounts send with Authenticated SMTP, and extra legacy sign-ins (benchmarks).
+    sign_in_retention_days: int = 30
+    sign_in_scanner_minutes: int = 10
+    sign_in_extra_events: int = 0
     # RecipientTypeDetails for which Set-User -AuthenticationPolicy fails with Exchange's error.
     set_user_refuses: tuple[str, ...] = ("GuestMailUser", "MailUser")
     accept_external_directory_object_id: bool = False  # as -Identity of Get-User/Set-User
@@ -169,6 +177,12 @@ class EmulatorSettings:
             raise ValueError("users must be >= 0")
         if not 1 <= self.default_page_size <= 1000:
             raise ValueError("default_page_size must be between 1 and 1000")
+        if not 1 <= self.graph_page_size <= 1000:
+            raise ValueError("graph_page_size must be between 1 and 1000")
+        if not 1 <= self.sign_in_retention_days <= 90:
+            raise ValueError("sign_in_retention_days must be between 1 and 90")
+        if self.sign_in_scanner_minutes < 1 or self.sign_in_extra_events < 0:
+            raise ValueError("sign_in_scanner_minutes must be >= 1, sign_in_extra_events >= 0")
         for name in (*TRANSPORT_FAULTS, *MALFORMED_KINDS):
             rate = getattr(self, f"{name}_rate")
             if not 0.0 <= float(rate) <= 1.0:
@@ -192,6 +206,9 @@ STARTUP_ONLY = frozenset(
         "apps",
         "cloud",
         "backend_host",
+        "sign_in_retention_days",
+        "sign_in_scanner_minutes",
+        "sign_in_extra_events",
     }
 )
 

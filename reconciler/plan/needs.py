@@ -34,4 +34,5 @@ def snapshot_needs(desired: DesiredState) -> SnapshotNeeds:
         groups=frozenset(groups.values()),
         smtp_org=desired.manages_smtp,
         mailboxes=desired.manages_mailboxes,
+        sign_in_days=desired.evidence_days,
     )

@@ -8,6 +8,7 @@ case-insensitively; changes name policies the way the file declares them (user c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gc
 from collections import Counter
@@ -222,7 +223,17 @@ def make_plan(
     would still hold after the plan (naming how many and who).
     """
     with _collector_paused():
-        return _make_plan(desired, snapshot, as_of or utc_today())
+        plan = _make_plan(desired, snapshot, as_of or utc_today())
+    if snapshot.sign_ins is None:
+        return plan
+    from reconciler.plan.evidence import attach_evidence
+
+    plan = attach_evidence(plan, snapshot, desired)
+    return dataclasses.replace(
+        plan,
+        guards=tuple(guards_of(desired, snapshot, plan.changes, plan.relying_after)),
+        warnings=plan.warnings + tuple(evidence_warnings(plan)),
+    )
 
 
 @contextmanager
@@ -701,7 +712,13 @@ def _smtp_warnings(
 
 
 # Every guard `guards_of` can raise, by name (what `apply --force=NAME` may name).
-GUARD_NAMES = ("max_user_changes", "max_policy_deletes", "default_cleared", "default_weakened")
+GUARD_NAMES = (
+    "max_user_changes",
+    "max_policy_deletes",
+    "default_cleared",
+    "default_weakened",
+    "max_active_users_blocked",
+)
 UNMANAGED = -2  # the rule index of a user whose recipient type the plan does not manage
 
 
@@ -810,6 +827,7 @@ def guards_of(
                     limit=limit,
                 )
             )
+    guards += _evidence_guards(desired, snapshot, changes)
     for change in changes:
         if isinstance(change, DefaultChange) and change.after is not None and change.weakens:
             guards.append(
@@ -839,6 +857,72 @@ def guards_of(
                 )
             )
     return guards
+
+
+def _evidence_guards(
+    desired: DesiredState, snapshot: TenantSnapshot, changes: Sequence[Change]
+) -> list[Guard]:
+    """max_active_users_blocked: users blocked from a protocol they used in the window; without
+    the log, any change that takes a protocol away from users (nothing can be proven)."""
+    limit = desired.safety.max_active_users_blocked
+    usage = snapshot.sign_ins
+    if limit is None or usage is None:
+        return []
+    from reconciler.plan.evidence import active_blocked_ids, takes_protocols_away
+
+    if not usage.read:
+        taken = takes_protocols_away(changes)
+        if not taken:
+            return []
+        what = ", ".join(f"{p} ({plural(n, 'user')})" for p, n in taken.items())
+        return [
+            Guard(
+                name="max_active_users_blocked",
+                message=(
+                    f"this plan takes Basic auth away ({what}) and the sign-in log could not be "
+                    f"read ({usage.reason}), so nobody can say who still uses it; fix access "
+                    "to the log, or apply with --force"
+                ),
+                count=sum(taken.values()),
+                limit=limit,
+            )
+        ]
+    ids = active_blocked_ids(changes)
+    if len(ids) <= limit:
+        return []
+    by_upn = {u.id: u.upn for u in snapshot.users if u.id in ids}
+    names = name_list(sorted(by_upn.values(), key=str.casefold))
+    return [
+        Guard(
+            name="max_active_users_blocked",
+            message=(
+                f"{plural(len(ids), 'user')} who used Basic auth in the last {usage.days} days "
+                f"would lose it ({names}), {_exceed(len(ids))} safety.max_active_users_blocked "
+                f"{limit}; give them an exception rule, or apply with --force"
+            ),
+            count=len(ids),
+            limit=limit,
+        )
+    ]
+
+
+def evidence_warnings(plan: Plan) -> list[str]:
+    """Why evidence is missing, and the exceptions nobody used (candidates to remove)."""
+    summary = plan.evidence
+    if summary is None:
+        return []
+    if summary.status != "read":
+        return [f"no sign-in evidence: {summary.reason}"]
+    out = []
+    for unused in summary.unused:
+        if not unused.rules:
+            continue  # only exceptions a rule grants are candidates; the default is its own
+        out.append(
+            f"policy {quoted(unused.policy)} (rule {', '.join(map(quoted, unused.rules))}) allows "
+            f"Basic {unused.protocol} for {plural(unused.users, 'user')}, and none of them used "
+            f"it in the last {summary.days} days: a candidate to remove"
+        )
+    return out
 
 
 def _warnings(

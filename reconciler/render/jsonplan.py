@@ -20,10 +20,17 @@ Get-TransportConfig does not show the switch: unknown) and `mailbox_smtp_change`
 change carries `effective_before` / `effective_after` ({"policy", "via": direct | default |
 none}), and, when mailboxes were read, user and mailbox changes carry `basic_smtp`
 ({"before", "after"}: allowed | blocked | unknown). The summary counts the two new kinds.
+
+Evidence (DESIGN.md "Evidence"), when the file asks for sign-ins: a top-level `evidence`
+({"status": read | missing, "days", "since", "reason", "active_users_blocked", "unused"}), and
+every change that takes a protocol away from users carries `evidence`
+({"protocol": {"users": N, "last": ISO}}; `users` null when the log could not be read).
+Evidence is never part of what a saved plan is checked against: apply recomputes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -34,7 +41,9 @@ from reconciler.model import (
     PROTOCOL_NAMES,
     SMTP_SETTINGS,
     Change,
+    ChangeEvidence,
     DefaultChange,
+    EvidenceSummary,
     FieldChange,
     Guard,
     MailboxSmtpChange,
@@ -43,8 +52,10 @@ from reconciler.model import (
     PolicyDelete,
     PolicyReplace,
     PolicyUpdate,
+    ProtocolEvidence,
     ReplaceResume,
     SmtpOrgChange,
+    UnusedAllowance,
     UserChange,
     switches_of,
 )
@@ -150,7 +161,34 @@ def change_to_dict(change: Change, defaults: Defaults | None = None) -> dict[str
             }
     if change.weakens:
         data["weakens"] = True
+    evidence = getattr(change, "evidence", None)
+    if evidence is not None:
+        data["evidence"] = evidence_to_dict(evidence)
     return data
+
+
+def evidence_to_dict(evidence: ChangeEvidence) -> dict[str, Any]:
+    """A change's evidence: {"protocol": {"users": N, "last": ISO}}, protocols in order."""
+    return {
+        name: {"users": use.users, "last": use.last}
+        for name in PROTOCOL_NAMES
+        if (use := evidence.protocols.get(name)) is not None
+    }
+
+
+def evidence_summary_to_dict(summary: EvidenceSummary) -> dict[str, Any]:
+    """The plan's top-level `evidence`."""
+    return {
+        "status": summary.status,
+        "days": summary.days,
+        "since": summary.since,
+        "reason": summary.reason,
+        "active_users_blocked": summary.active_users_blocked,
+        "unused": [
+            {"policy": u.policy, "protocol": u.protocol, "users": u.users, "rules": list(u.rules)}
+            for u in summary.unused
+        ],
+    }
 
 
 def _dumps(value: Any) -> str:
@@ -175,7 +213,7 @@ def _effective_json(direct: str | None, default: str | None) -> str:
 def _change_json(change: Change, defaults: Defaults) -> str:
     """One change as a JSON line; user changes (most of a big plan) by a fast path that
     writes exactly what `_dumps(change_to_dict(change, defaults))` would (a test holds it)."""
-    if isinstance(change, UserChange):
+    if isinstance(change, UserChange) and change.evidence is None:
         basic = (
             f', "basic_smtp": {{"before": "{change.basic_smtp_before}", '
             f'"after": "{change.basic_smtp_after}"}}'
@@ -223,6 +261,11 @@ def plan_to_json(plan: Plan) -> str:
         *([f'  "config_file": {_dumps(plan.config_file)},'] if plan.config_file else []),
         f'  "as_of": {_dumps(plan.as_of)},',
         f'  "mailboxes_read": {_dumps(plan.mailboxes_read)},',
+        *(
+            [f'  "evidence": {_dumps(evidence_summary_to_dict(plan.evidence))},']
+            if plan.evidence is not None
+            else []
+        ),
         f'  "summary": {_dumps(summary_of(plan.changes))},',
     ]
     if plan.changes:
@@ -309,6 +352,63 @@ class _Reader:
         return tuple(result)
 
     def change(self, value: Any, where: str) -> Change:
+        change = self._change(value, where)
+        data = self.obj(value, where)
+        if "evidence" in data and hasattr(change, "evidence"):
+            evidence = self.evidence(data["evidence"], f"{where}.evidence")
+            change = dataclasses.replace(change, evidence=evidence)  # type: ignore[arg-type]
+        return change
+
+    def evidence(self, value: Any, where: str) -> ChangeEvidence:
+        data = self.obj(value, where)
+        unknown = sorted(set(data) - set(PROTOCOL_NAMES))
+        if unknown:
+            raise self.fail(where, f"unknown protocol {unknown[0]!r}")
+        protocols = {}
+        for name in PROTOCOL_NAMES:
+            if name in data:
+                use = self.obj(data[name], f"{where}.{name}")
+                users, last = use.get("users"), use.get("last")
+                if users is not None and (not isinstance(users, int) or isinstance(users, bool)):
+                    raise self.fail(f"{where}.{name}.users", "expected an integer or null")
+                if last is not None and not isinstance(last, str):
+                    raise self.fail(f"{where}.{name}.last", "expected a time string or null")
+                protocols[name] = ProtocolEvidence(users, last)
+        return ChangeEvidence(protocols)
+
+    def evidence_summary(self, value: Any, where: str) -> EvidenceSummary:
+        data = self.obj(value, where)
+        status = self.text(data, "status", where)
+        if status not in ("read", "missing"):
+            raise self.fail(f"{where}.status", "expected 'read' or 'missing'")
+        unused_data = data.get("unused", [])
+        if not isinstance(unused_data, list):
+            raise self.fail(f"{where}.unused", "expected a list")
+        unused = []
+        for i, item in enumerate(unused_data):
+            at = f"{where}.unused[{i}]"
+            u = self.obj(item, at)
+            rules = u.get("rules", [])
+            if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+                raise self.fail(f"{at}.rules", "expected a list of rule names")
+            unused.append(
+                UnusedAllowance(
+                    self.text(u, "policy", at),
+                    self.text(u, "protocol", at),
+                    self.integer(u, "users", at),
+                    tuple(rules),
+                )
+            )
+        return EvidenceSummary(
+            status=status,  # type: ignore[arg-type]  # checked above
+            days=self.integer(data, "days", where),
+            since=self.text(data, "since", where),
+            reason=self.text(data, "reason", where),
+            active_users_blocked=self.integer(data, "active_users_blocked", where),
+            unused=tuple(unused),
+        )
+
+    def _change(self, value: Any, where: str) -> Change:
         data = self.obj(value, where)
         kind = self.text(data, "kind", where)
         weakens = self.boolean(data.get("weakens", False), f"{where}.weakens")
@@ -498,6 +598,7 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
     if as_of is not None and not isinstance(as_of, str):
         raise reader.fail("as_of", "expected a date string")
     mailboxes_read = reader.boolean(top.get("mailboxes_read", False), "mailboxes_read")
+    evidence = reader.evidence_summary(top["evidence"], "evidence") if "evidence" in top else None
     summary = reader.obj(reader.key(top, "summary", "the document"), "summary")
     if dict(summary) != summary_of(changes):
         raise reader.fail("summary", "the counts do not match the changes (was the file edited?)")
@@ -514,4 +615,5 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
         as_of=as_of,
         default_before=default_before,
         mailboxes_read=mailboxes_read,
+        evidence=evidence,
     )

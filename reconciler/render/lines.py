@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.render.escape import quoted, visible
-from reconciler.render.view import MailboxGroup, PlanView, PolicyRow, UserGroup
+from reconciler.render.view import Evidence, MailboxGroup, PlanView, PolicyRow, UserGroup
 
 WEAKENS = "[weakens security]"
 ARROW = "→"
@@ -34,7 +34,31 @@ def _users(count: int) -> str:
     return f"{count:,} user" if count == 1 else f"{count:,} users"
 
 
-def _policy_lines(row: PolicyRow) -> list[Line]:
+def evidence_line(symbol: str, evidence: Evidence | None, days: int | None) -> list[Line]:
+    """`Basic auth use in the last 30 days: imap by 3 users (last 2026-12-01), smtp by nobody`:
+    counts and dates only (a PR comment never carries sign-in times or addresses)."""
+    if evidence is None or not evidence:
+        return []
+    parts = []
+    unknown = []
+    for protocol, (users, last) in evidence.items():
+        if users is None:
+            unknown.append(protocol)
+        elif users == 0:
+            parts.append(f"{protocol} by nobody")
+        else:
+            parts.append(f"{protocol} by {_users(users)} (last {(last or '')[:10]})")
+    if unknown:
+        text = (
+            f"takes Basic {', '.join(unknown)} away; who uses it is not known (no sign-in evidence)"
+        )
+    else:
+        text = f"Basic auth use in the last {days or '?'} days: {', '.join(parts)}"
+    active = any(users for users, _ in evidence.values())
+    return [Line(symbol, text, detail=True, weakens=active)]
+
+
+def _policy_lines(row: PolicyRow, days: int | None = None) -> list[Line]:
     head = f"{row.verb} policy {quoted(row.name)}"
     if row.verb == "update" and row.affected_users is not None:
         head += f"  (effective for {_users(row.affected_users)})"
@@ -57,7 +81,7 @@ def _policy_lines(row: PolicyRow) -> list[Line]:
         if field.weakens:
             text += f"  {WEAKENS}"
         lines.append(Line(row.symbol, text, detail=True, weakens=field.weakens))
-    return lines
+    return lines + evidence_line(row.symbol, row.evidence, days)
 
 
 def _direct(name: str | None, default: str | None) -> str:
@@ -67,7 +91,9 @@ def _direct(name: str | None, default: str | None) -> str:
     return quoted(name)
 
 
-def _user_group_lines(group: UserGroup, show_users: int | None) -> list[Line]:
+def _user_group_lines(
+    group: UserGroup, show_users: int | None, days: int | None = None
+) -> list[Line]:
     before = _direct(group.before, group.default_before)
     after = _direct(group.after, group.default_after)
     unchanged = "; effective policy unchanged" if group.effective_unchanged else ""
@@ -78,6 +104,7 @@ def _user_group_lines(group: UserGroup, show_users: int | None) -> list[Line]:
     if group.weakens:
         head += f"  {WEAKENS}"
     lines = [Line(group.symbol, head, weakens=group.weakens)]
+    lines += evidence_line(group.symbol, group.evidence, days)
     return lines + _listed(group.symbol, group.users, show_users)
 
 
@@ -90,14 +117,20 @@ def _basic(before: str | None, after: str | None) -> str:
     return f"; Basic SMTP {before} {ARROW} {after}"
 
 
-def _mailbox_group_lines(group: MailboxGroup, show_users: int | None) -> list[Line]:
+def _mailbox_group_lines(
+    group: MailboxGroup, show_users: int | None, days: int | None = None
+) -> list[Line]:
     head = (
         f"{_users(len(group.users))}: SMTP AUTH {group.before} {ARROW} {group.after}"
         f"  (rule {quoted(group.rule)}{_basic(group.basic_before, group.basic_after)})"
     )
     if group.weakens:
         head += f"  {WEAKENS}"
-    return [Line("~", head, weakens=group.weakens), *_listed("~", group.users, show_users)]
+    return [
+        Line("~", head, weakens=group.weakens),
+        *evidence_line("~", group.evidence, days),
+        *_listed("~", group.users, show_users),
+    ]
 
 
 def _listed(symbol: str, users: tuple[str, ...], show_users: int | None) -> list[Line]:
@@ -115,8 +148,9 @@ def _listed(symbol: str, users: tuple[str, ...], show_users: int | None) -> list
 def plan_sections(view: PlanView, show_users: int | None) -> list[Section]:
     """The plan's changes as titled sections, in execution order."""
     sections: list[Section] = []
+    days = view.evidence_days
     if view.policies:
-        lines = [line for row in view.policies for line in _policy_lines(row)]
+        lines = [line for row in view.policies for line in _policy_lines(row, days)]
         sections.append(Section("Policies", tuple(lines), len(view.policies)))
     if view.default is not None:
         d = view.default
@@ -127,9 +161,11 @@ def plan_sections(view: PlanView, show_users: int | None) -> list[Section]:
         if d.weakens:
             text += f"  {WEAKENS}"
         symbol = "+" if d.before is None else "-" if d.after is None else "~"
-        sections.append(
-            Section("Organization default", (Line(symbol, text, weakens=d.weakens),), 1)
+        default_lines = (
+            Line(symbol, text, weakens=d.weakens),
+            *evidence_line(symbol, d.evidence, days),
         )
+        sections.append(Section("Organization default", default_lines, 1))
     if view.smtp_org is not None:
         o = view.smtp_org
         followers = (
@@ -143,13 +179,16 @@ def plan_sections(view: PlanView, show_users: int | None) -> list[Section]:
         )
         if o.weakens:
             text += f"  {WEAKENS}"
-        sections.append(Section("Organization SMTP AUTH", (Line("~", text, weakens=o.weakens),), 1))
+        org_lines = (Line("~", text, weakens=o.weakens), *evidence_line("~", o.evidence, days))
+        sections.append(Section("Organization SMTP AUTH", org_lines, 1))
     if view.mailbox_groups:
-        lines = [line for g in view.mailbox_groups for line in _mailbox_group_lines(g, show_users)]
+        lines = [
+            line for g in view.mailbox_groups for line in _mailbox_group_lines(g, show_users, days)
+        ]
         count = sum(len(g.users) for g in view.mailbox_groups)
         sections.append(Section("Mailbox SMTP AUTH (Set-CASMailbox)", tuple(lines), count))
     if view.user_groups:
-        lines = [line for g in view.user_groups for line in _user_group_lines(g, show_users)]
+        lines = [line for g in view.user_groups for line in _user_group_lines(g, show_users, days)]
         if not view.mailboxes_read:
             lines.append(
                 Line(

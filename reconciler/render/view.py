@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.model import (
     PROTOCOL_NAMES,
+    ChangeEvidence,
     DefaultChange,
     MailboxSmtpChange,
     Plan,
@@ -20,6 +22,23 @@ from reconciler.model import (
 )
 from reconciler.render.escape import is_plain_address, mask_emails, mask_upn
 from reconciler.render.jsonplan import summary_of
+
+# protocol -> (users who used it, last use): a row's evidence; users None = not known.
+Evidence = Mapping[str, tuple[int | None, str | None]]
+
+
+def _evidence_of(evidence: ChangeEvidence | None) -> Evidence | None:
+    if evidence is None:
+        return None
+    return {p: (e.users, e.last) for p, e in evidence.protocols.items()}
+
+
+def _merge_evidence(into: dict[str, tuple[int | None, str | None]], more: Evidence) -> None:
+    """Add one change's evidence to a group's (counts add up, the latest use wins)."""
+    for protocol, (users, last) in more.items():
+        old_users, old_last = into.get(protocol, (0, None))
+        total = None if users is None or old_users is None else old_users + users
+        into[protocol] = (total, max(filter(None, (old_last, last)), default=None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +64,7 @@ class PolicyRow:
     weakens: bool = False
     holding: str = ""  # resume: the holding policy an earlier replace left
     holding_default: bool = False
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +73,7 @@ class DefaultRow:
     after: str | None
     affected_users: int
     weakens: bool
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +92,7 @@ class UserGroup:
     # Their effective Basic SMTP before/after (None: mailbox settings were not read).
     basic_before: str | None = None
     basic_after: str | None = None
+    evidence: Evidence | None = None
 
     @property
     def effective_unchanged(self) -> bool:
@@ -89,6 +111,7 @@ class SmtpOrgRow:
     after: str
     affected_users: int | None  # mailboxes following the org after the plan (None: not read)
     weakens: bool
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +125,7 @@ class MailboxGroup:
     weakens: bool
     basic_before: str | None
     basic_after: str | None
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +144,11 @@ class PlanView:
     smtp_org: SmtpOrgRow | None = None
     mailbox_groups: tuple[MailboxGroup, ...] = ()
     mailboxes_read: bool = False
+    # Sign-in evidence: the window in days (None: not asked for), whether it was read, and
+    # the distinct users the plan blocks from a protocol they used.
+    evidence_days: int | None = None
+    evidence_read: bool = False
+    active_blocked: int = 0
 
     @property
     def user_changes(self) -> int:
@@ -170,6 +199,8 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
     smtp_org: SmtpOrgRow | None = None
     boxes: dict[tuple[str, str, str, str | None, str | None], list[str]] = {}
     box_weakens: dict[tuple[str, str, str, str | None, str | None], bool] = {}
+    group_evidence: dict[Any, dict[str, tuple[int | None, str | None]]] = {}
+    box_evidence: dict[Any, dict[str, tuple[int | None, str | None]]] = {}
     for change in plan.changes:
         if isinstance(change, PolicyCreate):
             policies.append(
@@ -184,6 +215,7 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
                     fields=tuple(FieldRow(f.protocol, f.before, f.after) for f in change.fields),
                     affected_users=change.affected_users,
                     weakens=change.weakens,
+                    evidence=_evidence_of(change.evidence),
                 )
             )
         elif isinstance(change, PolicyReplace):
@@ -196,6 +228,7 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
                     allow=_allow_list(change.after),
                     holders=len(change.holders),
                     weakens=change.weakens,
+                    evidence=_evidence_of(change.evidence),
                 )
             )
         elif isinstance(change, PolicyDelete):
@@ -212,10 +245,20 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
                 )
             )
         elif isinstance(change, DefaultChange):
-            default = DefaultRow(change.before, change.after, change.affected_users, change.weakens)
+            default = DefaultRow(
+                change.before,
+                change.after,
+                change.affected_users,
+                change.weakens,
+                _evidence_of(change.evidence),
+            )
         elif isinstance(change, SmtpOrgChange):
             smtp_org = SmtpOrgRow(
-                change.before, change.after, change.affected_users, change.weakens
+                change.before,
+                change.after,
+                change.affected_users,
+                change.weakens,
+                _evidence_of(change.evidence),
             )
         elif isinstance(change, MailboxSmtpChange):
             box_key = (
@@ -227,6 +270,10 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
             )
             boxes.setdefault(box_key, []).append(show(change.user))
             box_weakens[box_key] = box_weakens.get(box_key, False) or change.weakens
+            if change.evidence is not None:
+                _merge_evidence(
+                    box_evidence.setdefault(box_key, {}), _evidence_of(change.evidence) or {}
+                )
         elif isinstance(change, UserChange):
             symbol = "+" if change.before is None else "-" if change.after is None else "~"
             key = (
@@ -239,6 +286,10 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
             )
             groups.setdefault(key, []).append(show(change.user))
             group_weakens[key] = group_weakens.get(key, False) or change.weakens
+            if change.evidence is not None:
+                _merge_evidence(
+                    group_evidence.setdefault(key, {}), _evidence_of(change.evidence) or {}
+                )
     default_after = plan.default_policy
     default_before = default.before if default is not None else default_after
     user_groups = [
@@ -250,12 +301,15 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
             default_after=default_after,
             basic_before=key[4],
             basic_after=key[5],
+            evidence=group_evidence.get(key),
         )
         for key, users in groups.items()
     ]
     mailbox_groups = sorted(
         (
-            MailboxGroup(*key[:3], tuple(users), box_weakens[key], key[3], key[4])
+            MailboxGroup(
+                *key[:3], tuple(users), box_weakens[key], key[3], key[4], box_evidence.get(key)
+            )
             for key, users in boxes.items()
         ),
         key=lambda g: (-len(g.users), g.after, g.before, g.rule, g.basic_before or ""),
@@ -277,6 +331,9 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
         smtp_org=smtp_org,
         mailbox_groups=tuple(mailbox_groups),
         mailboxes_read=plan.mailboxes_read,
+        evidence_days=plan.evidence.days if plan.evidence is not None else None,
+        evidence_read=plan.evidence is not None and plan.evidence.status == "read",
+        active_blocked=plan.evidence.active_users_blocked if plan.evidence is not None else 0,
     )
 
 
@@ -303,6 +360,12 @@ def summary_line(view: PlanView) -> str:
         f"{users:,} user change{'s' if users != 1 else ''}"
         f" ({s['user_assign']:,} assign, {s['user_clear']:,} clear)"
     )
+    if view.evidence_days is not None:
+        parts.append(
+            f"{view.active_blocked:,} active user{'s' if view.active_blocked != 1 else ''} blocked"
+            if view.evidence_read
+            else "active users blocked unknown (no sign-in evidence)"
+        )
     line = "Plan: " + ", ".join(parts) + "."
     if view.weakening:
         line += f" {view.weakening:,} weaken{'s' if view.weakening == 1 else ''} security."

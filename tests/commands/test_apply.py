@@ -166,7 +166,8 @@ def test_guard_blocks_with_exit_3_and_force_passes(world: World, tmp_path: Path,
     assert cli.main(["apply", "--auto-approve", "--force=max_user_change"]) == 1
     assert capsys.readouterr().err == (
         "error: --force=max_user_change: unknown guard max_user_change; name one of "
-        "max_user_changes, max_policy_deletes, default_cleared, default_weakened, or give "
+        "max_user_changes, max_policy_deletes, default_cleared, default_weakened, "
+        "max_active_users_blocked, or give "
         "--force alone to override every guard\n"
     )
     assert world.tenant.writes == []

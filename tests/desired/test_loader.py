@@ -219,7 +219,12 @@ def test_same_meaning_gives_the_same_canonical_data() -> None:
             ],
         },
         "smtp_auth": {"organization": None, "unmatched": "ignore"},
-        "safety": {"max_user_changes": "10%", "max_policy_deletes": None},
+        "safety": {
+            "max_user_changes": "10%",
+            "max_policy_deletes": None,
+            "max_active_users_blocked": None,
+        },
+        "evidence": {"sign_in_days": None},
     }
 
 

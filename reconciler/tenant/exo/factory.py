@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 
@@ -13,6 +14,7 @@ from reconciler.tenant.exo.retry import RetryPolicy
 from reconciler.tenant.exo.settings import ConnectionSettings
 from reconciler.tenant.exo.tenant import ExoTenant
 from reconciler.tenant.exo.transport import make_session
+from reconciler.tenant.graph import SignInReader, graph_scope
 
 
 def build_tenant(
@@ -44,4 +46,12 @@ def build_tenant(
         timeout=timeout,
         on_throttle=on_throttle,
     )
-    return ExoTenant(client, use_batch=use_batch)
+    tenant = ExoTenant(client, use_batch=use_batch)
+    # Graph (the sign-in log, for evidence): the same app, session and trust, its own token.
+    graph_tokens = TokenProvider(
+        dataclasses.replace(settings, scope=graph_scope(settings)), credential, session
+    )
+    tenant.sign_in_reader = SignInReader(
+        settings, graph_tokens, session, retry=retry, on_throttle=on_throttle
+    )
+    return tenant

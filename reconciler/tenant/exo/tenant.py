@@ -17,6 +17,7 @@ Throttling contract for the executor (which calls `set_user_policies` from sever
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -76,6 +77,7 @@ from reconciler.tenant.exo.snapshot import (
     user_select,
     with_mailboxes,
 )
+from reconciler.tenant.graph import SignInLog, SignInReader
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,8 @@ class ExoTenant:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
+        # Reads the Entra sign-in log (evidence) when a plan asks for it; None: not wired.
+        self.sign_in_reader: SignInReader | None = None
         self.use_batch = use_batch
         self.max_write_rounds = max_write_rounds
         self.max_read_restarts = max_read_restarts
@@ -224,6 +228,30 @@ class ExoTenant:
         A group the rules name that does not exist is an error (`TenantNotFoundError` naming
         it): matching nobody silently would make a rule quietly do something else.
         """
+        # The sign-in log (Graph) is read beside every Exchange read, on its own thread.
+        evidence = None
+        if needs.sign_in_days is not None and needs.users:
+            evidence = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-signins")
+            sign_ins = evidence.submit(self._read_sign_ins, needs.sign_in_days)
+        try:
+            snapshot = self._read_exchange(needs, progress)
+        finally:
+            if evidence is not None:
+                evidence.shutdown(wait=True)
+        if evidence is not None:
+            snapshot = dataclasses.replace(
+                snapshot, sign_ins=sign_ins.result().joined(snapshot.users)
+            )
+        return snapshot
+
+    def _read_sign_ins(self, days: int) -> SignInLog:
+        if self.sign_in_reader is None:
+            return SignInLog("missing", days, "", "this connection has no Graph reader")
+        return self.sign_in_reader.read(days)
+
+    def _read_exchange(
+        self, needs: SnapshotNeeds, progress: ProgressCallback | None
+    ) -> TenantSnapshot:
         policies = self._read_policies()
         org = self._read_org()
         policies_by_key = self._policies_by_key  # set by _read_policies, once

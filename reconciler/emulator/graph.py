@@ -1,0 +1,286 @@
+"""The Microsoft Graph room: `GET /v1.0/auditLogs/signIns` (round2-facts.md §2).
+
+What Graph checks, in its order: a bearer token for this cloud's Graph audience and tenant
+(401 InvalidAuthenticationToken), the AuditLog.Read.All application role (403
+Authorization_RequestDenied), the tenant's Entra ID P1/P2 licence (403
+Authentication_RequestFromNonPremiumTenantOrB2CTenant), its own throttling budget (429 with
+Retry-After), then the `$filter` (400 on a clause it does not know). Pages hold at most
+`graph_page_size` (<= 1000, and `$top`), newest first; `@odata.nextLink` is a full URL with a
+`$skiptoken` that works once. Only the last `sign_in_retention_days` days are kept.
+
+It answers `(status, body, headers)`; the HTTPS front (`server.py`) writes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.emulator.signins import SignIn, generate_sign_ins
+
+GraphAnswer = tuple[int, dict[str, Any] | None, dict[str, str]]
+MAX_TOP = 1000
+SIGN_IN_ROLE = "AuditLog.Read.All"
+
+
+class FilterError(ValueError):
+    """A $filter Graph would refuse (400)."""
+
+
+# ------------------------------------------------------------------ the $filter subset
+_TOKEN = re.compile(r"\s*(\(|\)|'(?:[^']|'')*'|[A-Za-z_/]+|[0-9TZ:.+-]+)")
+Predicate = Callable[[SignIn], bool]
+_FIELDS: dict[str, Callable[[SignIn], Any]] = {
+    "createddatetime": lambda e: e.created,
+    "clientappused": lambda e: e.client_app,
+    "userprincipalname": lambda e: e.upn.lower(),
+    "userid": lambda e: e.user_id.lower(),
+    "status/errorcode": lambda e: e.error_code,
+    "appdisplayname": lambda e: e.app,
+}
+
+
+def _tokens(text: str) -> list[str]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise FilterError(f"Invalid filter clause: unexpected text at {text[pos : pos + 20]!r}")
+        out.append(match.group(1))
+        pos = match.end()
+    return out
+
+
+class _Parser:
+    """expr := term ('or' term)* ; term := atom ('and' atom)* ; atom := '(' expr ')' | cmp."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.pos = 0
+
+    def parse(self) -> Predicate:
+        predicate = self.expr()
+        if self.pos != len(self.tokens):
+            raise FilterError(f"Invalid filter clause near {self.tokens[self.pos]!r}")
+        return predicate
+
+    def _peek(self) -> str:
+        return self.tokens[self.pos].lower() if self.pos < len(self.tokens) else ""
+
+    def _take(self) -> str:
+        if self.pos >= len(self.tokens):
+            raise FilterError("Invalid filter clause: it ends too early")
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def expr(self) -> Predicate:
+        parts = [self.term()]
+        while self._peek() == "or":
+            self._take()
+            parts.append(self.term())
+        return parts[0] if len(parts) == 1 else (lambda e: any(p(e) for p in parts))
+
+    def term(self) -> Predicate:
+        parts = [self.atom()]
+        while self._peek() == "and":
+            self._take()
+            parts.append(self.atom())
+        return parts[0] if len(parts) == 1 else (lambda e: all(p(e) for p in parts))
+
+    def atom(self) -> Predicate:
+        if self._peek() == "(":
+            self._take()
+            inner = self.expr()
+            if self._take() != ")":
+                raise FilterError("Invalid filter clause: a parenthesis is not closed")
+            return inner
+        name = self._take().lower()
+        getter = _FIELDS.get(name)
+        if getter is None:
+            raise FilterError(f"Invalid filter clause: property '{name}' is not supported")
+        op = self._take().lower()
+        raw = self._take()
+        if raw.startswith("'"):
+            value: Any = raw[1:-1].replace("''", "'")
+            if name in ("userprincipalname", "userid"):
+                value = value.lower()
+        elif name == "status/errorcode":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise FilterError(f"Invalid filter clause: {raw!r} is not a number") from None
+        elif name == "createddatetime":
+            try:
+                when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            except ValueError:
+                raise FilterError(f"Invalid filter clause: {raw!r} is not a date") from None
+            value = when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        else:
+            raise FilterError(f"Invalid filter clause: {raw!r} must be quoted")
+        ops: dict[str, Callable[[Any, Any], bool]] = {
+            "eq": lambda a, b: a == b,
+            "ne": lambda a, b: a != b,
+            "ge": lambda a, b: a >= b,
+            "gt": lambda a, b: a > b,
+            "le": lambda a, b: a <= b,
+            "lt": lambda a, b: a < b,
+        }
+        compare = ops.get(op)
+        if compare is None:
+            raise FilterError(f"Invalid filter clause: operator '{op}' is not supported")
+        return lambda e: compare(getter(e), value)
+
+
+def parse_filter(text: str) -> Predicate:
+    """The predicate of a signIns `$filter` (FilterError when Graph would answer 400)."""
+    return _Parser(text).parse()
+
+
+# ------------------------------------------------------------------ the room
+@dataclass
+class _GraphCursor:
+    events: list[SignIn]
+    offset: int
+    top: int
+    created: float
+
+
+class GraphRoom:
+    """Graph's sign-in log for one tenant. Thread-safe."""
+
+    def __init__(self, settings: Callable[[], Any], state: Callable[[], Any]) -> None:
+        self._settings = settings
+        self._state = state
+        self._lock = threading.Lock()
+        self._events: list[SignIn] = []
+        self._made_for: Any = None
+        self._cursors: dict[str, _GraphCursor] = {}
+        self._throttle = (0.0, 0)
+        self.requests = 0
+
+    def events(self) -> list[SignIn]:
+        """The log (made from the tenant the first time it is asked for, or after a reset)."""
+        state = self._state()
+        with self._lock:
+            if self._made_for is not state:
+                settings = self._settings()
+                self._events = generate_sign_ins(
+                    state,
+                    dt.datetime.now(dt.UTC),
+                    seed=settings.seed,
+                    days=settings.sign_in_retention_days,
+                    scanner_minutes=settings.sign_in_scanner_minutes,
+                    extra=settings.sign_in_extra_events,
+                )
+                self._made_for = state
+            return self._events
+
+    def _throttled(self) -> float | None:
+        settings = self._settings()
+        budget = settings.graph_throttle_budget
+        if budget <= 0:
+            return None
+        now = time.monotonic()
+        window = settings.throttle_window_seconds
+        with self._lock:
+            start, used = self._throttle
+            if now - start >= window:
+                start, used = now, 0
+            if used >= budget:
+                return max(0.001, window - (now - start))
+            self._throttle = (start, used + 1)
+        return None
+
+    def sign_ins(
+        self, claims: dict[str, Any] | None, reason: str, query: dict[str, list[str]], base: str
+    ) -> GraphAnswer:
+        """One GET of the sign-in log; `claims` None when the token did not verify."""
+        self.requests += 1
+        settings = self._settings()
+        if claims is None:
+            return _error(401, "InvalidAuthenticationToken", reason or "Access token is empty.")
+        if SIGN_IN_ROLE not in (claims.get("roles") or []):
+            return _error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+        if not settings.graph_premium_licence:
+            return _error(
+                403,
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Neither tenant is B2C or tenant doesn't have premium license",
+            )
+        wait = self._throttled()
+        if wait is not None:
+            status, body, headers = _error(
+                429, "TooManyRequests", "Too many requests, please retry later."
+            )
+            return status, body, {**headers, "Retry-After": str(max(1, round(wait)))}
+        started = time.monotonic()
+        try:
+            answer = self._page(query, base, settings)
+        finally:
+            delay = settings.graph_latency_ms / 1000.0 - (time.monotonic() - started)
+            if delay > 0:
+                time.sleep(delay)
+        return answer
+
+    def _page(self, query: dict[str, list[str]], base: str, settings: Any) -> GraphAnswer:
+        tokens = query.get("$skiptoken")
+        if tokens:
+            token = tokens[0]
+            with self._lock:
+                cursor = self._cursors.pop(token, None)  # a skiptoken works once
+            if cursor is None or time.monotonic() - cursor.created > settings.cursor_expiry_seconds:
+                return _error(400, "Request_BadRequest", "The skip token is invalid or expired.")
+        else:
+            try:
+                top = int((query.get("$top") or [str(MAX_TOP)])[0])
+            except ValueError:
+                return _error(400, "Request_BadRequest", "Invalid value for $top.")
+            if not 1 <= top <= MAX_TOP:
+                return _error(400, "Request_BadRequest", f"$top must be between 1 and {MAX_TOP}.")
+            try:
+                text = (query.get("$filter") or [""])[0]
+                predicate = parse_filter(text) if text.strip() else None
+            except FilterError as exc:
+                return _error(400, "Request_UnsupportedQuery", str(exc))
+            kept = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.sign_in_retention_days)
+            oldest = kept.strftime("%Y-%m-%dT%H:%M:%SZ")
+            matched = [
+                e
+                for e in self.events()
+                if e.created >= oldest and (predicate is None or predicate(e))
+            ]
+            cursor = _GraphCursor(matched, 0, top, time.monotonic())
+        size = min(cursor.top, settings.graph_page_size)
+        stop = cursor.offset + size
+        value = [e.as_graph() for e in cursor.events[cursor.offset : stop]]
+        body: dict[str, Any] = {
+            "@odata.context": f"{base}/v1.0/$metadata#auditLogs/signIns",
+            "value": value,
+        }
+        if stop < len(cursor.events):
+            next_token = secrets.token_urlsafe(18)
+            with self._lock:
+                self._cursors[next_token] = _GraphCursor(
+                    cursor.events, stop, cursor.top, time.monotonic()
+                )
+            body["@odata.nextLink"] = (
+                f"{base}/v1.0/auditLogs/signIns?$top={cursor.top}&$skiptoken={next_token}"
+            )
+        return 200, body, {}
+
+
+def _error(status: int, code: str, message: str) -> GraphAnswer:
+    """Microsoft Graph's error envelope."""
+    return status, {"error": {"code": code, "message": message, "innerError": {}}}, {}
