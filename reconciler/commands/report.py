@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from reconciler.model import ExitCode, SnapshotNeeds
+from reconciler.model import DEFAULT_SIGN_IN_DAYS, MAX_SIGN_IN_DAYS, ExitCode, SnapshotNeeds
 from reconciler.render.options import DEFAULT_SHOW_USERS, show_users_value
 from reconciler.report import REPORT_FORMATS, build_report, masked, render_report
 
@@ -39,6 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mask UPNs (a***@contoso.com) in every format, e.g. to attach the report to an issue",
     )
     parser.add_argument(
+        "--sign-in-days",
+        type=_days,
+        default=DEFAULT_SIGN_IN_DAYS,
+        metavar="N",
+        help=f"read the Entra sign-in log of the last N days, 1-{MAX_SIGN_IN_DAYS} (default: "
+        f"{DEFAULT_SIGN_IN_DAYS}; 0: do not read it): who really used Basic auth",
+    )
+    parser.add_argument(
+        "--sign-in-details",
+        action="store_true",
+        help="markdown: show sign-in times, not only dates (a PR comment shows dates by default)",
+    )
+    parser.add_argument(
         "-c",
         "--config",
         metavar="FILE",
@@ -47,6 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from reconciler.tenant.connect import add_connection_arguments
 
     add_connection_arguments(parser)
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 <= days <= MAX_SIGN_IN_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{days} is outside 0-{MAX_SIGN_IN_DAYS} (the sign-in log keeps "
+            f"{MAX_SIGN_IN_DAYS} days)"
+        )
+    return days
 
 
 def _check_tenant(args: argparse.Namespace, tenant: object, snapshot: object) -> None:
@@ -68,7 +94,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     from reconciler.tenant.connect import open_tenant
 
     tenant = open_tenant(args, environ=environ)
-    snapshot = tenant.read_snapshot(SnapshotNeeds(smtp_org=True, mailboxes=True))
+    snapshot = tenant.read_snapshot(
+        SnapshotNeeds(smtp_org=True, mailboxes=True, sign_in_days=args.sign_in_days or None)
+    )
     _check_tenant(args, tenant, snapshot)
     report = build_report(snapshot)
     name = getattr(tenant, "initial_domain", None)
@@ -76,5 +104,12 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
         report = dataclasses.replace(report, tenant=name)
     if args.mask_users:
         report = masked(report)
-    sys.stdout.write(render_report(report, args.format, show_users=args.show_users))
+    sys.stdout.write(
+        render_report(
+            report,
+            args.format,
+            show_users=args.show_users,
+            sign_in_details=args.sign_in_details,
+        )
+    )
     return ExitCode.OK

@@ -20,13 +20,19 @@ __all__ = [
 ]
 
 
-def render_report(report: ExposureReport, fmt: str, *, show_users: int | None = 20) -> str:
+def render_report(
+    report: ExposureReport,
+    fmt: str,
+    *,
+    show_users: int | None = 20,
+    sign_in_details: bool = False,
+) -> str:
     """Render in one of REPORT_FORMATS. `show_users` caps the user lists of text and markdown
     (None lists everyone); json and csv always hold every user."""
     if fmt == "text":
         return render_text(report, show_users=show_users)
     if fmt == "markdown":
-        return render_markdown(report, show_users=show_users)
+        return render_markdown(report, show_users=show_users, sign_in_details=sign_in_details)
     if fmt == "json":
         return render_json(report)
     if fmt == "csv":

@@ -7,7 +7,7 @@ import io
 import json
 
 from reconciler.render.escape import visible
-from reconciler.report.model import REPORT_FORMAT_VERSION, ExposureReport
+from reconciler.report.model import REPORT_FORMAT_VERSION, ExposureReport, last_uses
 
 CSV_COLUMNS = (
     "upn",
@@ -17,6 +17,7 @@ CSV_COLUMNS = (
     "via",
     "smtp_basic_auth_possible",
     "allowed_protocols",
+    "basic_auth_last_use",
 )
 
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
@@ -61,9 +62,45 @@ def report_data(report: ExposureReport) -> dict[str, object]:
                 "smtp_auth_source": u.smtp_auth_source,
                 "smtp_basic_auth_possible": u.smtp_basic_auth_possible,
                 "basic_smtp": u.basic_smtp,
+                **(
+                    {
+                        "basic_auth_use": {
+                            p: {
+                                "count": use.count,
+                                "last": use.last,
+                                "failures": use.failures,
+                                "last_failure": use.last_failure,
+                            }
+                            for p, use in u.basic_use.items()
+                        }
+                    }
+                    if report.sign_ins is not None and report.sign_ins.read
+                    else {}
+                ),
             }
             for u in report.users
         ],
+        **(
+            {
+                "sign_ins": {
+                    "status": report.sign_ins.status,
+                    "days": report.sign_ins.days,
+                    "since": report.sign_ins.since,
+                    "reason": report.sign_ins.reason,
+                    "events": report.sign_ins.events,
+                    "used_but_no_longer_allowed": [
+                        {"upn": u.upn, "protocol": p, "last": u.basic_use[p].last}
+                        for u, p in report.used_not_allowed
+                    ],
+                    "allowed_but_unused": [
+                        {"policy": r.policy, "protocol": r.protocol, "users": r.users}
+                        for r in report.sign_ins.unused
+                    ],
+                }
+            }
+            if report.sign_ins is not None
+            else {}
+        ),
     }
 
 
@@ -95,6 +132,7 @@ def render_csv(report: ExposureReport) -> str:
                 u.via,
                 "true" if u.smtp_basic_auth_possible else "false",
                 " ".join(u.allowed),
+                last_uses(u),
             ]
         )
     return out.getvalue()

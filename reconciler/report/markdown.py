@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from reconciler.report.model import ExposureReport, UserRow
+from reconciler.report.model import ExposureReport, UserRow, last_uses
 from reconciler.report.text import allowed_text, org_smtp_text
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~@:])")
@@ -61,7 +61,9 @@ def _user_section(
     return lines
 
 
-def render_markdown(report: ExposureReport, *, show_users: int | None = 20) -> str:
+def render_markdown(
+    report: ExposureReport, *, show_users: int | None = 20, sign_in_details: bool = False
+) -> str:
     """The report as Markdown: headline table, per-policy table, collapsible user lists."""
     c = report.counts()
     default = (
@@ -145,4 +147,55 @@ def render_markdown(report: ExposureReport, *, show_users: int | None = 20) -> s
             show_users,
             "The link names a removed policy; treated as no policy.",
         )
+    lines += _sign_in_section(report, show_users, sign_in_details)
     return "\n".join(lines) + "\n"
+
+
+def _sign_in_section(report: ExposureReport, show_users: int | None, details: bool) -> list[str]:
+    """Counts and dates only, unless `details` (sign-in times then appear; never addresses)."""
+    log = report.sign_ins
+    if log is None:
+        return []
+    title = f"### Basic auth sign-ins, last {log.days} days"
+    if not log.read:
+        return ["", title, "", f"Not read: {md(log.reason)}"]
+    active = report.active
+    gone = report.used_not_allowed
+    lines = [
+        "",
+        title,
+        "",
+        f"{log.events:,} legacy sign-ins since {log.since[:10]}; {len(active):,} users used "
+        f"Basic auth; {len(gone):,} of those uses are now blocked; {len(log.unused):,} "
+        "policy/protocol pairs allow Basic auth nobody used.",
+    ]
+    shown = active if show_users is None else active[:show_users]
+    if shown:
+        lines += ["", "<details><summary>Used Basic auth in the window</summary>", ""]
+        lines += _table(
+            ["User", "Policy", "Last Basic use"],
+            [
+                [md(u.upn), _policy(u.effective_policy), md(last_uses(u, dates_only=not details))]
+                for u in shown
+            ],
+            set(),
+        )
+        lines += ["", "</details>"]
+    if gone:
+        lines += ["", "#### Used Basic auth in the window but no longer allowed", ""]
+        lines += _table(
+            ["User", "Protocol", "Last use"],
+            [
+                [md(u.upn), p, md((u.basic_use[p].last or "")[: None if details else 10])]
+                for u, p in (gone if show_users is None else gone[:show_users])
+            ],
+            set(),
+        )
+    if log.unused:
+        lines += ["", "#### Allowed but unused in the window", ""]
+        lines += _table(
+            ["Policy", "Protocol", "Users it lets through"],
+            [[_policy(r.policy), r.protocol, f"{r.users:,}"] for r in log.unused],
+            {2},
+        )
+    return lines

@@ -19,13 +19,16 @@ exposure.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeAlias
 
 from reconciler.model import (
+    OTHER,
     PROTOCOL_BY_NAME,
     PROTOCOL_NAMES,
     BasicSmtp,
+    ProtocolUse,
     TenantSnapshot,
     TenantUser,
     basic_smtp,
@@ -59,6 +62,19 @@ class UserRow:
     smtp_auth_source: SmtpAuthSource
     smtp_basic_auth_possible: bool  # allowed, or unknown (the report errs towards exposure)
     basic_smtp: BasicSmtp = "unknown"  # model.basic_smtp: the one definition plans use too
+    # Basic sign-ins in the evidence window, per protocol (OTHER: "Other clients").
+    basic_use: Mapping[str, ProtocolUse] = field(default_factory=dict)
+
+    def may_use(self, protocol: str) -> bool:
+        """Does Basic auth on `protocol` get past every layer for this user now?"""
+        if protocol == "smtp":
+            return self.basic_smtp != "blocked"
+        return protocol in self.allowed
+
+    @property
+    def used(self) -> tuple[str, ...]:
+        """Protocols with a successful Basic sign-in in the window ("Other clients" left out)."""
+        return tuple(p for p in PROTOCOL_NAMES if (u := self.basic_use.get(p)) and u.count)
 
     @property
     def policy_allows_smtp(self) -> bool:
@@ -111,6 +127,31 @@ class PolicyRow:
 
 
 @dataclass(frozen=True, slots=True)
+class UnusedRow:
+    """A policy that lets Basic auth through on a protocol nobody it governs used lately."""
+
+    policy: str | None  # None: users with no policy at all
+    protocol: str
+    users: int  # users it lets through on that protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SignInSection:
+    """What the Entra sign-in log says (evidence): read, or why not."""
+
+    status: Literal["read", "missing"]
+    days: int
+    since: str
+    reason: str = ""
+    events: int = 0
+    unused: tuple[UnusedRow, ...] = ()
+
+    @property
+    def read(self) -> bool:
+        return self.status == "read"
+
+
+@dataclass(frozen=True, slots=True)
 class ExposureReport:
     """Everything the renderers show; computed once by `build_report`."""
 
@@ -121,6 +162,17 @@ class ExposureReport:
     smtp_settings_read: bool  # Get-CASMailbox was read
     users: tuple[UserRow, ...]  # sorted by UPN
     policies: tuple[PolicyRow, ...]  # sorted by name; the "no policy" bucket last when non-empty
+    sign_ins: SignInSection | None = None  # None: the sign-in log was not asked for
+
+    @property
+    def active(self) -> tuple[UserRow, ...]:
+        """Users with a successful Basic sign-in in the window ("Other clients" included)."""
+        return tuple(u for u in self.users if any(use.count for use in u.basic_use.values()))
+
+    @property
+    def used_not_allowed(self) -> tuple[tuple[UserRow, str], ...]:
+        """(user, protocol): used Basic auth in the window, and the tenant now blocks it."""
+        return tuple((u, p) for u in self.users for p in u.used if not u.may_use(p))
 
     @property
     def total_users(self) -> int:
@@ -161,6 +213,17 @@ class ExposureReport:
             "policy_not_found": len(self.dangling),
             # Counted as possible above because SMTP AUTH follows an org switch not shown.
             "smtp_basic_auth_unknown": sum(1 for u in self.users if u.basic_smtp == "unknown"),
+            **(
+                {
+                    "basic_auth_users_in_window": len(self.active),
+                    "used_but_no_longer_allowed": len(
+                        {u.id or u.upn for u, _ in self.used_not_allowed}
+                    ),
+                    "allowed_but_unused": len(self.sign_ins.unused),
+                }
+                if self.sign_ins is not None and self.sign_ins.read
+                else {}
+            ),
         }
 
 
@@ -182,6 +245,8 @@ def build_report(snapshot: TenantSnapshot) -> ExposureReport:
     nothing is known to block Basic auth for that user, and the report says so.
     """
     default = snapshot.policy(snapshot.default_policy)
+    log = snapshot.sign_ins
+    uses = log.by_user if log is not None and log.read else {}
     rows: list[UserRow] = []
     for user in sorted(snapshot.users, key=lambda u: (u.upn.casefold(), u.upn, u.id)):
         name = effective_policy(user, snapshot.default_policy)
@@ -216,6 +281,7 @@ def build_report(snapshot: TenantSnapshot) -> ExposureReport:
                 smtp_auth_source=source,
                 smtp_basic_auth_possible=basic != "blocked",
                 basic_smtp=basic,
+                basic_use=uses.get(user.id, {}),
             )
         )
 
@@ -229,7 +295,54 @@ def build_report(snapshot: TenantSnapshot) -> ExposureReport:
         smtp_settings_read=snapshot.mailboxes_read,
         users=tuple(rows),
         policies=_policy_rows(snapshot, rows, default.name if default else None),
+        sign_ins=None
+        if log is None
+        else SignInSection(
+            log.status,
+            log.days,
+            log.since,
+            log.reason,
+            log.events,
+            _unused(rows) if log.read else (),
+        ),
     )
+
+
+def _unused(users: list[UserRow]) -> tuple[UnusedRow, ...]:
+    """Per policy and protocol: Basic auth gets through for its users, and none used it."""
+    open_: Counter[tuple[str | None, str]] = Counter()
+    used: set[tuple[str | None, str]] = set()
+    for u in users:
+        key = u.effective_policy if u.via != "none" and u.policy_found else None
+        for protocol in PROTOCOL_NAMES:
+            if u.may_use(protocol):
+                open_[(key, protocol)] += 1
+                if protocol in u.used:
+                    used.add((key, protocol))
+    rows = [
+        UnusedRow(policy, protocol, count)
+        for (policy, protocol), count in open_.items()
+        if (policy, protocol) not in used
+    ]
+    rows.sort(
+        key=lambda r: (
+            r.policy is None,
+            (r.policy or "").casefold(),
+            PROTOCOL_NAMES.index(r.protocol),
+        )
+    )
+    return tuple(rows)
+
+
+def last_uses(user: UserRow, *, dates_only: bool = False) -> str:
+    """`imap 2026-12-01T20:55:33Z, smtp ...`: a user's last successful Basic use per protocol."""
+    parts = []
+    for protocol in (*PROTOCOL_NAMES, OTHER):
+        use = user.basic_use.get(protocol)
+        if use is not None and use.count and use.last:
+            when = use.last[:10] if dates_only else use.last
+            parts.append(f"{protocol if protocol != OTHER else 'other clients'} {when}")
+    return ", ".join(parts)
 
 
 def _policy_rows(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconciler.report.model import ExposureReport, PolicyRow, UserRow
+from reconciler.report.model import ExposureReport, PolicyRow, UserRow, last_uses
 
 INERT_NOTE = "no effect since 2022/2023"
 
@@ -168,4 +168,45 @@ def render_text(report: ExposureReport, *, show_users: int | None = 20) -> str:
             show_users,
             ["the link names a removed policy; treated as no policy"],
         )
+    lines += _sign_in_lines(report, show_users)
     return "\n".join(lines) + "\n"
+
+
+def _sign_in_lines(report: ExposureReport, show_users: int | None) -> list[str]:
+    """Who really used Basic auth in the window (the Entra sign-in log)."""
+    log = report.sign_ins
+    if log is None:
+        return []
+    title = f"Basic auth sign-ins, last {log.days} days (Entra sign-in log)"
+    if not log.read:
+        return ["", title, f"  not read: {log.reason}"]
+    lines = ["", f"{title}: {log.events:,} legacy sign-ins since {log.since}"]
+    active = report.active
+    lines += ["", f"Used Basic auth in the window ({len(active):,})"]
+    shown = active if show_users is None else active[:show_users]
+    if shown:
+        lines += _table(
+            ["USER", "POLICY", "LAST BASIC USE"],
+            [[clean(u.upn), policy_label(u.effective_policy), last_uses(u)] for u in shown],
+            set(),
+        )
+        if len(active) > len(shown):
+            lines.append(f"  ... and {len(active) - len(shown):,} more (--show-users all)")
+    else:
+        lines.append("  none")
+    gone = report.used_not_allowed
+    lines += ["", f"Used Basic auth in the window but no longer allowed ({len(gone):,})"]
+    lines += [
+        f"  {clean(u.upn)}: {p} (last {u.basic_use[p].last}); now blocked"
+        for u, p in (gone if show_users is None else gone[:show_users])
+    ] or ["  none"]
+    lines += ["", f"Allowed but unused in the window ({len(log.unused):,})"]
+    if log.unused:
+        lines += _table(
+            ["POLICY", "PROTOCOL", "USERS IT LETS THROUGH"],
+            [[policy_label(r.policy), r.protocol, f"{r.users:,}"] for r in log.unused],
+            {2},
+        )
+    else:
+        lines.append("  none")
+    return lines

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from reconciler.emulator import Emulator, EmulatorSettings
+from reconciler.report.markdown import md
 from tests.commands.emulated import ROOT_POLICIES, connect, run_cli
 
 pytestmark = pytest.mark.integration
@@ -231,3 +232,63 @@ def test_a_window_of_100000_sign_ins(
         pages = emu.stats()["requests"]["graph:signIns"]
         # One request per page of 1,000: the legacy filter is applied by the server.
         assert pages == {"200": math.ceil(len(legacy) / 1000)}
+
+
+def test_report_shows_last_use_used_but_blocked_and_allowed_but_unused(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users, last = _imap_users(emu)
+    state = emu.dump_state()
+    upn_of = {u["ExternalDirectoryObjectId"]: u["UserPrincipalName"] for u in state["users"]}
+    code, out, err = run_cli(capsys, "report", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["sign_ins"]["status"] == "read"
+    active = {u["upn"]: u["basic_auth_use"] for u in report["users"] if u["basic_auth_use"]}
+    assert {upn_of[i] for i in users} <= set(active)
+    assert max(active[upn_of[i]]["imap"]["last"] for i in users) == last
+    assert report["sign_ins"]["used_but_no_longer_allowed"] == []
+
+    code, markdown, _ = run_cli(capsys, "report", "--format", "markdown")
+    assert md(last[:10]) in markdown and md(last) not in markdown  # dates only in a PR comment
+    code, detailed, _ = run_cli(capsys, "report", "--format", "markdown", "--sign-in-details")
+    assert md(last) in detailed
+
+    # Block everything (forced past the guard); give one user a POP exception nobody uses.
+    path = _file(tmp_path, guard=False)
+    someone = next(
+        u["UserPrincipalName"]
+        for u in state["users"]
+        if u["ExternalDirectoryObjectId"] not in users
+        and u["RecipientTypeDetails"] == "UserMailbox"
+        and not u["Name"].startswith(("scanner-", "breakglass"))
+    )
+    text = (
+        path.read_text(encoding="utf-8")
+        .replace(
+            "  SMTP relay devices:\n", "  POP legacy:\n    allow: [pop]\n  SMTP relay devices:\n"
+        )
+        .replace(
+            "    - name: devices\n",
+            f"    - name: pop-exception\n      policy: POP legacy\n      match: {{users: [{someone}]}}\n"
+            "    - name: devices\n",
+        )
+    )
+    path.write_text(text, encoding="utf-8")
+    code, out, _ = run_cli(capsys, "plan", "--format", "json")
+    plan = json.loads(out)
+    assert {"policy": "POP legacy", "protocol": "pop", "users": 1, "rules": ["pop-exception"]} in (
+        plan["evidence"]["unused"]
+    )
+    assert any("a candidate to remove" in w and "POP legacy" in w for w in plan["warnings"])
+    code, out, err = run_cli(capsys, "apply", "--auto-approve", "--audit-log", "a.jsonl")
+    assert code == 0, out + err
+    code, out, _ = run_cli(capsys, "report", "--format", "json")
+    report = json.loads(out)
+    gone = report["sign_ins"]["used_but_no_longer_allowed"]
+    assert {(g["upn"], g["protocol"]) for g in gone} >= {(upn_of[i], "imap") for i in users}
+    assert {"policy": "POP legacy", "protocol": "pop", "users": 1} in (
+        report["sign_ins"]["allowed_but_unused"]
+    )
+    code, text_report, _ = run_cli(capsys, "report")
+    assert "Used Basic auth in the window but no longer allowed" in text_report

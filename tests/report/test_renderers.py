@@ -159,10 +159,11 @@ def test_csv_one_row_per_user_with_the_documented_columns() -> None:
             "via",
             "smtp_basic_auth_possible",
             "allowed_protocols",
+            "basic_auth_last_use",
         )
     )
     assert len(rows) == 9
-    assert rows[2] == ["userb@contoso.com", "UserMailbox", "", "Strict", "default", "false", ""]
+    assert rows[2] == ["userb@contoso.com", "UserMailbox", "", "Strict", "default", "false", "", ""]
     assert rows[6] == [
         "userf@contoso.com",
         "UserMailbox",
@@ -171,6 +172,7 @@ def test_csv_one_row_per_user_with_the_documented_columns() -> None:
         "direct",
         "false",
         "imap pop",
+        "",
     ]
 
 
