@@ -270,7 +270,8 @@ def test_report_shows_last_use_used_but_blocked_and_allowed_but_unused(
         )
         .replace(
             "    - name: devices\n",
-            f"    - name: pop-exception\n      policy: POP legacy\n      match: {{users: [{someone}]}}\n"
+            "    - name: pop-exception\n      policy: POP legacy\n"
+            f"      match: {{users: [{someone}]}}\n"
             "    - name: devices\n",
         )
     )
