@@ -138,8 +138,61 @@ def describe_drift() -> list[str]:
     return facts
 
 
+EVIDENCE_BLOCK = """
+# Evidence before blocking: read who really used Basic auth (Entra sign-in log, Microsoft Graph).
+evidence:
+  sign_in_logs: {days: 30}
+"""
+GUARD_LINE = (
+    "  max_active_users_blocked: 0          # users a plan may cut off from Basic auth they "
+    "used in the window\n"
+)
+EXCEPTION_POLICY = "  IMAP until migration:\n    allow: [imap]\n"
+EXCEPTION_RULE = """- name: imap-migration
+  policy: IMAP until migration
+  owner: it-mail@contoso.com
+  reason: mail clients still on IMAP with Basic auth until the Outlook rollout
+  expires: 2027-01-31
+  match: {{users: [{users}]}}"""
+
+
+def with_evidence_guard(text: str) -> str:
+    """policies.yaml text with the sign-in evidence and its guard turned on (kept if present)."""
+    if "\nevidence:" not in text:
+        text = text.rstrip("\n") + "\n" + EVIDENCE_BLOCK
+    if "max_active_users_blocked" not in text:
+        if "\nsafety:\n" in text:
+            text = text.replace("\nsafety:\n", "\nsafety:\n" + GUARD_LINE, 1)
+        else:
+            text += "safety:\n" + GUARD_LINE
+    return text
+
+
+def with_imap_exception(text: str, users: list[str]) -> str | None:
+    """The text with an IMAP exception rule (first) for `users`; None without the anchors."""
+    if "\npolicies:\n" not in text or "\n  rules:\n" not in text:
+        return None
+    rule = "".join(
+        f"    {line}\n" for line in EXCEPTION_RULE.format(users=", ".join(users)).splitlines()
+    )
+    text = text.replace("\npolicies:\n", "\npolicies:\n" + EXCEPTION_POLICY, 1)
+    return text.replace("\n  rules:\n", "\n  rules:\n" + rule, 1)
+
+
+def _imap_users() -> list[str]:
+    """Who used IMAP with Basic auth in the window: the report's own reading of the log."""
+    from reconciler.cli import build_parser
+    from reconciler.model import SnapshotNeeds
+    from reconciler.report import build_report
+    from reconciler.tenant.connect import open_tenant
+
+    snapshot = open_tenant(build_parser().parse_args(["report"])).read_snapshot(
+        SnapshotNeeds(smtp_org=True, mailboxes=True, sign_in_days=30)
+    )
+    return sorted(u.upn for u in build_report(snapshot).active if "imap" in u.used)
+
+
 def run(args: argparse.Namespace) -> int:
-    from reconciler.emulator import Emulator, EmulatorSettings
 
     config = Path(args.config or "policies.yaml")
     packaged = args.config is None and not config.is_file()
@@ -148,6 +201,17 @@ def run(args: argparse.Namespace) -> int:
     if args.users < 1:
         raise AuthPolicyError(f"--users must be 1 or more, got {args.users}")
     started = time.monotonic()
+    home = Path.cwd()
+    config = config.resolve() if not packaged else config
+    try:
+        return _run(args, config, packaged, started)
+    finally:
+        os.chdir(home)
+
+
+def _run(args: argparse.Namespace, config: Path, packaged: bool, started: float) -> int:
+    from reconciler.emulator import Emulator, EmulatorSettings
+
     with tempfile.TemporaryDirectory(prefix="authpolicy-demo-") as temporary:
         workdir = Path(temporary)
         if packaged:
@@ -174,17 +238,44 @@ def run(args: argparse.Namespace) -> int:
             _say("The tenant has drifted the way real tenants do:")
             for line in describe_drift():
                 _say(f"  - {line}")
-            _say(f"{config} says how it should be. Let's see what authpolicy makes of it.")
-
-            code = _step("Plan: what would change?", ["plan", "-c", str(config)])
+            guarded = workdir / "policies.yaml"
+            text = config.read_text(encoding="utf-8")
+            guarded.write_text(with_evidence_guard(text), encoding="utf-8")
+            _say(f"{config} says how it should be; the demo adds the evidence guard to a copy")
+            _say("(evidence.sign_in_logs: who really used Basic auth, from the Entra sign-in log;")
+            _say("safety.max_active_users_blocked: 0). Let's see what authpolicy makes of it.")
+            os.chdir(workdir)  # the commands below read ./policies.yaml, as a user's would
+            code = _step("Plan: what would change, and who would it break?", ["plan"])
             if code != ExitCode.OK:
                 _say(f"\nThe plan failed (exit {code}); the demo stops here.")
                 return ExitCode.ERROR
+            audit = "audit.jsonl"
+            code = _step(
+                "Apply: the guard refuses to block users who still use Basic auth",
+                ["apply", "--auto-approve", "--audit-log", audit],
+            )
+            if code != ExitCode.BLOCKED:
+                _say(f"\nApply was expected to be blocked (exit 3), got {code}; stopping here.")
+                return ExitCode.ERROR
+            active = _imap_users()
+            fixed = with_imap_exception(guarded.read_text(encoding="utf-8"), active)
+            if fixed is None:
+                _say("\nThis policies.yaml has no `policies:` or `rules:` to add the exception to.")
+                return ExitCode.ERROR
+            guarded.write_text(fixed, encoding="utf-8")
+            _say()
+            _say(f"The fix: an exception for the {len(active)} IMAP users, with an owner and an")
+            _say("expiry, so it cannot quietly become permanent (added to policies.yaml):")
+            for line in EXCEPTION_RULE.format(users=", ".join(active)).splitlines():
+                _say(f"    {line}")
 
-            audit = workdir / "audit.jsonl"
+            code = _step("Plan with the fixed file", ["plan"])
+            if code != ExitCode.OK:
+                _say(f"\nThe plan failed (exit {code}); the demo stops here.")
+                return ExitCode.ERROR
             code = _step(
                 "Apply: make exactly those changes",
-                ["apply", "-c", str(config), "--auto-approve", "--audit-log", str(audit)],
+                ["apply", "--auto-approve", "--audit-log", audit],
             )
             if code != ExitCode.OK:
                 _say(f"\nApply did not finish (exit {code}); the demo stops here.")
@@ -192,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
 
             code = _step(
                 "Plan again: the tenant now matches the file",
-                ["plan", "-c", str(config), "--detailed-exitcode"],
+                ["plan", "--detailed-exitcode"],
             )
             converged = code == ExitCode.OK
 

@@ -28,9 +28,11 @@ def test_demo_plans_applies_converges_and_reports(
     assert dict(os.environ) == before
     steps = re.findall(r"^\$ authpolicy (.*)$", out, flags=re.M)
     assert [s.split(" --audit-log")[0] for s in steps] == [
-        "plan -c policies.yaml",
-        "apply -c policies.yaml --auto-approve",
-        "plan -c policies.yaml --detailed-exitcode",
+        "plan",
+        "apply --auto-approve",
+        "plan",
+        "apply --auto-approve",
+        "plan --detailed-exitcode",
         "report",
     ]
     # The story is read from the tenant, not written in advance.
@@ -38,9 +40,18 @@ def test_demo_plans_applies_converges_and_reports(
     assert '  - "Legacy 2018 Policy" is held by nobody and allows 6 of the 12 protocols\n' in out
     assert "  - 226 users have no direct policy of their own\n" in out
     first_plan, rest = out.split("$ authpolicy apply", 1)
+    # Evidence: the plan would cut off the IMAP users, and the guard refuses the apply.
+    assert "imap by 3 users (last " in first_plan
+    assert "3 active users blocked." in first_plan
+    blocked, rest = rest.split("$ authpolicy plan\n", 1)
+    assert "Blocked: apply refuses this plan without --force" in blocked
+    assert "error: 1 safety guard(s) block this apply" in err
+    assert "- name: imap-migration" in blocked  # the fixed file, shown
+    assert "0 active users blocked." in rest
     assert '~ update policy "Block Basic Auth"' in first_plan
     assert '- delete policy "Legacy 2018 Policy"' in first_plan
     assert "96 user changes (95 assign, 1 clear)" in first_plan
+    assert "99 user changes (98 assign, 1 clear)" in rest
     # The whole SMTP AUTH story: the org switch off, the scanners' exception kept (with its
     # owner warned two weeks ahead), everybody else reset to follow the org.
     assert "SMTP AUTH org-wide (Set-TransportConfig): unknown (not shown) → disabled" in first_plan
@@ -50,8 +61,8 @@ def test_demo_plans_applies_converges_and_reports(
     assert 'owner facilities@contoso.com: rule "devices" expires on 2027-01-10 (in 14 days' in (
         first_plan
     )
-    assert "Apply complete: 130 applied, 0 failed, 0 skipped, 0 not found" in rest
-    second_plan = rest.split("$ authpolicy plan -c policies.yaml --detailed-exitcode", 1)[1]
+    assert "Apply complete: 134 applied, 0 failed, 0 skipped, 0 not found" in rest
+    second_plan = rest.split("$ authpolicy plan --detailed-exitcode", 1)[1]
     assert "No changes. The tenant matches the desired state." in second_plan
     report = rest.split("$ authpolicy report", 1)[1]
     assert "Basic-auth exposure report: contoso.onmicrosoft.com" in report
