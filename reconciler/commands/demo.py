@@ -241,7 +241,8 @@ def _run(args: argparse.Namespace, config: Path, packaged: bool, started: float)
             guarded = workdir / "policies.yaml"
             text = config.read_text(encoding="utf-8")
             guarded.write_text(with_evidence_guard(text), encoding="utf-8")
-            _say(f"{config} says how it should be; the demo adds the evidence guard to a copy")
+            label = args.config or "policies.yaml"
+            _say(f"{label} says how it should be; the demo adds the evidence guard to a copy")
             _say("(evidence.sign_in_logs: who really used Basic auth, from the Entra sign-in log;")
             _say("safety.max_active_users_blocked: 0). Let's see what authpolicy makes of it.")
             os.chdir(workdir)  # the commands below read ./policies.yaml, as a user's would
