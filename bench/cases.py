@@ -22,6 +22,7 @@ from typing import Any
 from bench import tenants
 from bench.config import (
     BENCH_DIR,
+    MAILBOXES_EVIDENCE_YAML,
     MAILBOXES_SMTP_YAML,
     MAILBOXES_YAML,
     NO_LATENCY,
@@ -176,6 +177,65 @@ def smtp_noop(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
             pair["plain"]["requests"],
         )
     return {"users": users, "pairs": pairs}
+
+
+def evidence_noop(cfg: BenchConfig) -> dict[str, Any]:
+    """Issue 15: the no-op plan without and with sign-in evidence, alternating in one run, on a
+    tenant whose sign-in log holds `evidence_events` legacy sign-ins in the window (made while
+    the drifted default still allowed IMAP, then the tenant converged: the users have been
+    blocked since). Graph pages take as long as an Exchange page of 1,000 objects."""
+    page_ms = cfg.latency.base_ms + 1000 * cfg.latency.per_object_ms
+    with tenants.running_emulator(
+        cfg.evidence_users,
+        cfg.latency,
+        sign_in_extra_events=cfg.evidence_events,
+        graph_latency_ms=page_ms,
+    ) as emu:
+        log_events = emu.service.graph.events()  # made now, from the drifted tenant
+        legacy = sum(1 for e in log_events if e.client_app not in MODERN_CLIENTS)
+        tenants.converge_mailboxes(emu)
+        env = _env(emu)
+        pairs = []
+        for index in range(cfg.runs):
+            pair: dict[str, Any] = {}
+            for mode, config in (("plain", MAILBOXES_YAML), ("evidence", MAILBOXES_EVIDENCE_YAML)):
+                emu.reset_stats()
+                child = run_job({"job": "plan", "config": str(config)}, env)
+                stats = emu.stats()
+                if child.result["changes"] != 0:
+                    raise BenchCheckFailed(
+                        f"{mode} no-op plan has {child.result['changes']} changes"
+                    )
+                by_cmdlet = _requests(stats)
+                pair[mode] = {
+                    "requests": stats["requests_total"],
+                    "graph_requests": by_cmdlet.get("graph:signIns", 0),
+                    "graph_objects": child.result.get("sign_in_events", 0),
+                    "wall_s": child.result["total"]["wall_s"],
+                    "read_wall_s": child.result["read"]["wall_s"],
+                    "cpu_s": child.result["total"]["cpu_s"],
+                    "peak_rss_mb": child.peak_rss_mb,
+                }
+            for key in ("wall_s", "cpu_s", "peak_rss_mb"):
+                pair[f"ratio_{key}"] = pair["evidence"][key] / pair["plain"][key]
+            pairs.append(pair)
+            log.info(
+                "evidence noop run %d: %.2f s vs %.2f s, %d Graph requests",
+                index + 1,
+                pair["evidence"]["wall_s"],
+                pair["plain"]["wall_s"],
+                pair["evidence"]["graph_requests"],
+            )
+        return {
+            "users": cfg.evidence_users,
+            "legacy_events": legacy,
+            "pages_needed": math.ceil(legacy / 1000),
+            "graph_page_ms": page_ms,
+            "pairs": pairs,
+        }
+
+
+MODERN_CLIENTS = ("Browser", "Mobile Apps and Desktop clients")
 
 
 # --------------------------------------------------------------------------- case 2

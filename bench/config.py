@@ -16,6 +16,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 MAILBOXES_YAML = BENCH_DIR / "policies" / "mailboxes.yaml"
 MAILBOXES_SMTP_YAML = BENCH_DIR / "policies" / "mailboxes_smtp.yaml"
+MAILBOXES_EVIDENCE_YAML = BENCH_DIR / "policies" / "mailboxes_evidence.yaml"
 TWENTY_RULES_YAML = BENCH_DIR / "policies" / "twenty_rules.yaml"
 SEED = 7
 
@@ -67,6 +68,9 @@ class BenchConfig:
     planner_users: int = 100_000
     # Issue 14: the no-op plan with and without SMTP AUTH managed, side by side.
     smtp_users: int = 100_000
+    # Issue 15: the no-op plan with and without sign-in evidence, this many legacy sign-ins.
+    evidence_users: int = 100_000
+    evidence_events: int = 100_000
     # Case 4: emulator capacity, seconds per measurement and client connections.
     capacity_seconds: float = 3.0
     capacity_clients: tuple[int, ...] = (1, 4)
@@ -88,6 +92,8 @@ class BenchConfig:
             budget_per_window=150,
             planner_users=5_000,
             smtp_users=5_000,
+            evidence_users=5_000,
+            evidence_events=10_000,
             capacity_seconds=1.0,
         )
 
@@ -109,6 +115,8 @@ def tiny_config() -> BenchConfig:
         budget_window_s=0.5,
         planner_users=400,
         smtp_users=300,
+        evidence_users=300,
+        evidence_events=2_000,
         capacity_seconds=0.3,
         capacity_clients=(1, 2),
     )

@@ -22,7 +22,16 @@ from reconciler.emulator import Emulator
 
 log = logging.getLogger("bench")
 
-CASE_NAMES = ("capacity", "noop", "drift", "throughput", "planner", "smtp", "startup")
+CASE_NAMES = (
+    "capacity",
+    "noop",
+    "drift",
+    "throughput",
+    "planner",
+    "smtp",
+    "evidence",
+    "startup",
+)
 CASE_TITLES = {
     "capacity": "Case 4 - emulator capacity (issue 3)",
     "noop": "Case 1 - no-op plan, and the snapshot read (issue 4)",
@@ -30,6 +39,7 @@ CASE_TITLES = {
     "throughput": "Case 3 - user changes against a request budget (issue 6)",
     "planner": "Planner - the whole tenant against 20 rules (issue 5)",
     "smtp": "SMTP AUTH managed - the no-op plan with and without mailboxes (issue 14)",
+    "evidence": "Evidence - the no-op plan with and without the Entra sign-in log (issue 15)",
     "startup": "Start-up - --version, --help and validate against a bare interpreter (issue 18)",
 }
 
@@ -56,6 +66,8 @@ def _steps(cfg: BenchConfig, selected: Sequence[str]) -> dict[int, list[Step]]:
         add(cfg.planner_users, "planner", lambda emu: cases.planner(emu, cfg))
     if "smtp" in selected:
         add(cfg.smtp_users, "smtp", lambda emu: cases.smtp_noop(emu, cfg))
+    if "evidence" in selected:  # starts an emulator of its own (a sign-in log made at start)
+        add(min(cfg.noop_sizes), "evidence", lambda emu: cases.evidence_noop(cfg))
     if "startup" in selected:
         add(min(cfg.noop_sizes), "startup", lambda emu: cases.startup(cfg))
     return by_size

@@ -63,6 +63,13 @@ def test_counts_come_out_exact(results: dict) -> None:
             assert run["writes"] == cfg.throughput_changes
             assert run["writes_per_change"] == 1.0
     assert results["planner"]["figures"]["rules"] == 20
+    evidence = results["evidence"]["figures"]
+    assert evidence["legacy_events"] >= cfg.evidence_events
+    for pair in evidence["pairs"]:
+        assert pair["plain"]["graph_requests"] == 0
+        # One Graph request per page of 1,000 legacy sign-ins, nothing more.
+        assert pair["evidence"]["graph_requests"] == evidence["pages_needed"]
+        assert pair["evidence"]["graph_objects"] == evidence["legacy_events"]
 
 
 def test_document_is_well_formed(results: dict) -> None:
