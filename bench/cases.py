@@ -185,10 +185,15 @@ def evidence_noop(cfg: BenchConfig) -> dict[str, Any]:
     the drifted default still allowed IMAP, then the tenant converged: the users have been
     blocked since). Graph pages take as long as an Exchange page of 1,000 objects."""
     page_ms = cfg.latency.base_ms + 1000 * cfg.latency.per_object_ms
+    # The synthetic device accounts (1 per 250 users) send every 10 minutes by default: 4,320
+    # sign-ins each in 30 days, 1.7 million at 100,000 users. Here they send once a day, and
+    # the IMAP users make up the rest of the events asked for.
+    scanners = max(3, cfg.evidence_users // 250)
     with tenants.running_emulator(
         cfg.evidence_users,
         cfg.latency,
-        sign_in_extra_events=cfg.evidence_events,
+        sign_in_scanner_minutes=1440,
+        sign_in_extra_events=max(0, cfg.evidence_events - 30 * scanners),
         graph_latency_ms=page_ms,
     ) as emu:
         log_events = emu.service.graph.events()  # made now, from the drifted tenant

@@ -21,8 +21,9 @@ from reconciler.model import (
 SHOW_USERS = 5
 
 
-# Counts and lists a fresh read recomputes (users joined since): not part of what was reviewed.
-_DERIVED = ("affected_users", "holders", "moved_holders", "weakens", "basic_smtp")
+# Counts and lists a fresh read recomputes (users joined since, sign-ins since): not part of
+# what was reviewed (evidence never makes a saved plan stale; its guard is recomputed).
+_DERIVED = ("affected_users", "holders", "moved_holders", "weakens", "basic_smtp", "evidence")
 
 
 def _essence(change: Change) -> object:

@@ -12,13 +12,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from reconciler.emulator.http import EmulatorHTTPServer, make_ssl_context
 from reconciler.emulator.identity import (
     AppRegistration,
     IdentityService,
     load_or_create_apps,
 )
 from reconciler.emulator.pki import load_or_create_pki, write_atomic
-from reconciler.emulator.server import EmulatorHTTPServer, EmulatorService, make_ssl_context
+from reconciler.emulator.server import EmulatorService
 from reconciler.emulator.settings import EmulatorSettings
 from reconciler.emulator.state import TenantState
 from reconciler.emulator.synthetic import generate_tenant

@@ -28,7 +28,6 @@ EXCHANGE_ROLES: dict[str, tuple[str, bool]] = {
     "31392ffb-586c-42d1-9346-e59415a2cc4e": ("Exchange Recipient Administrator", False),
 }
 MANAGE_AS_APP = "Exchange.ManageAsApp"
-SIGN_IN_PERMISSION = "AuditLog.Read.All"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +141,15 @@ def _graph_check(settings: Any, client: Any, environ: Mapping[str, str]) -> Chec
     Optional: a failure is a warning, since only evidence needs it."""
     from reconciler.tenant.exo.auth import TokenProvider
     from reconciler.tenant.exo.credentials import msal_client_credential
+    from reconciler.tenant.graph import (
+        LICENCE_ERROR,
+        SIGN_IN_PERMISSION,
+        graph_base,
+        graph_scope,
+    )
 
-    base = settings.endpoint or settings.cloud.graph_host
-    graph_settings = dataclasses.replace(settings, scope=f"{settings.cloud.graph_host}/.default")
+    base = graph_base(settings)
+    graph_settings = dataclasses.replace(settings, scope=graph_scope(settings))
     tokens = TokenProvider(
         graph_settings, msal_client_credential(settings.credential, environ), client.session
     )
@@ -168,7 +173,7 @@ def _graph_check(settings: Any, client: Any, environ: Mapping[str, str]) -> Chec
     code = ""
     with contextlib.suppress(ValueError, AttributeError):
         code = str(answer.json().get("error", {}).get("code", ""))
-    if code == "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
+    if code == LICENCE_ERROR:
         fix = "the tenant has no Entra ID P1/P2 licence; the sign-in log needs one"
     elif answer.status_code == 403:
         fix = f"grant the app {SIGN_IN_PERMISSION} (Microsoft Graph, application) and consent"

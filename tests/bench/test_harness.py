@@ -64,7 +64,7 @@ def test_counts_come_out_exact(results: dict) -> None:
             assert run["writes_per_change"] == 1.0
     assert results["planner"]["figures"]["rules"] == 20
     evidence = results["evidence"]["figures"]
-    assert evidence["legacy_events"] >= cfg.evidence_events
+    assert cfg.evidence_events <= evidence["legacy_events"] <= cfg.evidence_events + 500
     for pair in evidence["pairs"]:
         assert pair["plain"]["graph_requests"] == 0
         # One Graph request per page of 1,000 legacy sign-ins, nothing more.

@@ -293,3 +293,39 @@ def test_report_shows_last_use_used_but_blocked_and_allowed_but_unused(
     )
     code, text_report, _ = run_cli(capsys, "report")
     assert "Used Basic auth in the window but no longer allowed" in text_report
+
+
+def test_evidence_never_makes_a_saved_plan_stale_and_its_guard_is_recomputed(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _file(tmp_path)
+    code, out, err = run_cli(capsys, "plan", "--out", "plan.json")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))
+    assert saved["evidence"]["status"] == "read"
+    # The evidence moves under the saved plan: the log can no longer be read.
+    emu.set_faults(graph_premium_licence=False)
+    code, out, err = run_cli(
+        capsys, "apply", "plan.json", "--auto-approve", "--audit-log", "a.jsonl"
+    )
+    assert code == 3, out + err  # not stale; blocked by the guard computed from the fresh read
+    assert "is stale" not in out + err
+    assert "the sign-in log could not be read" in out
+    # Editing the saved file's evidence or guards talks apply past nothing.
+    saved["guards"] = []
+    saved["evidence"]["active_users_blocked"] = 0
+    (tmp_path / "edited.json").write_text(json.dumps(saved), encoding="utf-8")
+    code, out, err = run_cli(
+        capsys, "apply", "edited.json", "--auto-approve", "--audit-log", "a.jsonl"
+    )
+    assert code == 3, out + err
+    code, out, err = run_cli(
+        capsys,
+        "apply",
+        "plan.json",
+        "--auto-approve",
+        "--audit-log",
+        "a.jsonl",
+        "--force=max_active_users_blocked",
+    )
+    assert code == 0, out + err
