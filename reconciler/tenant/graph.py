@@ -33,7 +33,7 @@ from reconciler.model import (
     TenantUser,
 )
 from reconciler.tenant.exo.retry import Attempts, RetryPolicy, parse_retry_after
-from reconciler.tenant.exo.settings import ConnectionSettings, origin_of
+from reconciler.tenant.exo.settings import ConnectionSettings, on_trusted_origin, origin_of
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +201,7 @@ class SignInReader:
 
     def _check_link(self, link: str) -> str:
         parts = urlsplit(link)
-        try:
-            origin = origin_of(link)
-        except ValueError:
-            origin = ""
-        if parts.scheme.lower() != "https" or origin not in self.trusted:
+        if not on_trusted_origin(link, self.trusted):
             raise _Missing(
                 f"Graph's nextLink names {parts.scheme}://{parts.netloc}, not this cloud's Graph "
                 "(nor AUTHPOLICY_TRUSTED_HOSTS); the token is never sent elsewhere"

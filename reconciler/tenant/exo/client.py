@@ -47,7 +47,7 @@ from reconciler.tenant.exo.errors import (
     classify_error,
 )
 from reconciler.tenant.exo.retry import Attempts, RetryPolicy, parse_retry_after
-from reconciler.tenant.exo.settings import ConnectionSettings, origin_of
+from reconciler.tenant.exo.settings import ConnectionSettings, on_trusted_origin, origin_of
 from reconciler.tenant.exo.transport import root_cause_name
 
 log = logging.getLogger(__name__)
@@ -241,11 +241,7 @@ class AdminApiClient:
         or initial domain}/...; a token is never sent anywhere else."""
         parts = urlsplit(link)
         where = f"{parts.scheme}://{parts.netloc}" if parts.netloc else repr(link[:80])
-        try:
-            origin = origin_of(link)
-        except ValueError:
-            origin = ""
-        if parts.scheme.lower() != "https" or origin not in self._trusted:
+        if not on_trusted_origin(link, self._trusted):
             raise ExoProtocolError(
                 f"refusing to {what} to {where}: that host is not one this cloud's Exchange "
                 "service uses (nor in AUTHPOLICY_TRUSTED_HOSTS); the token is never sent elsewhere"

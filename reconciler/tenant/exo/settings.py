@@ -159,6 +159,15 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def on_trusted_origin(url: str, trusted: frozenset[str]) -> bool:
+    """Is `url` https on one of the `trusted` origins (where a token may be sent)?"""
+    try:
+        origin = origin_of(url)
+    except ValueError:
+        return False
+    return urlsplit(url).scheme.lower() == "https" and origin in trusted
+
+
 def hidden(value: str) -> str:
     """How an error names a value it rejected: never the value itself, which may be a secret
     pasted into the wrong variable; its length is enough to recognise a mistake."""
