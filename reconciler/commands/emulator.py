@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     serve.add_argument("--users", type=int, default=2000, help="synthetic tenant size")
+    serve.add_argument(
+        "--tenants",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve N tenants (an MSP's fleet: sizes and drift differ, one app consented in "
+        "each); prints AZURE_TENANT_ID_<k> for k = 1..N",
+    )
     serve.add_argument("--seed", type=int, default=1, help="synthetic tenant seed")
     serve.add_argument(
         "--state",
@@ -141,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             remove_referenced=args.remove_referenced,
             cursor_expiry_seconds=args.cursor_expiry,
             cloud=args.cloud,
+            tenants=args.tenants,
         )
         settings = dataclasses.replace(settings, **parse_set(args.settings))
         settings.validate()
@@ -166,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
     ):
         if key in env:
             print(f"{key}={env[key]}")
+    for key in sorted(
+        (k for k in env if k.startswith("AZURE_TENANT_ID_")), key=lambda k: int(k[16:])
+    ):
+        print(f"{key}={env[key]}")
     print(f"# tenant {emulator.tenant_domain}; state file {emulator.state_path}; Ctrl-C to stop")
     sys.stdout.flush()
 

@@ -27,6 +27,27 @@ from reconciler.emulator.synthetic import generate_tenant
 log = logging.getLogger("authpolicy.emulator")
 
 CREDENTIALS = ("secret", "certificate", "federated")
+# The tenants of `--tenants N`, in order (then tenant11, tenant12, ...); the first is Contoso.
+TENANT_NAMES = (
+    "contoso",
+    "fabrikam",
+    "northwind",
+    "tailspin",
+    "adatum",
+    "litware",
+    "woodgrove",
+    "proseware",
+    "wingtip",
+    "lucerne",
+)
+SIZE_FACTORS = (1.0, 0.5, 1.5, 0.25, 0.75)
+
+
+def tenant_name(position: int) -> str:
+    """The short name of tenant `position` (1-based)."""
+    if position <= len(TENANT_NAMES):
+        return TENANT_NAMES[position - 1]
+    return f"tenant{position}"
 
 
 class Emulator:
@@ -53,6 +74,7 @@ class Emulator:
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._service: EmulatorService | None = None
+        self._services: list[EmulatorService] = []
         self._apps: dict[str, AppRegistration] = {}
 
     # ----------------------------------------------------------------- lifecycle
@@ -66,6 +88,24 @@ class Emulator:
                 settings.seed,
                 tenant_domain=settings.tenant_domain,
                 user_domain=settings.user_domain,
+            )
+        )
+
+    def _tenant_state(self, position: int) -> TenantState:
+        """Tenant `position` (2..N) of a fleet: its own size, seed (so its own drift) and
+        domain; loaded from its state file when it exists."""
+        settings = self.settings
+        path = self.state_dir / f"tenant-{position}.json"
+        if settings.state_file is not None and path.exists():
+            return TenantState.load(path)
+        name = tenant_name(position)
+        factor = 1.0 if settings.tenant_sizes == "equal" else SIZE_FACTORS[(position - 1) % 5]
+        return TenantState(
+            generate_tenant(
+                max(10, int(settings.users * factor)),
+                settings.seed + position - 1,
+                tenant_domain=f"{name}.onmicrosoft.com",
+                user_domain=f"{name}.com",
             )
         )
 
@@ -84,9 +124,28 @@ class Emulator:
             service,
             make_ssl_context(str(pki.server_cert_path), str(pki.server_key_path)),
         )
+        services = [service]
+        unconsented = set(self.settings.tenants_without_consent)
+        if 1 in unconsented:
+            service.identity = IdentityService(pki, {}, state.tenant_id, state.domain)
+        for position in range(2, self.settings.tenants + 1):
+            # One multi-tenant app registration, consented in every tenant (the same client id
+            # and credential), except where the consent is missing: no service principal.
+            other = self._tenant_state(position)
+            apps = {} if position in unconsented else self._apps
+            other_service = EmulatorService(
+                self.settings,
+                other,
+                IdentityService(pki, apps, other.tenant_id, other.domain),
+                lambda position=position: self._tenant_state(position),
+            )
+            server.add_service(other_service, position)
+            services.append(other_service)
         port = server.server_address[1]
-        service.endpoint = f"https://{self.settings.host}:{port}"
-        service.backend_endpoint = f"https://{self.settings.backend_host}:{port}"
+        for each in services:
+            each.endpoint = f"https://{self.settings.host}:{port}"
+            each.backend_endpoint = f"https://{self.settings.backend_host}:{port}"
+        self._services = services
         self._pki = pki
         self._service = service
         self._server = server
@@ -148,6 +207,20 @@ class Emulator:
         return self._service
 
     @property
+    def services(self) -> list[EmulatorService]:
+        """Every tenant's service, in order (one unless `tenants` > 1)."""
+        return self._services or [self.service]
+
+    def tenant(self, position: int) -> EmulatorService:
+        """Tenant `position` (1-based) of a fleet."""
+        return self.services[position - 1]
+
+    @property
+    def tenant_ids(self) -> list[str]:
+        """The tenant GUIDs, in order."""
+        return [service.state.tenant_id for service in self.services]
+
+    @property
     def endpoint(self) -> str:
         """Base URL of both the login authority and the admin API: https://127.0.0.1:PORT."""
         return self.service.endpoint
@@ -205,6 +278,9 @@ class Emulator:
         }
         if self.settings.cloud != "commercial":  # the client's default cloud
             env["AUTHPOLICY_CLOUD"] = self.settings.cloud
+        if len(self.services) > 1:
+            for position, tenant_id in enumerate(self.tenant_ids, start=1):
+                env[f"AZURE_TENANT_ID_{position}"] = tenant_id
         if credential == "secret":
             env["AZURE_CLIENT_SECRET"] = registration.secret
         elif credential == "certificate":
@@ -260,8 +336,9 @@ class Emulator:
         return list(self.service.stats_dict()["write_log"])
 
     def reset_stats(self) -> None:
-        """Zero the statistics."""
-        self.service.reset(state=False)
+        """Zero the statistics (of every tenant)."""
+        for service in self.services:
+            service.reset(state=False)
 
     def add_users(self, count: int) -> list[str]:
         """Joiners: `count` new user mailboxes with no direct policy; their UPNs."""
@@ -276,8 +353,10 @@ class Emulator:
         self.service.reset(state=True)
 
     def set_faults(self, **changes: Any) -> None:
-        """Change run-time settings (faults, throttling, latency, unverified behaviours)."""
-        self.service.set_faults(changes)
+        """Change run-time settings (faults, throttling, latency, unverified behaviours) of
+        every tenant; each keeps its own throttling budget and counters."""
+        for service in self.services:
+            service.set_faults(changes)
         self.settings = self.service.settings
 
     def dump_state(self) -> dict[str, Any]:
@@ -285,9 +364,12 @@ class Emulator:
         return self.service.state.to_dict()
 
     def save_state(self, path: Path | None = None) -> Path:
-        """Write the tenant atomically (default: the state file)."""
+        """Write the tenant atomically (default: the state file); the other tenants of a fleet
+        beside it as tenant-K.json."""
         target = path or self.state_path
         self.service.state.save(target)
+        for position, service in enumerate(self.services[1:], start=2):
+            service.state.save(target.parent / f"tenant-{position}.json")
         return target
 
     def settings_snapshot(self) -> dict[str, Any]:

@@ -177,11 +177,11 @@ class _Handler(socketserver.StreamRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _route(self, method: str, body: bytes) -> Response:
-        service = self.server.service
         url = urlsplit(self.path)
         parts = [p for p in url.path.split("/") if p]
         query = parse_qs(url.query, keep_blank_values=True)
         lowered = [p.lower() for p in parts]
+        service = self.server.service_for(_tenant_of(lowered, parts, query, self.headers))
         if len(parts) == 4 and lowered[0] == "adminapi":
             if lowered[1] != "beta":
                 return Response(405, b"", {"Allow": ""})
@@ -258,9 +258,23 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     ) -> None:
         super().__init__(address, _Handler)
         self.service = service
+        # Every tenant's service, by lower-case GUID, initial domain and position ("1", "2"):
+        # `emulator serve --tenants N` serves N tenants from one socket.
+        self.services: dict[str, Any] = {}
+        self.add_service(service, 1)
         self.ssl_context = ssl_context
         self._connections: set[Any] = set()
         self._connections_lock = threading.Lock()
+
+    def add_service(self, service: Any, position: int) -> None:
+        """Serve one more tenant (its GUID, initial domain and position route to it)."""
+        state = service.state
+        for key in (state.tenant_id, state.domain, str(position)):
+            self.services[key.lower()] = service
+
+    def service_for(self, tenant: str) -> Any:
+        """The service of `tenant` (GUID, domain or position), else the first tenant's."""
+        return self.services.get(tenant.lower(), self.service) if tenant else self.service
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Wrap the socket in TLS (in this worker thread) and serve it."""
@@ -293,6 +307,31 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+
+
+def _tenant_of(
+    lowered: list[str], parts: list[str], query: dict[str, list[str]], headers: Headers
+) -> str:
+    """Which tenant a request is for: the path's tenant segment (admin API, token endpoint,
+    discovery), the token's `tid` (Graph, which has no tenant in its path), or `?tenant=` of
+    the control API. Empty: the first tenant. The chosen tenant's service still checks
+    everything itself (a token for another tenant is refused there)."""
+    if len(parts) == 4 and lowered[0] == "adminapi":
+        return parts[2]
+    if lowered[:1] == ["v1.0"]:
+        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            try:
+                import jwt
+
+                claims = jwt.decode(token.strip(), options={"verify_signature": False})
+                return str(claims.get("tid") or "")
+            except Exception:  # not a JWT: the first tenant's Graph says 401
+                return ""
+        return ""
+    if lowered[:1] == ["_emulator"]:
+        return (query.get("tenant") or [""])[0]
+    return parts[0] if parts else ""
 
 
 def make_ssl_context(cert_path: str, key_path: str) -> ssl.SSLContext:

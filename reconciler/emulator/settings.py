@@ -72,6 +72,12 @@ class EmulatorSettings:
     # Extra or overridden app registrations: name -> {"manage_as_app": bool, "roles": [...],
     # "certificate": bool}; roles by name (exchange_administrator, global_reader, ...) or wid.
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Many tenants from one socket (MSP fleets): how many, their sizes (varied: `users` times
+    # 1, 0.5, 1.5, 0.25, 0.75 in turn; equal: `users` each), and the tenants (1-based) where
+    # the multi-tenant app was never consented (Entra answers AADSTS700016 there).
+    tenants: int = 1
+    tenant_sizes: str = "varied"
+    tenants_without_consent: tuple[int, ...] = ()
 
     # --- identity ------------------------------------------------------------------------------
     # Token `aud` values the admin API accepts; empty = the cloud's own (CLOUD_AUDIENCES).
@@ -175,6 +181,12 @@ class EmulatorSettings:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}")
         if self.users < 0:
             raise ValueError("users must be >= 0")
+        if not 1 <= self.tenants <= 500:
+            raise ValueError("tenants must be between 1 and 500")
+        if self.tenant_sizes not in ("varied", "equal"):
+            raise ValueError("tenant_sizes must be one of varied, equal")
+        if any(not 1 <= k <= self.tenants for k in self.tenants_without_consent):
+            raise ValueError("tenants_without_consent names tenants 1..tenants")
         if not 1 <= self.default_page_size <= 1000:
             raise ValueError("default_page_size must be between 1 and 1000")
         if not 1 <= self.graph_page_size <= 1000:
@@ -206,6 +218,9 @@ STARTUP_ONLY = frozenset(
         "apps",
         "cloud",
         "backend_host",
+        "tenants",
+        "tenant_sizes",
+        "tenants_without_consent",
         "sign_in_retention_days",
         "sign_in_scanner_minutes",
         "sign_in_extra_events",
@@ -236,6 +251,7 @@ def apply_runtime_changes(settings: EmulatorSettings, changes: dict[str, Any]) -
             "null_reference_policies",
             "accepted_audiences",
             "set_user_refuses",
+            "tenants_without_consent",
         }:
             value = tuple(value or ())
         if key == "one_shot":
