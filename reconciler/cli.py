@@ -39,6 +39,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "reconciler.commands.doctor",
         "check credentials, token, cloud, the app's role and read access (never writes)",
     ),
+    "tenants": (
+        "reconciler.fleet.command",
+        "many tenants from one repository: `tenants matrix` for CI fan-out, `tenants check`",
+    ),
     "init": ("reconciler.commands.init", "write a commented starter policies.yaml and its schema"),
     "schema": ("reconciler.commands.schema", "print the JSON Schema of policies.yaml"),
     "emulator": ("reconciler.commands.emulator", "run the local Exchange Online emulator"),

@@ -80,6 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"up to {USER_SAMPLE} changed users (default) or all of them",
     )
     add_plan_source_arguments(parser)
+    from reconciler.fleet.run import add_fleet_arguments
+
+    add_fleet_arguments(parser, out_dir=False)
+    parser.add_argument(
+        "--plans",
+        metavar="DIR",
+        help="with --tenants: the folder of saved per-tenant plans (plan --tenants --out-dir)",
+    )
 
 
 # --------------------------------------------------------------------------- planning
@@ -310,6 +318,10 @@ def _reconcile_earlier_run(path: Path, plan: Plan, snapshot: Any, context: dict[
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tenants:
+        from reconciler.fleet.command import run_apply
+
+        return run_apply(args)
     with contextlib.ExitStack() as held:
         return _run(args, held)
 

@@ -15,10 +15,17 @@ from reconciler.tenant.progress import read_progress
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_source_arguments(parser)
     add_render_arguments(parser)
+    from reconciler.fleet.run import add_fleet_arguments
+
+    add_fleet_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     check_render_arguments(args)
+    if args.tenants:
+        from reconciler.fleet.command import run_planning
+
+        return run_planning(args, "drift")
     with read_progress() as progress:
         plan = plan_from_args(args, progress=progress, verb="drift").plan
     sys.stdout.write(render_for(plan, args, sys.stdout))

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Set-AuthenticationPolicy null-reference bug), so a saved plan can be applied with "
         "'apply PLAN.json --allow-replace'",
     )
+    from reconciler.fleet.run import add_fleet_arguments
+
+    add_fleet_arguments(parser)
 
 
 def write_plan_file(path: str, plan: Plan) -> None:
@@ -67,6 +70,10 @@ def exit_code_for(plan: Plan, detailed: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     check_render_arguments(args)
+    if args.tenants:
+        from reconciler.fleet.command import run_planning
+
+        return run_planning(args, "plan")
     with read_progress() as progress:
         planned = plan_from_args(args, progress=progress)
     plan = planned.plan

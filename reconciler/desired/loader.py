@@ -113,6 +113,12 @@ validate_text = parse_desired_state
 
 def check(doc: Document) -> list[Problem]:
     """Every problem in a parsed document, one per cause, sorted by position."""
+    return sorted(problem for _, problem in placed_problems(doc))
+
+
+def placed_problems(doc: Document) -> list[tuple[Path, Problem]]:
+    """Every problem with the path it concerns (a merged document of several files tells by
+    the path which file to name)."""
     # Schema and semantic findings: one per path, and none inside a value already reported
     # or dropped while reading.
     findings: dict[Path, Finding] = {}
@@ -137,9 +143,12 @@ def check(doc: Document) -> list[Problem]:
         else:
             line, column = doc.position(finding.path)
         problems.append(
-            Problem(line, column, render_path(finding.path, rule_names), finding.message)
+            (
+                finding.path,
+                Problem(line, column, render_path(finding.path, rule_names), finding.message),
+            )
         )
-    return sorted(problems)
+    return problems
 
 
 def _under(path: Path, paths: set[Path]) -> bool:

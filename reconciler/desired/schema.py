@@ -64,10 +64,18 @@ def _validator() -> Any:
     return _Validator(load_schema())
 
 
-def schema_findings(doc: Document) -> list[Finding]:
-    """Every schema violation of the document, at most one per path."""
+@cache
+def tenants_validator() -> Any:
+    """The validator of tenants.yaml (schema/tenants.schema.json)."""
+    text = resources.files("reconciler").joinpath("schema/tenants.schema.json").read_text("utf-8")
+    return _Validator(json.loads(text))
+
+
+def schema_findings(doc: Document, validator: Any = None) -> list[Finding]:
+    """Every schema violation of the document (policies.yaml unless another `validator`), at
+    most one per path."""
     found: dict[Path, Finding] = {}
-    for error in _validator().iter_errors(doc.data):
+    for error in (validator or _validator()).iter_errors(doc.data):
         for path, at_key, message in _translate(error, doc):
             if path not in found:
                 found[path] = Finding(path, message, at_key=at_key)

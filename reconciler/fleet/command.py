@@ -1,0 +1,129 @@
+"""The `--tenants` side of plan, drift and apply, and `authpolicy tenants matrix|check`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from reconciler.errors import AuthPolicyError
+from reconciler.fleet.inventory import load_inventory
+from reconciler.fleet.render import render_fleet
+from reconciler.fleet.run import (
+    apply_tenants,
+    check_fleet_arguments,
+    plan_tenants,
+    worst,
+)
+
+DEFAULT_OUT_DIR = "authpolicy-tenants"
+
+
+def run_planning(args: argparse.Namespace, verb: str) -> int:
+    """plan|drift --tenants: every tenant's plan, one combined output, the worst exit code."""
+    check_fleet_arguments(args)
+    if getattr(args, "out", None):
+        raise AuthPolicyError(
+            "--out cannot be used with --tenants: each tenant's plan is saved as "
+            "DIR/NAME/plan.json (--out-dir DIR)"
+        )
+    inventory = load_inventory(args.tenants)
+    entries = inventory.select(args.only)
+    out_dir = Path(args.out_dir or DEFAULT_OUT_DIR).resolve()
+    outcomes = plan_tenants(args, inventory, entries, out_dir, verb)
+    for fmt, name in (("json", f"fleet-{verb}.json"), ("markdown", f"fleet-{verb}.md")):
+        (out_dir / name).write_text(render_fleet(outcomes, verb, fmt, args.show_users), "utf-8")
+    sys.stdout.write(render_fleet(outcomes, verb, args.format, args.show_users))
+    print(
+        f"Per-tenant plans in {out_dir}/NAME/plan.json; combined: {out_dir}/fleet-{verb}.md, "
+        f"{out_dir}/fleet-{verb}.json",
+        file=sys.stderr,
+    )
+    return worst([o.exit_code for o in outcomes])
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    """apply --tenants --plans DIR: each tenant's saved plan, in a process of its own."""
+    check_fleet_arguments(args)
+    if args.plan_file is not None:
+        raise AuthPolicyError(
+            "with --tenants, name the folder of saved plans (--plans DIR), not one plan file"
+        )
+    if not args.auto_approve:
+        raise AuthPolicyError(
+            "apply --tenants runs without prompts: review the saved plans, then pass --auto-approve"
+        )
+    plans = Path(args.plans or DEFAULT_OUT_DIR).resolve()
+    inventory = load_inventory(args.tenants)
+    entries = inventory.select(args.only)
+    extra = ["--auto-approve", "--check-users", args.check_users]
+    extra += ["--max-concurrency", str(args.max_concurrency)]
+    if args.force is not None:
+        extra.append("--force" if args.force == "all" else f"--force={args.force}")
+    if args.allow_replace:
+        extra.append("--allow-replace")
+    outcomes = apply_tenants(args, inventory, entries, plans, extra)
+    width = max((len(o.entry.name) for o in outcomes), default=6)
+    print(f"authpolicy apply for {len(outcomes)} tenant(s) from {plans}")
+    for o in outcomes:
+        status = "applied" if o.exit_code == 0 else f"exit {o.exit_code}: {o.error}"
+        print(f"  {o.entry.name.ljust(width)}  {status}  (log: {o.log_file or '-'})")
+    code = worst([o.exit_code for o in outcomes])
+    print(f"Fleet: {len(outcomes)} tenant(s), exit code {code} (the worst tenant's).")
+    return code
+
+
+# --------------------------------------------------------------------------- `tenants` verb
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="tenants_command", metavar="COMMAND")
+    matrix = sub.add_parser("matrix", help="the JSON a CI matrix fans out on, one job per tenant")
+    check = sub.add_parser("check", help="check tenants.yaml and every tenant's merged overlay")
+    for each in (matrix, check):
+        each.add_argument("--tenants", required=True, metavar="TENANTS.yaml")
+        each.add_argument("--only", action="append", default=[], metavar="NAME|@GROUP")
+    matrix.add_argument(
+        "--format",
+        choices=("github", "azure-devops"),
+        default="github",
+        help='github: {"include": [...]} for strategy.matrix; azure-devops: {NAME: {...}}',
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tenants_command is None:
+        print("usage: authpolicy tenants {matrix,check} --tenants TENANTS.yaml", file=sys.stderr)
+        return 1
+    inventory = load_inventory(args.tenants)
+    entries = inventory.select(args.only)
+    if args.tenants_command == "matrix":
+        rows = [
+            {"name": e.name, "tenant": e.tenant, "cloud": e.cloud, "groups": ",".join(e.groups)}
+            for e in entries
+        ]
+        if args.format == "github":
+            doc: object = {"include": rows}
+        else:
+            doc = {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rows}
+        print(json.dumps(doc, separators=(",", ":")))
+        return 0
+    from reconciler.fleet.overlay import merge_files
+
+    problems: list[str] = []
+    for entry in entries:
+        try:
+            merged = merge_files(inventory.base, entry.overlay, entry)
+        except AuthPolicyError as exc:
+            problems += [str(p) for p in getattr(exc, "problems", [str(exc)])]
+            continue
+        for warning in merged.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(f"{os.fspath(inventory.path)}: OK ({len(entries)} tenant(s))")
+    return 0
