@@ -2,7 +2,8 @@
 
 - `policies` replace by name (case-insensitively) or are added;
 - `assignments.rules` replace by name in place; a new rule goes before the rule its `before:`
-  names, else last (after a `match: all` rule it could never match: a warning);
+  names, else last (after a `match: all` rule, where it could never match, it is an error
+  placed in the overlay, as the same order is in a single policies.yaml);
 - `safety`, `smtp_auth` and `evidence` merge key by key (an overlay that sets one guard keeps
   the others); every other key replaces the base's;
 - `tenant:` may be in neither file: the inventory's `tenant` is the one checked, and is written
@@ -212,11 +213,13 @@ class _Builder:
                     None,
                 )
                 if catch_all is not None:
-                    self.warnings.append(
-                        f"{self.overlay_name}: rule {rule.get('name')!r} comes after rule "
-                        f"{catch_all!r} (match: all), so it can never match; give it "
-                        f"`before: {catch_all}`"
+                    self.fail(
+                        where,
+                        f"rule {rule.get('name')!r} would come after rule {catch_all!r} "
+                        "(match: all), where it can never match; give it "
+                        f"`before: {catch_all}`",
                     )
+                    continue
                 rules.append((rule, self.overlay, position))
         assignments["rules"] = [r for r, _, _ in rules]
         self._drop(("assignments", "rules"))
