@@ -13,9 +13,16 @@ from reconciler.tenant.doctor import run_checks
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_connection_arguments(parser)
+    from reconciler.fleet.run import add_fleet_arguments
+
+    add_fleet_arguments(parser, out_dir=False)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tenants:
+        from reconciler.fleet.verbs import doctor
+
+        return doctor(args)
     checks = run_checks(args)
     for check in checks:
         print(check.line())

@@ -29,9 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="overwrite FILE when it already exists"
     )
+    from reconciler.fleet.run import add_fleet_arguments
     from reconciler.tenant.connect import add_connection_arguments
 
     add_connection_arguments(parser)
+    add_fleet_arguments(parser)
+    parser.add_argument(
+        "--base",
+        metavar="FILE",
+        help="with --tenants: write each tenant's overlay against this base (default: the "
+        "inventory's)",
+    )
 
 
 def write_file(path: str, text: str, *, force: bool) -> None:
@@ -80,6 +88,10 @@ def summary_lines(result: ExportResult, where: str) -> list[str]:
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    if args.tenants:
+        from reconciler.fleet.verbs import export as fleet_export
+
+        return fleet_export(args, environ)
     from reconciler.tenant.connect import open_tenant
 
     tenant = open_tenant(args, environ=environ)

@@ -57,9 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="optional policies.yaml, read only to check that its `tenant:` is this tenant",
     )
+    from reconciler.fleet.run import add_fleet_arguments
     from reconciler.tenant.connect import add_connection_arguments
 
     add_connection_arguments(parser)
+    add_fleet_arguments(parser)
 
 
 def _days(text: str) -> int:
@@ -91,6 +93,10 @@ def _check_tenant(args: argparse.Namespace, tenant: object, snapshot: object) ->
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    if args.tenants:
+        from reconciler.fleet.verbs import report as fleet_report
+
+        return fleet_report(args, environ)
     from reconciler.tenant.connect import open_tenant
 
     tenant = open_tenant(args, environ=environ)

@@ -23,13 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler.errors import AuthPolicyError
 from reconciler.fleet.inventory import Inventory, TenantEntry
 from reconciler.fleet.overlay import merge_files
 from reconciler.model import ExitCode, Plan
 
+T = TypeVar("T")
 DEFAULT_TENANT_CONCURRENCY = 8  # a laptop or a 2-core CI runner: the work is waiting on I/O
 SEVERITY = {ExitCode.ERROR: 3, ExitCode.BLOCKED: 2, ExitCode.CHANGES: 1, ExitCode.OK: 0}
 
@@ -177,8 +178,9 @@ def _plan_one(
 
 
 def _bounded(
-    work: Callable[[TenantEntry], TenantOutcome], entries: Sequence[TenantEntry], limit: int
-) -> list[TenantOutcome]:
+    work: Callable[[TenantEntry], T], entries: Sequence[TenantEntry], limit: int
+) -> list[T]:
+    """work(entry) for every entry, at most `limit` at once, results in entry order."""
     with ThreadPoolExecutor(max_workers=max(1, min(limit, len(entries) or 1))) as pool:
         return list(pool.map(work, entries))
 

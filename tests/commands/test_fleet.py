@@ -201,3 +201,52 @@ def test_a_bad_overlay_fails_its_tenant_only(
     assert rows["tailspin"]["exit_code"] == 2  # drift found, unharmed by its neighbour
     code, out, err = run_cli(capsys, "tenants", "check", "--tenants", "tenants.yaml")
     assert code == 1 and "overlays/northwind.yaml:5:15" in err
+
+
+def test_doctor_report_and_export_for_every_tenant(
+    fleet: tuple[Emulator, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu, folder = fleet
+    code, out, _ = run_cli(capsys, "doctor", "--tenants", "tenants.yaml")
+    assert code == 1  # adatum: the app was never consented there
+    assert "== adatum (adatum.onmicrosoft.com)" in out and "AADSTS700016" in out
+    assert "doctor: 4 of 5 tenant(s) ready; fix adatum; nothing was written" in out
+    assert all(s.stats_dict()["writes_changed_state"] == 0 for s in emu.services)
+
+    code, out, _ = run_cli(
+        capsys,
+        "report",
+        "--tenants",
+        "tenants.yaml",
+        "--out-dir",
+        "rep",
+        "--format",
+        "json",
+        "--sign-in-days",
+        "0",
+    )
+    rows = {r["name"]: r for r in json.loads(out)["tenants"]}
+    assert code == 1 and rows["adatum"]["error"]
+    sizes = {n: rows[n]["users"] for n in ("contoso", "fabrikam", "northwind", "tailspin")}
+    assert sizes == {
+        n: len(emu.tenant(k).state.users)
+        for k, n in enumerate(("contoso", "fabrikam", "northwind", "tailspin"), start=1)
+    }
+    assert len(set(sizes.values())) == 4  # tenants of different sizes
+    assert (folder / "rep" / "fabrikam" / "report.json").is_file()
+
+    code, out, _ = run_cli(
+        capsys, "export", "--tenants", "tenants.yaml", "--only", "contoso", "--out-dir", "exp"
+    )
+    assert code == 0, out
+    overlay = (folder / "exp" / "contoso" / "overlay.yaml").read_text(encoding="utf-8")
+    assert overlay.startswith("# The overlay that makes")
+    # The exported file plans to nothing against the tenant it came from.
+    code, out, err = run_cli(
+        capsys,
+        "plan",
+        "-c",
+        str(folder / "exp" / "contoso" / "policies.yaml"),
+        "--detailed-exitcode",
+    )
+    assert code == 0, out + err

@@ -235,3 +235,21 @@ def test_the_combined_comment_keeps_within_the_size_budget() -> None:
     rows = [line for line in text.splitlines() if line.startswith("| t0")]
     assert len(rows) == 60  # every tenant keeps its row in the table
     assert "tenant plan(s) left out to keep this comment under GitHub's size limit" in text
+
+
+def test_an_exported_overlay_merges_back_into_the_tenant(tmp_path: Path) -> None:
+    from reconciler.fleet.verbs import overlay_against
+
+    base = yaml.safe_load(BASE)
+    tenant = yaml.safe_load(BASE)
+    tenant["policies"]["Helpdesk"] = {"allow": ["imap"]}
+    tenant["assignments"]["rules"].insert(
+        1, {"name": "helpdesk", "policy": "Helpdesk", "match": {"department": ["Support"]}}
+    )
+    tenant["safety"]["max_policy_deletes"] = 0
+    overlay = overlay_against(base, tenant)
+    assert overlay["assignments"]["rules"][0]["before"] == "everyone"
+    assert overlay["safety"] == {"max_policy_deletes": 0}
+    data, _ = _merge(tmp_path, yaml.safe_dump(overlay, sort_keys=False))
+    data.pop("tenant")
+    assert data == tenant
