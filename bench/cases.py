@@ -243,6 +243,103 @@ def evidence_noop(cfg: BenchConfig) -> dict[str, Any]:
 MODERN_CLIENTS = ("Browser", "Mobile Apps and Desktop clients")
 
 
+# --------------------------------------------------------------------------- issue 16
+
+FLEET_PAGE_MS = 1000.0  # a page of 1,000 users: 200 + 1000 x 0.8 ms
+FLEET_REQUEST_MS = 200.0  # every other request (a write, a one-object read)
+
+
+def fleet(cfg: BenchConfig) -> dict[str, Any]:
+    """Issue 16: `plan --tenants` over a fleet, one tenant after another (concurrency 1) and at
+    the default concurrency C, alternating in one run; the emulator in its own process."""
+    from reconciler.fleet.run import DEFAULT_TENANT_CONCURRENCY
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    per_object = (FLEET_PAGE_MS - FLEET_REQUEST_MS) / 1000
+    argv = [
+        sys.executable, "-m", "reconciler", "emulator", "serve",
+        "--tenants", str(cfg.fleet_tenants), "--users", str(cfg.fleet_users),
+        "--latency-ms", f"{FLEET_REQUEST_MS:g}", "--latency-per-object-ms", f"{per_object:g}",
+        "--state-dir", str(workdir / "emulator"), "--fresh", "--set", "tenant_sizes=equal",
+    ]  # fmt: skip
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        env_lines: dict[str, str] = {}
+        assert server.stdout is not None
+        for line in server.stdout:
+            if line.startswith("# tenant"):
+                break
+            key, _, value = line.strip().partition("=")
+            env_lines[key] = value
+        if "AUTHPOLICY_ENDPOINT" not in env_lines:
+            raise BenchCheckFailed("the emulator did not start")
+        base = MAILBOXES_YAML.read_text(encoding="utf-8").replace(
+            "tenant: contoso.onmicrosoft.com\n", ""
+        )
+        (workdir / "base.yaml").write_text(base, encoding="utf-8")
+        lines = ["version: 1", "base: base.yaml", "tenants:"]
+        for k in range(1, cfg.fleet_tenants + 1):
+            lines.append(f"  t{k:03}: {{tenant: {env_lines[f'AZURE_TENANT_ID_{k}']}}}")
+        inventory = workdir / "tenants.yaml"
+        inventory.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        env = child_env(
+            {k: v for k, v in env_lines.items() if not k.startswith("AZURE_TENANT_ID_")}
+        )
+        concurrency = DEFAULT_TENANT_CONCURRENCY
+        runs = []
+        for index in range(min(cfg.runs, cfg.fleet_max_runs)):
+            run: dict[str, Any] = {}
+            for mode, c in (("sequential", 1), ("fleet", concurrency)):
+                out = workdir / f"out-{mode}-{index}"
+                child = run_job(
+                    {
+                        "job": "cli",
+                        "argv": [
+                            "plan", "--tenants", str(inventory), "--out-dir", str(out),
+                            "--tenant-concurrency", str(c), "--format", "json",
+                        ],
+                    },
+                    env,
+                )  # fmt: skip
+                combined = json.loads((out / "fleet-plan.json").read_text(encoding="utf-8"))
+                errors = [t["error"] for t in combined["tenants"] if t["error"]]
+                if errors:
+                    raise BenchCheckFailed(f"{mode}: {len(errors)} tenant(s) failed: {errors[0]}")
+                run[mode] = {
+                    "wall_s": child.result["run"]["wall_s"],
+                    "cpu_s": child.cpu_s,
+                    "peak_rss_mb": child.peak_rss_mb,
+                    "tenants": len(combined["tenants"]),
+                }
+            run["speedup"] = run["sequential"]["wall_s"] / run["fleet"]["wall_s"]
+            run["efficiency"] = run["speedup"] / concurrency
+            runs.append(run)
+            log.info(
+                "fleet run %d: %d tenants one after another %.1f s, %d at a time %.1f s (x%.2f)",
+                index + 1,
+                cfg.fleet_tenants,
+                run["sequential"]["wall_s"],
+                concurrency,
+                run["fleet"]["wall_s"],
+                run["speedup"],
+            )
+        return {
+            "tenants": cfg.fleet_tenants,
+            "users": cfg.fleet_users,
+            "concurrency": concurrency,
+            "page_ms": FLEET_PAGE_MS,
+            "request_ms": FLEET_REQUEST_MS,
+            "runs": runs,
+        }
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- case 2
 
 

@@ -71,6 +71,11 @@ class BenchConfig:
     # Issue 15: the no-op plan with and without sign-in evidence, this many legacy sign-ins.
     evidence_users: int = 100_000
     evidence_events: int = 100_000
+    # Issue 16: a fleet of this many tenants of this size, under a real-service latency model
+    # (1 s per page of 1,000, 0.2 s per other request), the emulator in its own process.
+    fleet_tenants: int = 50
+    fleet_users: int = 2_000
+    fleet_max_runs: int = 2
     # Case 4: emulator capacity, seconds per measurement and client connections.
     capacity_seconds: float = 3.0
     capacity_clients: tuple[int, ...] = (1, 4)
@@ -94,6 +99,8 @@ class BenchConfig:
             smtp_users=5_000,
             evidence_users=5_000,
             evidence_events=10_000,
+            fleet_tenants=10,
+            fleet_users=500,
             capacity_seconds=1.0,
         )
 
@@ -117,6 +124,9 @@ def tiny_config() -> BenchConfig:
         smtp_users=300,
         evidence_users=300,
         evidence_events=2_000,
+        fleet_tenants=4,
+        fleet_users=100,
+        fleet_max_runs=1,
         capacity_seconds=0.3,
         capacity_clients=(1, 2),
     )

@@ -598,6 +598,32 @@ def _summary(results: dict[str, Any]) -> list[str]:
     evidence = _figures(results, "evidence")
     if evidence:
         rows += _evidence_summary(evidence)
+    fleet = _figures(results, "fleet")
+    if fleet:
+        runs = fleet["runs"]
+        c = fleet["concurrency"]
+        eff = med([r["efficiency"] for r in runs])
+        speed = med([r["speedup"] for r in runs])
+        peak = max(r["fleet"]["peak_rss_mb"] for r in runs)
+        rows += [
+            [
+                f"issue 16: {fleet['tenants']} tenants x {_int(fleet['users'])} users at C = {c}: "
+                "overlap efficiency >= 0.8",
+                _num(eff, 2),
+                _verdict(eff >= 0.8),
+            ],
+            [
+                f"issue 16: the same, fleet >= 0.8 x C = {_num(0.8 * c, 1)} times faster than "
+                "one tenant after another",
+                f"x{_num(speed, 2)}",
+                _verdict(speed >= 0.8 * c),
+            ],
+            [
+                "issue 16: the same, peak memory (stated)",
+                f"{_num(peak, 0)} MB at C = {c}",
+                "stated",
+            ],
+        ]
     startup = _figures(results, "startup")
     if startup:
         bare = med(startup["walls"]["python -c pass"])
@@ -731,6 +757,40 @@ def _evidence(entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fleet(entry: dict[str, Any]) -> list[str]:
+    fig = entry["figures"]
+    runs = fig["runs"]
+    rows = [
+        [
+            label,
+            _spread([r[mode]["wall_s"] for r in runs]),
+            _spread([r[mode]["cpu_s"] for r in runs]),
+            _spread([r[mode]["peak_rss_mb"] for r in runs], 0),
+        ]
+        for mode, label in (
+            ("sequential", "one tenant after another (--tenant-concurrency 1)"),
+            ("fleet", f"{fig['concurrency']} at a time (the default)"),
+        )
+    ]
+    rows.append(
+        [
+            "speed-up; overlap efficiency (speed-up / C), per run, median",
+            f"x{_num(med([r['speedup'] for r in runs]), 2)}",
+            _num(med([r["efficiency"] for r in runs]), 2),
+            "",
+        ]
+    )
+    return [
+        *_table(["plan --tenants", "wall s", "CPU s", "peak RSS MB"], rows),
+        "",
+        f"{fig['tenants']} emulated tenants of {_int(fig['users'])} users each "
+        "(`authpolicy emulator serve --tenants N`, a process of its own), every tenant planned "
+        f"against bench/policies/mailboxes.yaml. Latency model: {_num(fig['page_ms'], 0)} ms per "
+        f"page of 1,000 users, {_num(fig['request_ms'], 0)} ms per other request. The two modes "
+        "alternate in one run; ratios are per run, then the median.",
+    ]
+
+
 def _startup(entry: dict[str, Any]) -> list[str]:
     fig = entry["figures"]
     walls = fig["walls"]
@@ -805,6 +865,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "planner": _planner,
     "smtp": _smtp,
     "evidence": _evidence,
+    "fleet": _fleet,
     "startup": _startup,
 }
 
@@ -898,6 +959,7 @@ def render(results: dict[str, Any], machine: dict[str, Any], readings: dict[str,
         "planner",
         "smtp",
         "evidence",
+        "fleet",
         "startup",
     ):
         lines += _section(name, results.get(name))

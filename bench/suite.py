@@ -30,6 +30,7 @@ CASE_NAMES = (
     "planner",
     "smtp",
     "evidence",
+    "fleet",
     "startup",
 )
 CASE_TITLES = {
@@ -40,6 +41,7 @@ CASE_TITLES = {
     "planner": "Planner - the whole tenant against 20 rules (issue 5)",
     "smtp": "SMTP AUTH managed - the no-op plan with and without mailboxes (issue 14)",
     "evidence": "Evidence - the no-op plan with and without the Entra sign-in log (issue 15)",
+    "fleet": "Fleet - 50 tenants planned one after another and concurrently (issue 16)",
     "startup": "Start-up - --version, --help and validate against a bare interpreter (issue 18)",
 }
 
@@ -68,6 +70,8 @@ def _steps(cfg: BenchConfig, selected: Sequence[str]) -> dict[int, list[Step]]:
         add(cfg.smtp_users, "smtp", lambda emu: cases.smtp_noop(emu, cfg))
     if "evidence" in selected:  # starts an emulator of its own (a sign-in log made at start)
         add(min(cfg.noop_sizes), "evidence", lambda emu: cases.evidence_noop(cfg))
+    if "fleet" in selected:  # its emulator runs as a process of its own
+        add(min(cfg.noop_sizes), "fleet", lambda emu: cases.fleet(cfg))
     if "startup" in selected:
         add(min(cfg.noop_sizes), "startup", lambda emu: cases.startup(cfg))
     return by_size

@@ -110,7 +110,8 @@ def forced_guards(value: str | None) -> set[str]:
     return names or {"all"}
 
 
-def _read_saved_plan(path: str) -> Plan:
+def read_saved_plan(path: str) -> Plan:
+    """A plan file apply (or `tenants combine`) reads: size-capped, UTF-8, plan_from_json."""
     from reconciler.render import plan_from_json
 
     file = Path(path)
@@ -338,7 +339,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         # `apply --force PLAN.json`: argparse gave the plan file to --force's optional value.
         args.plan_file, args.force = args.force, "all"
 
-    saved = _read_saved_plan(args.plan_file) if args.plan_file else None
+    saved = read_saved_plan(args.plan_file) if args.plan_file else None
     if saved is not None and args.config is None and saved.config_file:
         args.config = saved.config_file  # the file the reviewed plan was made from
     if args.max_concurrency < 1:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from reconciler.errors import AuthPolicyError
 from reconciler.fleet.inventory import load_inventory
@@ -75,6 +76,32 @@ def run_apply(args: argparse.Namespace) -> int:
     return code
 
 
+def _combine(args: argparse.Namespace, entries: tuple[Any, ...]) -> int:
+    """Each tenant's saved plan read back; a tenant without one (its job failed) is an error
+    row. Exit code: the worst tenant's, as --detailed-exitcode would give it."""
+    from reconciler.commands.apply import read_saved_plan
+    from reconciler.fleet.run import TenantOutcome
+
+    plans = Path(args.plans)
+    outcomes = []
+    for entry in entries:
+        path = plans / entry.name / "plan.json"
+        outcome = TenantOutcome(entry, plan_file=path)
+        if not path.is_file():
+            outcome.exit_code, outcome.error = 1, f"no plan at {path} (did its job fail?)"
+        else:
+            try:
+                outcome.plan = read_saved_plan(str(path))
+            except AuthPolicyError as exc:
+                outcome.exit_code, outcome.error = 1, str(exc)
+            else:
+                plan = outcome.plan
+                outcome.exit_code = 0 if not plan.has_changes else 3 if plan.blocked else 2
+        outcomes.append(outcome)
+    sys.stdout.write(render_fleet(outcomes, "plan", args.format, args.show_users))
+    return worst([o.exit_code for o in outcomes])
+
+
 # --------------------------------------------------------------------------- `tenants` verb
 
 
@@ -82,7 +109,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tenants_command", metavar="COMMAND")
     matrix = sub.add_parser("matrix", help="the JSON a CI matrix fans out on, one job per tenant")
     check = sub.add_parser("check", help="check tenants.yaml and every tenant's merged overlay")
-    for each in (matrix, check):
+    combine = sub.add_parser(
+        "combine",
+        help="one combined plan from the per-tenant plans the matrix jobs saved "
+        "(DIR/NAME/plan.json)",
+    )
+    combine.add_argument("--plans", required=True, metavar="DIR")
+    combine.add_argument("--format", choices=("text", "markdown", "json"), default="markdown")
+    combine.add_argument("--show-users", type=int, default=20, metavar="N")
+    for each in (matrix, check, combine):
         each.add_argument("--tenants", required=True, metavar="TENANTS.yaml")
         each.add_argument("--only", action="append", default=[], metavar="NAME|@GROUP")
     matrix.add_argument(
@@ -99,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     inventory = load_inventory(args.tenants)
     entries = inventory.select(args.only)
+    if args.tenants_command == "combine":
+        return _combine(args, entries)
     if args.tenants_command == "matrix":
         rows = [
             {"name": e.name, "tenant": e.tenant, "cloud": e.cloud, "groups": ",".join(e.groups)}

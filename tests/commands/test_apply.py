@@ -64,7 +64,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
         lambda args: (w.desired, w.tenant, w.tenant.read_snapshot(SnapshotNeeds()), w.plan),
     )
     monkeypatch.setattr(apply_command, "_render", lambda plan, color: f"PLAN {len(plan.changes)}\n")
-    monkeypatch.setattr(apply_command, "_read_saved_plan", lambda path: w.saved)
+    monkeypatch.setattr(apply_command, "read_saved_plan", lambda path: w.saved)
     return w
 
 

@@ -99,7 +99,13 @@ def authpolicy_commands(path: Path) -> list[list[str]]:
 
 
 def test_there_are_examples_for_github_and_azure_devops() -> None:
-    assert sorted(GITHUB) == ["authpolicy-apply.yml", "authpolicy-drift.yml", "authpolicy-pr.yml"]
+    assert sorted(GITHUB) == [
+        "authpolicy-apply.yml",
+        "authpolicy-drift.yml",
+        "authpolicy-fleet.yml",
+        "authpolicy-pr.yml",
+    ]
+    assert (ROOT / "examples" / "azure-devops" / "azure-pipelines-fleet.yml").is_file()
     assert AZURE.is_file()
 
 
@@ -160,6 +166,33 @@ def test_applies_never_overlap_and_are_never_cancelled() -> None:
     assert workflow["jobs"]["apply"]["environment"] == "authpolicy-apply"
     pipeline = _load(AZURE)
     assert pipeline["lockBehavior"] == "sequential"
+
+
+def test_the_fleet_workflow_fans_out_on_the_matrix_and_comments_once() -> None:
+    fleet = GITHUB["authpolicy-fleet.yml"]
+    workflow = _load(fleet)
+    jobs = workflow["jobs"]
+    for name in ("plan", "apply"):
+        assert jobs[name]["strategy"]["matrix"] == "${{ fromJSON(needs.matrix.outputs.tenants) }}"
+        assert jobs[name]["strategy"]["fail-fast"] is False  # one tenant never stops the rest
+    # One apply per tenant at a time, never cancelled half-way.
+    assert jobs["apply"]["concurrency"] == {
+        "group": "authpolicy-apply-${{ matrix.name }}",
+        "cancel-in-progress": False,
+    }
+    commands = authpolicy_commands(fleet)
+    assert "$(authpolicy tenants matrix --tenants tenants.yaml)" in fleet.read_text("utf-8")
+    build_parser().parse_args(["tenants", "matrix", "--tenants", "tenants.yaml"])
+    assert any(c[:2] == ["tenants", "combine"] for c in commands)
+    assert any(c[0] == "apply" and "--tenants" in c and "--plans" in c for c in commands)
+    comment = jobs["comment"]["steps"][-1]
+    from reconciler.fleet.render import FLEET_MARKER
+
+    assert comment["env"]["MARKER"] == FLEET_MARKER
+    azure = ROOT / "examples" / "azure-devops" / "azure-pipelines-fleet.yml"
+    assert "$(authpolicy tenants matrix --tenants tenants.yaml --format azure-devops)" in (
+        azure.read_text("utf-8")
+    )
 
 
 def test_drift_runs_nightly() -> None:
@@ -304,14 +337,15 @@ def test_the_embedded_python_of_the_azure_pipeline_compiles() -> None:
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_every_github_script_body_is_valid_javascript(tmp_path: Path) -> None:
     bodies = [(name, text) for name, kind, text in _all_scripts() if kind == "js"]
-    assert len(bodies) == 1  # the drift issue; the plan comment is the action's
+    # The drift issue and the fleet's combined comment; the plan comment is the action's.
+    assert sorted(name for name, _ in bodies) == ["authpolicy-drift.yml", "authpolicy-fleet.yml"]
     action = _load(ROOT / "action.yml")
     bodies += [
         ("action.yml", step["with"]["script"])
         for step in action["runs"]["steps"]
         if step.get("uses", "").startswith("actions/github-script")
     ]
-    assert len(bodies) == 2
+    assert len(bodies) == 3
     for name, text in bodies:
         # actions/github-script runs the body inside an async function.
         source = tmp_path / "script.js"
