@@ -225,8 +225,8 @@ def _fleet(entry: dict[str, Any]) -> str | None:
         "almost none of it is this process's CPU; so tenants overlap nearly perfectly on threads "
         "until the interpreter's CPU (parsing pages, planning) or the emulator becomes the limit. "
         "Each tenant has its own HTTPS session, token and throttling state, so a throttled "
-        "tenant slows only itself. Memory grows with C (the snapshots in flight) and with the plans "
-        "kept for the combined output, not with the users of the tenants already planned."
+        "tenant slows only itself. Memory grows with C (the snapshots in flight) and with the "
+        "plans kept for the combined output, not with the users of the tenants already planned."
     )
 
 
