@@ -220,10 +220,16 @@ def _fleet(entry: dict[str, Any]) -> str | None:
         return None
     runs = fig["runs"]
     per_tenant = med([r["sequential"]["wall_s"] for r in runs]) / fig["tenants"]
+    c = fig["concurrency"]
+    waves = -(-fig["tenants"] // c)
+    best = fig["tenants"] / (waves * c)
     return (
         f"Each tenant's plan is about {per_tenant:.1f} s of waiting on pages and requests, and "
-        "almost none of it is this process's CPU; so tenants overlap nearly perfectly on threads "
-        "until the interpreter's CPU (parsing pages, planning) or the emulator becomes the limit. "
+        "almost none of it is this process's CPU (see the CPU column), so the threads overlap "
+        f"the waiting. What bounds the efficiency is arithmetic: {fig['tenants']} tenants at "
+        f"{c} at a time take {waves} rounds of about {per_tenant:.1f} s, where "
+        f"{fig['tenants'] / c:.2f} would be perfect, so {best:.2f} is the most this fleet can "
+        "reach at this C; the rest is start-up and the emulator. "
         "Each tenant has its own HTTPS session, token and throttling state, so a throttled "
         "tenant slows only itself. Memory grows with C (the snapshots in flight) and with the "
         "plans kept for the combined output, not with the users of the tenants already planned."

@@ -2,8 +2,8 @@
 
 - `policies` replace by name (case-insensitively) or are added;
 - `assignments.rules` replace by name in place; a new rule goes before the rule its `before:`
-  names, else last (after a `match: all` rule, where it could never match, it is an error
-  placed in the overlay, as the same order is in a single policies.yaml);
+  names, else last (after a `match: all` rule it could never match: a warning, and the rule is
+  left out, which changes nothing the plan does);
 - `safety`, `smtp_auth` and `evidence` merge key by key (an overlay that sets one guard keeps
   the others); every other key replaces the base's;
 - `tenant:` may be in neither file: the inventory's `tenant` is the one checked, and is written
@@ -213,11 +213,12 @@ class _Builder:
                     None,
                 )
                 if catch_all is not None:
-                    self.fail(
-                        where,
-                        f"rule {rule.get('name')!r} would come after rule {catch_all!r} "
-                        "(match: all), where it can never match; give it "
-                        f"`before: {catch_all}`",
+                    # It could never match: leaving it out changes nothing the plan does.
+                    line, column = self.overlay.position(where)
+                    self.warnings.append(
+                        f"{self.overlay_name}:{line}:{column}: rule {rule.get('name')!r} would "
+                        f"come after rule {catch_all!r} (match: all), where it can never match, "
+                        f"so it is left out; give it `before: {catch_all}`"
                     )
                     continue
                 rules.append((rule, self.overlay, position))

@@ -160,16 +160,18 @@ def test_merge_rules(tmp_path: Path) -> None:
     # Key by key: the overlay's guard, and the base's other guard kept.
     assert data["safety"] == {"max_user_changes": "10%", "max_policy_deletes": 0}
     assert warnings == []
-    # A new rule without `before:` would land after `match: all`: refused, in the overlay.
-    (problem,) = errors(
-        lambda: _merge(
-            tmp_path,
-            "version: 1\nassignments:\n  rules:\n"
-            "    - name: late\n      policy: Block Basic Auth\n"
-            "      match: {department: [Sales]}\n",
-        )
+    # A new rule without `before:` would land after `match: all`, where it can never match:
+    # a warning placed in the overlay, and the rule left out.
+    data, warnings = _merge(
+        tmp_path,
+        "version: 1\nassignments:\n  rules:\n"
+        "    - name: late\n      policy: Block Basic Auth\n"
+        "      match: {department: [Sales]}\n",
     )
-    assert problem.startswith(f"{tmp_path / 'o.yaml'}:4:7:") and "`before: everyone`" in problem
+    assert [r["name"] for r in data["assignments"]["rules"]] == ["devices", "everyone"]
+    (warning,) = warnings
+    assert warning.startswith(f"{tmp_path / 'o.yaml'}:4:7: rule 'late' would come after rule")
+    assert "`before: everyone`" in warning
 
 
 def test_merge_errors_are_located_in_the_file_they_are_in(tmp_path: Path) -> None:
