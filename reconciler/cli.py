@@ -76,7 +76,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, (module_name, help_text) in VERBS.items():
-        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        # No abbreviations: `drift --out` must not quietly mean `--out-dir`.
+        verb_parser = sub.add_parser(
+            verb, help=help_text, description=help_text, allow_abbrev=False
+        )
         if only is not None and verb != only:
             continue
         module = importlib.import_module(module_name)
