@@ -16,7 +16,42 @@ mkdir -p "${out_dir}"
 markdown="${out_dir}/${verb}.md"
 plan_path=""
 read -r -a extra <<< "${AUTHPOLICY_ARGS:-}"
+tenants="${AUTHPOLICY_TENANTS:-}"
 
+if [ -n "${tenants}" ]; then
+  # Many tenants: every verb runs for each tenant of tenants.yaml (docs/fleet.md).
+  plans="${out_dir}/tenants"
+  case "${verb}" in
+    plan)
+      plan_path="${plans}"
+      authpolicy plan --tenants "${tenants}" --out-dir "${plans}" --format "${format}" \
+        --detailed-exitcode "${extra[@]}" > "${markdown}"
+      code=$?
+      ;;
+    drift|report)
+      authpolicy "${verb}" --tenants "${tenants}" --out-dir "${plans}" --format "${format}" \
+        "${extra[@]}" > "${markdown}"
+      code=$?
+      ;;
+    apply)
+      authpolicy apply --tenants "${tenants}" --plans "${AUTHPOLICY_PLAN:-${plans}}" \
+        --auto-approve "${extra[@]}" > "${markdown}"
+      code=$?
+      ;;
+    doctor)
+      authpolicy doctor --tenants "${tenants}" "${extra[@]}" > "${markdown}"
+      code=$?
+      ;;
+    validate)
+      authpolicy tenants check --tenants "${tenants}" "${extra[@]}" > "${markdown}"
+      code=$?
+      ;;
+    *)
+      echo "::error::authpolicy action: unknown verb '${verb}' (plan, drift, apply, validate, report, doctor)"
+      exit 1
+      ;;
+  esac
+else
 case "${verb}" in
   plan)
     plan_path="${out_dir}/plan.json"
@@ -54,6 +89,7 @@ case "${verb}" in
     exit 1
     ;;
 esac
+fi
 
 cat "${markdown}"  # the log shows what the summary shows
 # Text output (apply, validate, doctor, --format text) reads best as a code block.

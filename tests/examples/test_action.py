@@ -105,3 +105,37 @@ def test_an_error_fails_the_step_and_a_bad_input_is_named(emu: Emulator, tmp_pat
     code, _, text = _run(emu, tmp_path, verb="destroy")
     assert code == 1
     assert "::error::authpolicy action: unknown verb 'destroy'" in text
+
+
+def test_the_tenants_input_runs_every_tenant(tmp_path: Path) -> None:
+    settings = EmulatorSettings(
+        users=80, seed=5, state_dir=tmp_path / "emu", save_on_exit=False, tenants=2
+    )
+    with Emulator(settings) as fleet:
+        base = (ROOT / "policies.yaml").read_text(encoding="utf-8")
+        base = base.replace("tenant: contoso.onmicrosoft.com\n", "").replace(
+            "max_user_changes: 10%", "max_user_changes: 60%"
+        )
+        (tmp_path / "base.yaml").write_text(base, encoding="utf-8")
+        ids = fleet.tenant_ids
+        (tmp_path / "tenants.yaml").write_text(
+            "version: 1\nbase: base.yaml\ntenants:\n"
+            f"  contoso: {{tenant: {ids[0]}}}\n  fabrikam: {{tenant: {ids[1]}}}\n",
+            encoding="utf-8",
+        )
+        code, outputs, text = _run(fleet, tmp_path, verb="plan", tenants="tenants.yaml")
+        assert code == 0, text
+        assert outputs["exit-code"] == "2"
+        plans = Path(outputs["plan-path"])
+        assert (plans / "contoso" / "plan.json").is_file()
+        assert (plans / "fabrikam" / "plan.json").is_file()
+        assert "<!-- authpolicy:fleet-plan -->" in (tmp_path / "summary.md").read_text("utf-8")
+        code, outputs, text = _run(
+            fleet, tmp_path, verb="apply", tenants="tenants.yaml", plan=str(plans)
+        )
+        assert code == 0 and outputs["exit-code"] == "0", text
+        assert "contoso   applied" in text and "fabrikam  applied" in text
+        code, outputs, text = _run(fleet, tmp_path, verb="drift", tenants="tenants.yaml")
+        assert (code, outputs["exit-code"]) == (0, "0"), text
+    action = (ROOT / "action.yml").read_text(encoding="utf-8")
+    assert "<!-- authpolicy:fleet-plan -->" in action  # the fleet comment's own marker

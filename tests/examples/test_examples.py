@@ -215,7 +215,12 @@ def test_the_comment_marker_is_the_markdown_renderers() -> None:
     comment_step = next(
         s for s in action["runs"]["steps"] if s.get("uses", "").startswith("actions/github-script")
     )
-    assert comment_step["env"]["MARKER"] == marker
+    from reconciler.fleet.render import FLEET_MARKER
+
+    # The single-tenant plan's marker, or the fleet's when the `tenants` input is set.
+    assert comment_step["env"]["MARKER"] == (
+        f"${{{{ inputs.tenants != '' && '{FLEET_MARKER}' || '{marker}' }}}}"
+    )
     assert _load(AZURE)["variables"]["PLAN_MARKER"] == marker
 
 
