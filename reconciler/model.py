@@ -727,6 +727,8 @@ class Plan:
     relying_after: int = field(default=0, compare=False)
     # Who really used Basic auth (the sign-in log), when the file asks for it.
     evidence: EvidenceSummary | None = field(default=None, compare=False)
+    # The tenant's initial domain, for people (`tenant` may be the GUID it was configured as).
+    tenant_domain: str | None = field(default=None, compare=False)
 
     @property
     def blocked(self) -> bool:

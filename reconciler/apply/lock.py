@@ -11,7 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from reconciler.errors import AuthPolicyError
@@ -30,11 +30,25 @@ def tenant_lock(tenant: str, directory: Path | None = None) -> Iterator[Path]:
     """Hold the apply lock of `tenant` (as configured, case-insensitive) or refuse."""
     digest = hashlib.sha256(tenant.strip().casefold().encode("utf-8")).hexdigest()[:16]
     path = (directory or lock_directory()) / f"apply-{digest}.lock"
+    with file_lock(
+        path,
+        "apply lock",
+        lambda holder: (
+            f"another apply against tenant {tenant} is running on this machine (pid "
+            f"{holder}, lock {path}); wait for it to finish, then plan again"
+        ),
+    ):
+        yield path
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, what: str, busy: Callable[[str], str]) -> Iterator[Path]:
+    """Hold an exclusive lock on `path` (it names the holder's pid) or refuse with busy(pid)."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:  # a symlink planted there, a directory, no permission
         raise AuthPolicyError(
-            f"cannot open the apply lock {path}: {exc.strerror}; it must be a regular file of "
+            f"cannot open the {what} {path}: {exc.strerror}; it must be a regular file of "
             "this user (remove whatever is there)"
         ) from None
     try:
@@ -42,10 +56,7 @@ def tenant_lock(tenant: str, directory: Path | None = None) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
-            raise AuthPolicyError(
-                f"another apply against tenant {tenant} is running on this machine (pid "
-                f"{holder}, lock {path}); wait for it to finish, then plan again"
-            ) from None
+            raise AuthPolicyError(busy(holder)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
         yield path

@@ -34,6 +34,7 @@ from reconciler.errors import AuthPolicyError, GuardError, StalePlanError
 from reconciler.model import ExitCode, Plan, PolicyReplace
 from reconciler.plan.pipeline import PlanRun, add_plan_source_arguments, plan_from_args
 from reconciler.plan.planner import GUARD_NAMES, guards_of
+from reconciler.render.options import DEFAULT_SHOW_USERS, show_users_value
 
 SHOW_FAILURES = 20
 INTERRUPTED_EXIT = 130
@@ -71,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=16,
         metavar="N",
         help="most user-write batches in flight at once (default 16; adapts down on throttling)",
+    )
+    parser.add_argument(
+        "--show-users",
+        type=show_users_value,
+        default=DEFAULT_SHOW_USERS,
+        metavar="N|all",
+        help=f"users listed per group of user changes in the plan shown (default: "
+        f"{DEFAULT_SHOW_USERS})",
     )
     parser.add_argument(
         "--check-users",
@@ -162,10 +171,10 @@ def _reading_progress(read: int, total: int | None) -> None:
 # --------------------------------------------------------------------------- output
 
 
-def _render(plan: Plan, color: bool) -> str:
+def _render(plan: Plan, color: bool, show_users: int | None = 20) -> str:
     from reconciler.render import render_plan
 
-    return render_plan(plan, "text", color=color)
+    return render_plan(plan, "text", color=color, show_users=show_users)
 
 
 def _confirm(plan: Plan) -> bool:
@@ -383,7 +392,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     _reconcile_earlier_run(audit_path, plan, snapshot, context)
 
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    sys.stdout.write(_render(plan, color))
+    sys.stdout.write(_render(plan, color, args.show_users))
     if not_written:
         sys.stdout.write(_not_written_line(not_written) + "\n")
     if not plan.has_changes:

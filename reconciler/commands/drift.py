@@ -8,7 +8,7 @@ import sys
 
 from reconciler.model import ExitCode
 from reconciler.plan.pipeline import add_plan_source_arguments, plan_from_args
-from reconciler.render.options import add_render_arguments, check_render_arguments, render_for
+from reconciler.render.options import add_render_arguments, check_render_arguments, write_outputs
 from reconciler.tenant.progress import read_progress
 
 
@@ -28,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
         return run_planning(args, "drift")
     with read_progress() as progress:
         plan = plan_from_args(args, progress=progress, verb="drift").plan
-    sys.stdout.write(render_for(plan, args, sys.stdout))
+    write_outputs(plan, args, sys.stdout)
     return ExitCode.CHANGES if plan.has_changes else ExitCode.OK

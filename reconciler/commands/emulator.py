@@ -8,9 +8,11 @@ reconciler.emulator; this module only parses arguments and prints.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -54,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fresh", action="store_true", help="ignore an existing state file; generate anew"
     )
     serve.add_argument("--app", default="writer", help="app whose credential is printed")
+    serve.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="FILE",
+        help="also write the KEY=VALUE connection lines to FILE (owner-only, atomically, once "
+        "the emulator listens): source it without racing the start",
+    )
     serve.add_argument("--latency-ms", type=float, default=0.0, help="base latency per request")
     serve.add_argument(
         "--latency-per-object-ms", type=float, default=0.0, help="latency per returned object"
@@ -93,6 +102,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _write_env_file(path: Path, lines: list[str]) -> None:
+    """KEY=VALUE lines, owner-only (it holds the app's secret), replaced in one rename: a
+    reader sees no file, or all of it."""
+    import tempfile
+
+    directory = path.expanduser().resolve().parent
+    fd, temporary = tempfile.mkstemp(prefix=".authpolicy-env-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp made it 0600
+            handle.write("\n".join(lines) + "\n")
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """`--set NAME=VALUE` pairs as settings; VALUE is JSON, or else a bare string."""
     known = {f.name for f in dataclasses.fields(EmulatorSettings)}
@@ -129,6 +155,26 @@ def run(args: argparse.Namespace) -> int:
         print("error: the emulator only listens on loopback (127.0.0.1)", file=sys.stderr)
         return 1
     state_dir: Path = args.state_dir.expanduser()
+    from reconciler.apply.lock import file_lock
+
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        print(f"error: cannot create the state folder {state_dir}: {exc.strerror}", file=sys.stderr)
+        return 1
+    # One emulator per state folder: two would save over each other's tenant.
+    with file_lock(
+        state_dir / "serve.lock",
+        "emulator lock",
+        lambda pid: (
+            f"another `authpolicy emulator serve` (pid {pid}) uses {state_dir}; stop "
+            "it, or give this one its own --state-dir"
+        ),
+    ):
+        return _serve(args, state_dir)
+
+
+def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     state_file: Path = (args.state or state_dir / "tenant.json").expanduser()
     if args.fresh and state_file.exists():
         state_file.unlink()
@@ -164,21 +210,29 @@ def run(args: argparse.Namespace) -> int:
         emulator.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for key in (
-        "AZURE_TENANT_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_SECRET",
-        "AUTHPOLICY_ENDPOINT",
-        "AUTHPOLICY_CA_BUNDLE",
-        "AUTHPOLICY_TRUSTED_HOSTS",
-        "AUTHPOLICY_CLOUD",
-    ):
-        if key in env:
-            print(f"{key}={env[key]}")
-    for key in sorted(
-        (k for k in env if k.startswith("AZURE_TENANT_ID_")), key=lambda k: int(k[16:])
-    ):
-        print(f"{key}={env[key]}")
+    keys: list[str] = [
+        key
+        for key in (
+            "AZURE_TENANT_ID",
+            "AZURE_CLIENT_ID",
+            "AZURE_CLIENT_SECRET",
+            "AUTHPOLICY_ENDPOINT",
+            "AUTHPOLICY_CA_BUNDLE",
+            "AUTHPOLICY_TRUSTED_HOSTS",
+            "AUTHPOLICY_CLOUD",
+        )
+        if key in env
+    ]
+    keys += sorted((k for k in env if k.startswith("AZURE_TENANT_ID_")), key=lambda k: int(k[16:]))
+    lines = [f"{key}={env[key]}" for key in keys]
+    print("\n".join(lines))
+    if args.env_file is not None:
+        try:
+            _write_env_file(args.env_file, lines)
+        except OSError as exc:
+            emulator.stop()
+            print(f"error: cannot write {args.env_file}: {exc.strerror}", file=sys.stderr)
+            return 1
     print(f"# tenant {emulator.tenant_domain}; state file {emulator.state_path}; Ctrl-C to stop")
     sys.stdout.flush()
 

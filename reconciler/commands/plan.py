@@ -18,7 +18,7 @@ from reconciler.files import refuse_unless_regular_or_absent
 from reconciler.model import ExitCode, Plan
 from reconciler.plan.pipeline import add_plan_source_arguments, plan_from_args
 from reconciler.render import plan_to_json
-from reconciler.render.options import add_render_arguments, check_render_arguments, render_for
+from reconciler.render.options import add_render_arguments, check_render_arguments, write_outputs
 from reconciler.tenant.progress import read_progress
 
 
@@ -84,5 +84,5 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_plan_file(args.out, plan)
         print(f"Saved the plan to {args.out} ({plan.fingerprint})", file=sys.stderr)
-    sys.stdout.write(render_for(plan, args, sys.stdout))
+    write_outputs(plan, args, sys.stdout)
     return exit_code_for(plan, args.detailed_exitcode)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import logging
 import os
 import sys
@@ -100,11 +101,12 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> in
     from reconciler.tenant.connect import open_tenant
 
     tenant = open_tenant(args, environ=environ)
+    made_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     snapshot = tenant.read_snapshot(
         SnapshotNeeds(smtp_org=True, mailboxes=True, sign_in_days=args.sign_in_days or None)
     )
     _check_tenant(args, tenant, snapshot)
-    report = build_report(snapshot)
+    report = dataclasses.replace(build_report(snapshot), made_at=made_at)
     name = getattr(tenant, "initial_domain", None)
     if name:  # the initial domain reads better than the GUID a connection may be set up with
         report = dataclasses.replace(report, tenant=name)

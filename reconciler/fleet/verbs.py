@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import datetime as dt
 import json
 import os
 import sys
@@ -85,7 +87,8 @@ def report(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) ->
     def work(entry: TenantEntry, env: Mapping[str, str]) -> dict[str, int]:
         tenant = open_tenant(args, environ=env)
         needs = SnapshotNeeds(smtp_org=True, mailboxes=True, sign_in_days=args.sign_in_days or None)
-        built = build_report(tenant.read_snapshot(needs))
+        made_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        built = dataclasses.replace(build_report(tenant.read_snapshot(needs)), made_at=made_at)
         folder = out_dir / entry.name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "report.json").write_text(render_json(built), encoding="utf-8")

@@ -159,4 +159,9 @@ def plan_for(
 ) -> Plan:
     """make_plan, plus what only the pipeline knows: the config file it read. (Which tenant:
     `check_tenant_guard` has refused another one before this runs.)"""
-    return dataclasses.replace(make_plan(desired, snapshot, as_of), config_file=desired.source)
+    domain = getattr(tenant, "initial_domain", None)
+    return dataclasses.replace(
+        make_plan(desired, snapshot, as_of),
+        config_file=desired.source,
+        tenant_domain=domain if isinstance(domain, str) and domain else None,
+    )

@@ -254,6 +254,7 @@ def plan_to_json(plan: Plan) -> str:
         "{",
         f'  "format_version": {FORMAT_VERSION},',
         f'  "tenant": {_dumps(plan.tenant)},',
+        *([f'  "tenant_domain": {_dumps(plan.tenant_domain)},'] if plan.tenant_domain else []),
         f'  "fingerprint": {_dumps(plan.fingerprint)},',
         f'  "inputs": {_dumps(dict(plan.inputs))},',
         f'  "default_policy": {_dumps(plan.default_policy)},',
@@ -598,6 +599,9 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
     if as_of is not None and not isinstance(as_of, str):
         raise reader.fail("as_of", "expected a date string")
     mailboxes_read = reader.boolean(top.get("mailboxes_read", False), "mailboxes_read")
+    tenant_domain = top.get("tenant_domain")
+    if tenant_domain is not None and not isinstance(tenant_domain, str):
+        raise reader.fail("tenant_domain", "expected a string")
     evidence = reader.evidence_summary(top["evidence"], "evidence") if "evidence" in top else None
     summary = reader.obj(reader.key(top, "summary", "the document"), "summary")
     if dict(summary) != summary_of(changes):
@@ -616,4 +620,5 @@ def plan_from_json(text: str, source: str = "the plan file") -> Plan:
         default_before=default_before,
         mailboxes_read=mailboxes_read,
         evidence=evidence,
+        tenant_domain=tenant_domain,
     )

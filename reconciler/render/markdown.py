@@ -82,7 +82,10 @@ def render_markdown(
     view: PlanView, *, show_users: int | None = 20, budget: int = MARKDOWN_BUDGET
 ) -> str:
     """The plan as a PR comment, under `budget` characters."""
-    head = [MARKER, f"### authpolicy plan for {_tenant_code(view.tenant)}", ""]
+    name = _tenant_code(view.tenant_domain or view.tenant)
+    if view.tenant_domain:
+        name += f" ({_tenant_code(view.tenant)})"
+    head = [MARKER, f"### authpolicy plan for {name}", ""]
     head += [*_summary_table(view), ""]
     if view.guards:
         head += [

@@ -44,6 +44,38 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
         help="mask UPNs (a***@contoso.com) in text and markdown, e.g. for public PR comments",
     )
     parser.add_argument("--no-color", action="store_true", help="never colour the text output")
+    parser.add_argument(
+        "--quiet-when-no-changes",
+        action="store_true",
+        help="write nothing to standard output when there is nothing to change (e.g. so a CI "
+        "step posts no comment)",
+    )
+    parser.add_argument(
+        "--job-summary",
+        action="store_true",
+        help="also append the markdown plan to the CI job summary ($GITHUB_STEP_SUMMARY)",
+    )
+
+
+def write_outputs(plan: Plan, args: argparse.Namespace, stream: TextIO) -> None:
+    """The plan on `stream` as the flags ask (nothing with --quiet-when-no-changes and no
+    changes), and the markdown appended to $GITHUB_STEP_SUMMARY with --job-summary."""
+    if getattr(args, "job_summary", False):
+        summary = os.environ.get("GITHUB_STEP_SUMMARY", "")
+        if not summary:
+            raise AuthPolicyError(
+                "--job-summary: GITHUB_STEP_SUMMARY is not set (it is, inside a GitHub Actions "
+                "job); leave the flag out elsewhere"
+            )
+        text = render_plan(plan, "markdown", show_users=args.show_users, mask_users=args.mask_users)
+        try:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise AuthPolicyError(f"cannot append to {summary}: {exc.strerror}") from None
+    if getattr(args, "quiet_when_no_changes", False) and not plan.has_changes:
+        return
+    stream.write(render_for(plan, args, stream))
 
 
 def use_color(args: argparse.Namespace, stream: TextIO, environ: Mapping[str, str]) -> bool:

@@ -40,7 +40,10 @@ def _line(paint: _Painter, line: Line) -> str:
 def render_text(view: PlanView, *, color: bool = False, show_users: int | None = 20) -> str:
     """The plan for people at a terminal. Colour only when asked (the CLI checks tty/NO_COLOR)."""
     paint = _Painter(color)
-    out = [paint("heading", f"authpolicy plan for tenant {quoted(view.tenant)}"), ""]
+    name = quoted(view.tenant_domain or view.tenant)
+    if view.tenant_domain:
+        name += f" ({view.tenant})"
+    out = [paint("heading", f"authpolicy plan for tenant {name}"), ""]
     for section in plan_sections(view, show_users):
         out.append(paint("heading", section.title))
         out += [_line(paint, line) for line in section.lines]

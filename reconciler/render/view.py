@@ -149,6 +149,7 @@ class PlanView:
     evidence_days: int | None = None
     evidence_read: bool = False
     active_blocked: int = 0
+    tenant_domain: str | None = None  # the initial domain, when `tenant` is not it
 
     @property
     def user_changes(self) -> int:
@@ -318,6 +319,9 @@ def build_view(plan: Plan, *, mask_users: bool = False) -> PlanView:
     user_groups.sort(key=lambda g: (-len(g.users), _fold_key(g.after), _fold_key(g.before), g.rule))
     return PlanView(
         tenant=plan.tenant,
+        tenant_domain=plan.tenant_domain
+        if plan.tenant_domain and plan.tenant_domain.casefold() != plan.tenant.casefold()
+        else None,
         fingerprint=plan.fingerprint,
         summary=summary_of(plan.changes),
         policies=tuple(policies),

@@ -29,6 +29,7 @@ def report_data(report: ExposureReport) -> dict[str, object]:
     return {
         "format_version": REPORT_FORMAT_VERSION,
         "tenant": report.tenant,
+        **({"made_at": report.made_at} if report.made_at else {}),
         "default_policy": report.default_policy,
         "default_policy_found": report.default_policy_found,
         "smtp_auth_disabled_org": report.smtp_auth_disabled_org,

@@ -73,6 +73,7 @@ def render_markdown(
     )
     lines = [
         f"## Basic-auth exposure report: {md(report.tenant)}",
+        *(["", f"Read {md(report.made_at)}."] if report.made_at else []),
         "",
         f"Default policy: **{default}** · SMTP AUTH org-wide (Get-TransportConfig): "
         f"**{org_smtp_text(report)}**",

@@ -163,6 +163,7 @@ class ExposureReport:
     users: tuple[UserRow, ...]  # sorted by UPN
     policies: tuple[PolicyRow, ...]  # sorted by name; the "no policy" bucket last when non-empty
     sign_ins: SignInSection | None = None  # None: the sign-in log was not asked for
+    made_at: str | None = None  # when the tenant was read (UTC, ISO); set by the command
 
     @property
     def active(self) -> tuple[UserRow, ...]:

@@ -92,7 +92,8 @@ def render_text(report: ExposureReport, *, show_users: int | None = 20) -> str:
     )
     width = len(f"{total:,}")
     lines = [
-        f"Basic-auth exposure report: {clean(report.tenant)}",
+        f"Basic-auth exposure report: {clean(report.tenant)}"
+        + (f" (read {report.made_at})" if report.made_at else ""),
         f"Default policy: {default} | SMTP AUTH org-wide (Get-TransportConfig): "
         f"{org_smtp_text(report)}",
         "",

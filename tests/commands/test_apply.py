@@ -63,7 +63,9 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> World:
         "_read_and_plan",
         lambda args: (w.desired, w.tenant, w.tenant.read_snapshot(SnapshotNeeds()), w.plan),
     )
-    monkeypatch.setattr(apply_command, "_render", lambda plan, color: f"PLAN {len(plan.changes)}\n")
+    monkeypatch.setattr(
+        apply_command, "_render", lambda plan, color, show_users=20: f"PLAN {len(plan.changes)}\n"
+    )
     monkeypatch.setattr(apply_command, "read_saved_plan", lambda path: w.saved)
     return w
 
