@@ -154,10 +154,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             merged = merge_files(inventory.base, entry.overlay, entry)
         except AuthPolicyError as exc:
-            problems += [str(p) for p in getattr(exc, "problems", [str(exc)])]
+            problems += [f"{entry.name}: {p}" for p in getattr(exc, "problems", [str(exc)])]
             continue
         for warning in merged.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            print(f"warning: {entry.name}: {warning}", file=sys.stderr)
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)

@@ -200,7 +200,7 @@ def test_a_bad_overlay_fails_its_tenant_only(
     assert rows["northwind"]["error"].startswith("overlays/northwind.yaml:5:15: ")
     assert rows["tailspin"]["exit_code"] == 2  # drift found, unharmed by its neighbour
     code, out, err = run_cli(capsys, "tenants", "check", "--tenants", "tenants.yaml")
-    assert code == 1 and "overlays/northwind.yaml:5:15" in err
+    assert code == 1 and "northwind: overlays/northwind.yaml:5:15: " in err
 
 
 def test_doctor_report_and_export_for_every_tenant(
