@@ -790,6 +790,8 @@ def _get_user(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
         )
     predicate = None
     if bound.get("Filter") is not None:
+        if engine.settings.user_filters == "refused":
+            raise wire.invalid_filter(str(bound["Filter"]), 0)
         predicate = compile_filter(bound["Filter"], engine.user_getters())
     if types is not None or predicate is not None:
         candidates = [

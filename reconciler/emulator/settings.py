@@ -119,6 +119,9 @@ class EmulatorSettings:
     # The tenant has an Entra ID P1/P2 licence: Graph serves the sign-in log (else 403
     # Authentication_RequestFromNonPremiumTenantOrB2CTenant, round2-facts.md §2).
     graph_premium_licence: bool = True
+    # Get-User -Filter is served (supported) or refused as invalid syntax (refused): a client
+    # that partitions its reads by filter must then fall back to one cursor.
+    user_filters: str = "supported"
     graph_page_size: int = 1000  # most sign-ins per Graph page (and never more than $top)
     graph_throttle_budget: int = 0  # Graph requests per throttle window; 0 = unlimited
     graph_latency_ms: float = 0.0  # per Graph page
@@ -189,6 +192,8 @@ class EmulatorSettings:
             raise ValueError("tenants_without_consent names tenants 1..tenants")
         if not 1 <= self.default_page_size <= 1000:
             raise ValueError("default_page_size must be between 1 and 1000")
+        if self.user_filters not in ("supported", "refused"):
+            raise ValueError("user_filters must be one of supported, refused")
         if not 1 <= self.graph_page_size <= 1000:
             raise ValueError("graph_page_size must be between 1 and 1000")
         if not 1 <= self.sign_in_retention_days <= 90:

@@ -62,8 +62,43 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--federated-token-file", metavar="PATH", help="workload identity token file (re-read)"
     )
+    group.add_argument(
+        "--read-concurrency",
+        type=_read_concurrency,
+        default=None,
+        metavar="N",
+        help="read the users on N cursors side by side, partitioned by the UPN's first "
+        "character (default 1: one cursor; AUTHPOLICY_READ_CONCURRENCY)",
+    )
     group.add_argument("--exchange-host", metavar="URL", help=argparse.SUPPRESS)
     group.add_argument("--scope", metavar="SCOPE", help=argparse.SUPPRESS)
+
+
+MAX_READ_CONCURRENCY = 16
+
+
+def _read_concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_READ_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_READ_CONCURRENCY}, got {value}")
+    return value
+
+
+def read_concurrency_of(args: Any, environ: Mapping[str, str]) -> int:
+    """--read-concurrency, else AUTHPOLICY_READ_CONCURRENCY, else 1 (one cursor)."""
+    value = getattr(args, "read_concurrency", None)
+    if value is not None:
+        return int(value)
+    text = environ.get("AUTHPOLICY_READ_CONCURRENCY", "").strip()
+    if not text:
+        return 1
+    try:
+        return _read_concurrency(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ConnectionSettingsError(f"AUTHPOLICY_READ_CONCURRENCY: {exc}") from None
 
 
 def _pick(args: Any, flag: str, environ: Mapping[str, str], env: str) -> tuple[str | None, str]:
@@ -196,4 +231,6 @@ def open_tenant(args: Any, environ: Mapping[str, str] = os.environ, **options: A
     """
     from reconciler.tenant.exo.factory import build_tenant
 
-    return build_tenant(connection_settings(args, environ), environ, **options)
+    tenant = build_tenant(connection_settings(args, environ), environ, **options)
+    tenant.read_concurrency = read_concurrency_of(args, environ)
+    return tenant

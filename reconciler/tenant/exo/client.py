@@ -82,6 +82,7 @@ class ClientStats:
     token_refreshes: int = 0  # 401 -> new token
     redirects: int = 0  # 3xx answers followed (once per run when the redirect is cached)
     read_restarts: int = 0  # reads started again because Exchange refused a cursor
+    partitions: int = 0  # Get-User partitions read side by side (--read-concurrency)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
