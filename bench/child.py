@@ -106,6 +106,7 @@ def job_plan(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "users": len(snapshot.users),
         "changes": len(plan.changes),
+        "fingerprint": plan.fingerprint,
         "sign_in_events": snapshot.sign_ins.events if snapshot.sign_ins is not None else 0,
         "sign_in_status": snapshot.sign_ins.status if snapshot.sign_ins is not None else None,
         "rendered_chars": len(text),

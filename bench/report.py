@@ -624,6 +624,37 @@ def _summary(results: dict[str, Any]) -> list[str]:
                 "stated",
             ],
         ]
+    parted = _figures(results, "partitioned")
+    if parted:
+        runs = parted["runs"]
+        ratio = med([r["ratio_partitioned"] for r in runs])
+        capped = med([r["ratio_partitioned_cap4"] for r in runs])
+        cpu = med([r["cpu_ratio"] for r in runs])
+        limit = -(-parted["users"] // 1000) + 37 + 4
+        requests = max(r["partitioned"]["requests"] for r in runs)
+        rows += [
+            [
+                f"issue 18: no-op plan at {_int(parted['users'])} users on {parted['concurrency']} "
+                "partitioned cursors: wall <= 0.30 x one cursor",
+                f"x{_num(ratio, 2)}",
+                _verdict(ratio <= 0.30),
+            ],
+            [
+                "issue 18: the same, requests <= ceil(users/1000) + partitions + 4",
+                f"{_int(requests)} (limit {_int(limit)})",
+                _verdict(requests <= limit),
+            ],
+            [
+                "issue 18: the same, client CPU <= 1.1 x one cursor",
+                f"x{_num(cpu, 2)}",
+                _verdict(cpu <= 1.1),
+            ],
+            [
+                "issue 18: the same with the emulator serving 4 requests at once: >= 2.5 x faster",
+                f"x{_num(1 / capped, 2)}",
+                _verdict(1 / capped >= 2.5),
+            ],
+        ]
     startup = _figures(results, "startup")
     if startup:
         bare = med(startup["walls"]["python -c pass"])
@@ -791,6 +822,33 @@ def _fleet(entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def _partitioned(entry: dict[str, Any]) -> list[str]:
+    fig = entry["figures"]
+    runs = fig["runs"]
+    labels = (
+        ("single", "one cursor (--read-concurrency 1, the default)"),
+        ("partitioned", f"{fig['concurrency']} partitioned cursors"),
+        ("partitioned_cap4", f"{fig['concurrency']} cursors, the emulator serving 4 at once"),
+    )
+    rows = [
+        [
+            label,
+            _int(med([r[mode]["requests"] for r in runs])),
+            _spread([r[mode]["wall_s"] for r in runs]),
+            _spread([r[mode]["cpu_s"] for r in runs]),
+            _spread([r[mode]["peak_rss_mb"] for r in runs], 0),
+        ]
+        for mode, label in labels
+    ]
+    return [
+        *_table(["no-op plan", "requests", "wall s", "CPU s", "peak RSS MB"], rows),
+        "",
+        f"{_int(fig['users'])} users, converged; the three modes in turn in one run, each plan "
+        "in a process of its own, the same fingerprint each time. Partitions: 36 "
+        "`UserPrincipalName -like 'c*'` filters and their complement.",
+    ]
+
+
 def _startup(entry: dict[str, Any]) -> list[str]:
     fig = entry["figures"]
     walls = fig["walls"]
@@ -866,6 +924,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "smtp": _smtp,
     "evidence": _evidence,
     "fleet": _fleet,
+    "partitioned": _partitioned,
     "startup": _startup,
 }
 
@@ -960,6 +1019,7 @@ def render(results: dict[str, Any], machine: dict[str, Any], readings: dict[str,
         "smtp",
         "evidence",
         "fleet",
+        "partitioned",
         "startup",
     ):
         lines += _section(name, results.get(name))

@@ -31,6 +31,7 @@ CASE_NAMES = (
     "smtp",
     "evidence",
     "fleet",
+    "partitioned",
     "startup",
 )
 CASE_TITLES = {
@@ -42,6 +43,7 @@ CASE_TITLES = {
     "smtp": "SMTP AUTH managed - the no-op plan with and without mailboxes (issue 14)",
     "evidence": "Evidence - the no-op plan with and without the Entra sign-in log (issue 15)",
     "fleet": "Fleet - 50 tenants planned one after another and concurrently (issue 16)",
+    "partitioned": "Partitioned reads - the no-op plan on one cursor and on several (issue 18)",
     "startup": "Start-up - --version, --help and validate against a bare interpreter (issue 18)",
 }
 
@@ -72,6 +74,8 @@ def _steps(cfg: BenchConfig, selected: Sequence[str]) -> dict[int, list[Step]]:
         add(min(cfg.noop_sizes), "evidence", lambda emu: cases.evidence_noop(cfg))
     if "fleet" in selected:  # its emulator runs as a process of its own
         add(min(cfg.noop_sizes), "fleet", lambda emu: cases.fleet(cfg))
+    if "partitioned" in selected:
+        add(cfg.partition_users, "partitioned", lambda emu: cases.partitioned(emu, cfg))
     if "startup" in selected:
         add(min(cfg.noop_sizes), "startup", lambda emu: cases.startup(cfg))
     return by_size
