@@ -397,9 +397,16 @@ class ExoTenant:
         one per leading character of the UPN, and the complement of all of them, so nothing is
         missed by construction; repeats (by Entra object id) dropped; any failed partition
         fails the read (never a partial snapshot)."""
+        from reconciler.apply.concurrency import AimdLimit
+
         filters = user_partitions()
         lock = threading.Lock()
         total = [0]
+        # Adaptive: a partition that met throttling (429 or Exchange's concurrency error)
+        # halves how many run at once; clean ones let it grow back, up to read_concurrency.
+        limit = AimdLimit(initial=self.read_concurrency, maximum=self.read_concurrency)
+        gate = threading.Condition()
+        running = [0]
 
         def counted(size: int) -> int:
             with lock:
@@ -407,14 +414,28 @@ class ExoTenant:
                 return total[0]
 
         def one(text: str) -> tuple[list[Any], dict[str, str]]:
-            return self._read_user_partition(
-                {"ResultSize": "Unlimited", "Filter": text},
-                select,
-                attributes,
-                policies_by_key,
-                progress,
-                counted,
-            )
+            with gate:
+                while running[0] >= limit.limit:
+                    gate.wait(0.5)
+                running[0] += 1
+            epoch, throttled = limit.epoch, self.client.stats.throttled
+            try:
+                return self._read_user_partition(
+                    {"ResultSize": "Unlimited", "Filter": text},
+                    select,
+                    attributes,
+                    policies_by_key,
+                    progress,
+                    counted,
+                )
+            finally:
+                with gate:
+                    running[0] -= 1
+                    gate.notify_all()
+                if self.client.stats.throttled > throttled:
+                    limit.on_throttle(epoch)
+                else:
+                    limit.on_success(epoch)
 
         with ThreadPoolExecutor(
             max_workers=self.read_concurrency, thread_name_prefix="read-users"

@@ -52,3 +52,19 @@ def test_partitioned_read_gives_the_single_cursor_plan(tmp_path: Path) -> None:
         emu.set_faults(user_filters="refused")
         fallback, _ = _snapshot(emu, "8")
         assert fallback.users == single.users  # type: ignore[attr-defined]
+
+
+def test_partitioned_read_under_a_concurrency_cap_is_complete(tmp_path: Path) -> None:
+    settings = EmulatorSettings(
+        users=2500,
+        seed=3,
+        state_dir=tmp_path / "emu",
+        max_concurrent_per_tenant=2,
+        latency_base_ms=30,
+    )
+    with Emulator(settings) as emu:
+        parted, _ = _snapshot(emu, "8")
+        assert emu.stats()["concurrency_rejected"] > 0  # the cap was felt, and backed off
+        emu.set_faults(max_concurrent_per_tenant=0)
+        single, _ = _snapshot(emu, "1")
+        assert parted.users == single.users  # type: ignore[attr-defined]
