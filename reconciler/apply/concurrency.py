@@ -27,6 +27,7 @@ class AimdLimit:
         minimum: int = 1,
         maximum: int = 16,
         increase_after: int | None = None,
+        step_down: bool = False,
     ) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError(f"need 1 <= minimum <= maximum, got {minimum}, {maximum}")
@@ -34,6 +35,9 @@ class AimdLimit:
         self.maximum = maximum
         self._limit = max(minimum, min(initial, maximum))
         self._increase_after = increase_after
+        # step_down: a throttle signal takes one off instead of halving (reads: each signal
+        # is one refused cursor among a few, not a storm of writes)
+        self._step_down = step_down
         self._clean_run = 0
         self._epoch = 0  # bumped on each decrease
         self.decreases = 0
@@ -65,7 +69,8 @@ class AimdLimit:
         with self._lock:
             if epoch is not None and epoch != self._epoch:
                 return
-            self._limit = max(self.minimum, self._limit // 2)
+            lowered = self._limit - 1 if self._step_down else self._limit // 2
+            self._limit = max(self.minimum, lowered)
             self._clean_run = 0
             self._epoch += 1
             self.decreases += 1

@@ -402,9 +402,15 @@ class ExoTenant:
         filters = user_partitions()
         lock = threading.Lock()
         total = [0]
-        # Adaptive: a partition that met throttling (429 or Exchange's concurrency error)
-        # halves how many run at once; clean ones let it grow back, up to read_concurrency.
-        limit = AimdLimit(initial=self.read_concurrency, maximum=self.read_concurrency)
+        # Adaptive: a partition that met throttling (429 or Exchange's concurrency error) takes
+        # one off how many run at once; a run of clean ones adds one back, up to
+        # read_concurrency.
+        limit = AimdLimit(
+            initial=self.read_concurrency,
+            maximum=self.read_concurrency,
+            increase_after=2 * self.read_concurrency,
+            step_down=True,
+        )
         gate = threading.Condition()
         running = [0]
 
