@@ -133,22 +133,23 @@ def placed_problems(doc: Document) -> list[tuple[Path, Problem]]:
     add(semantic_findings(doc, lambda path: _under(path, reported) or _under(path, doc.broken)))
 
     rule_names = _rule_names(doc.data)
-    problems = []
     # Reading problems (duplicate keys, tags) always stand: each is its own cause.
-    for finding in [*doc.problems, *findings.values()]:
-        if finding.position:
-            line, column = finding.position
-        elif finding.at_key:
-            line, column = doc.key_position(finding.path)
-        else:
-            line, column = doc.position(finding.path)
-        problems.append(
-            (
-                finding.path,
-                Problem(line, column, render_path(finding.path, rule_names), finding.message),
-            )
-        )
-    return problems
+    return [
+        (finding.path, place(doc, finding, rule_names))
+        for finding in [*doc.problems, *findings.values()]
+    ]
+
+
+def place(doc: Document, finding: Finding, rule_names: list[str | None] | None = None) -> Problem:
+    """A finding at its line and column in `doc`, its path as a breadcrumb."""
+    if finding.position:
+        line, column = finding.position
+    elif finding.at_key:
+        line, column = doc.key_position(finding.path)
+    else:
+        line, column = doc.position(finding.path)
+    names = _rule_names(doc.data) if rule_names is None else rule_names
+    return Problem(line, column, render_path(finding.path, names), finding.message)
 
 
 def _under(path: Path, paths: set[Path]) -> bool:

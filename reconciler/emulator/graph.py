@@ -164,7 +164,6 @@ class GraphRoom:
         self._made_for: Any = None
         self._cursors: dict[str, _GraphCursor] = {}
         self._throttle = (0.0, 0)
-        self.requests = 0
 
     def events(self) -> list[SignIn]:
         """The log (made from the tenant the first time it is asked for, or after a reset)."""
@@ -203,7 +202,6 @@ class GraphRoom:
         self, claims: dict[str, Any] | None, reason: str, query: dict[str, list[str]], base: str
     ) -> GraphAnswer:
         """One GET of the sign-in log; `claims` None when the token did not verify."""
-        self.requests += 1
         settings = self._settings()
         if claims is None:
             return _error(401, "InvalidAuthenticationToken", reason or "Access token is empty.")

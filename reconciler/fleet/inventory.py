@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.desired.problems import Problem, render_path
+from reconciler.desired.loader import place
+from reconciler.desired.problems import Problem
 from reconciler.desired.schema import schema_findings, tenants_validator
 from reconciler.desired.source import Document, FileProblem, decode, parse
 from reconciler.errors import ConfigError
@@ -135,13 +136,8 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     doc = parse_file(file, "the inventory")
     if doc.data is None:
         raise ConfigError([f"{file}:1:1: (document): the file is empty; expected version: 1"])
-    problems: list[Problem] = []
     findings = [*doc.problems, *schema_findings(doc, tenants_validator())]
-    for finding in findings:
-        line, column = (
-            doc.key_position(finding.path) if finding.at_key else doc.position(finding.path)
-        )
-        problems.append(Problem(line, column, render_path(finding.path, []), finding.message))
+    problems: list[Problem] = [place(doc, finding, []) for finding in findings]
     if problems:
         raise ConfigError([p.format(str(file)) for p in sorted(problems)])
     data = doc.data

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from reconciler.desired.loader import placed_problems
-from reconciler.desired.problems import Path, Problem
+from reconciler.desired.loader import place, placed_problems
+from reconciler.desired.problems import Finding, Path, Problem
 from reconciler.desired.schema import schema_findings
 from reconciler.desired.source import Document
 from reconciler.errors import ConfigError
@@ -72,10 +72,8 @@ class _Builder:
         self.warnings: list[str] = []
 
     def fail(self, path: Path, message: str, *, at_key: bool = False) -> None:
-        doc = self.overlay
-        line, column = doc.key_position(path) if at_key else doc.position(path)
-        where = ".".join(str(p) for p in path) or "(document)"
-        self.problems.append(f"{self.overlay_name}:{line}:{column}: {where}: {message}")
+        problem = place(self.overlay, Finding(path, message, at_key=at_key))
+        self.problems.append(problem.format(self.overlay_name))
 
     def _drop(self, dst: Path) -> None:
         for table in (self.values, self.keys):
@@ -248,14 +246,8 @@ def _overlay_problems(doc: Document, name: str) -> list[str]:
             if isinstance(rule, dict):
                 rule.pop("before", None)
     view = Document(checked, doc.values, doc.keys, doc.problems, doc.broken)
-    out = []
-    for finding in [*doc.problems, *schema_findings(view)]:
-        line, column = (
-            doc.key_position(finding.path) if finding.at_key else doc.position(finding.path)
-        )
-        where = ".".join(str(p) for p in finding.path) or "(document)"
-        out.append(f"{name}:{line}:{column}: {where}: {finding.message}")
-    return sorted(out)
+    placed = [place(doc, finding) for finding in [*doc.problems, *schema_findings(view)]]
+    return [problem.format(name) for problem in sorted(placed)]
 
 
 def merge_files(base: FilePath, overlay: FilePath | None, entry: TenantEntry) -> Merged:

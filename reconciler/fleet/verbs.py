@@ -45,6 +45,8 @@ def _each(
             return entry, work(entry, entry.environ(inventory, environ)), None
         except AuthPolicyError as exc:
             return entry, None, str(exc).splitlines()[0]
+        except Exception as exc:  # one tenant's bug must not take the fleet down (as plan)
+            return entry, None, f"internal error: {type(exc).__name__}: {exc}"
 
     return _bounded(one, entries, args.tenant_concurrency)
 
