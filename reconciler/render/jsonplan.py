@@ -26,6 +26,8 @@ Evidence (DESIGN.md "Evidence"), when the file asks for sign-ins: a top-level `e
 every change that takes a protocol away from users carries `evidence`
 ({"protocol": {"users": N, "last": ISO}}; `users` null when the log could not be read).
 Evidence is never part of what a saved plan is checked against: apply recomputes it.
+`tenant_domain` (the tenant's initial domain, for people, when the connection knows it) follows
+`tenant`; it is not compared either.
 """
 
 from __future__ import annotations
