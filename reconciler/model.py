@@ -289,6 +289,16 @@ class DesiredState:
     source: str = "policies.yaml"
     # The parsed document as plain JSON-able data, for the plan fingerprint.
     canonical: Mapping[str, object] = field(default_factory=dict)
+    # Where top-level settings were written ("default_policy", "smtp_auth.organization", ...):
+    # findings about them (SARIF, baseline checks) point there.
+    locations: Mapping[str, SourceLocation] = field(default_factory=dict, compare=False)
+
+    def location_of(self, *keys: str) -> SourceLocation | None:
+        """The first of these dotted keys the file wrote, else None."""
+        for key in keys:
+            if key in self.locations:
+                return self.locations[key]
+        return None
 
     @property
     def manages_mailboxes(self) -> bool:
@@ -370,6 +380,78 @@ class SignInUsage:
     events: int = 0  # legacy sign-ins read
     unjoined: int = 0  # sign-ins of users the snapshot does not hold (deleted since, guests)
     requests: int = 0  # Graph requests made (pages, retries)
+
+    @property
+    def read(self) -> bool:
+        return self.status == "read"
+
+
+# Conditional Access (Graph identity/conditionalAccess/policies): the legacy-authentication block.
+CA_LEGACY_CLIENTS = frozenset({"exchangeActiveSync", "other"})  # Basic SMTP AUTH is "other"
+EXCHANGE_APP_IDS = frozenset({"All", "Office365", "00000002-0000-0ff1-ce00-000000000000"})
+
+
+@dataclass(frozen=True, slots=True)
+class CaPolicy:
+    """One Conditional Access policy, as much of it as the legacy-auth questions need.
+
+    User, group and role ids are kept lower case; `include_users` may hold "All" or "None".
+    """
+
+    id: str
+    name: str
+    state: str  # enabled | disabled | enabledForReportingButNotEnforced
+    client_app_types: frozenset[str] = frozenset()
+    include_applications: frozenset[str] = frozenset()
+    include_users: frozenset[str] = frozenset()
+    exclude_users: frozenset[str] = frozenset()
+    include_groups: frozenset[str] = frozenset()
+    exclude_groups: frozenset[str] = frozenset()
+    include_roles: frozenset[str] = frozenset()
+    exclude_roles: frozenset[str] = frozenset()
+    blocks: bool = False  # grantControls.builtInControls holds "block"
+
+    def shapes_legacy_block(self) -> bool:
+        """Blocks legacy clients (Exchange ActiveSync and other clients) for Exchange Online,
+        whatever its state."""
+        legacy = "all" in self.client_app_types or self.client_app_types >= CA_LEGACY_CLIENTS
+        return self.blocks and legacy and bool(self.include_applications & EXCHANGE_APP_IDS)
+
+    @property
+    def blocks_legacy(self) -> bool:
+        """Enforced (not report-only) and blocking legacy clients for Exchange Online."""
+        return self.state == "enabled" and self.shapes_legacy_block()
+
+    @property
+    def blocks_smtp_auth(self) -> bool:
+        """Enforced and blocking "other clients" (Authenticated SMTP) for Exchange Online."""
+        other = "all" in self.client_app_types or "other" in self.client_app_types
+        return (
+            self.state == "enabled"
+            and self.blocks
+            and other
+            and bool(self.include_applications & EXCHANGE_APP_IDS)
+        )
+
+    def covers(self, user_id: str) -> Literal["yes", "no", "maybe"]:
+        """Does the policy apply to this user (Entra object id)? "maybe" when only group or
+        role membership, which is not read, could tell."""
+        uid = user_id.lower()
+        if uid in self.exclude_users:
+            return "no"
+        included = "all" in {u.lower() for u in self.include_users} or uid in self.include_users
+        if not included:
+            return "maybe" if self.include_groups or self.include_roles else "no"
+        return "maybe" if self.exclude_groups or self.exclude_roles else "yes"
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionalAccessRead:
+    """The tenant's Conditional Access policies, or why they could not be read."""
+
+    status: Literal["read", "missing"]
+    reason: str = ""
+    policies: tuple[CaPolicy, ...] = ()
 
     @property
     def read(self) -> bool:
@@ -463,6 +545,7 @@ class SnapshotNeeds:
     smtp_org: bool = False  # Get-TransportConfig (1 request)
     mailboxes: bool = False  # Get-CASMailbox, paged (each user's SMTP AUTH setting)
     sign_in_days: int | None = None  # Graph sign-in log of the last N days (evidence)
+    conditional_access: bool = False  # Graph Conditional Access policies (Policy.Read.All)
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +568,10 @@ class TenantSnapshot:
     # The Entra sign-in log (evidence), when the file asks for it; never hashed into the
     # fingerprint: evidence never makes a saved plan stale.
     sign_ins: SignInUsage | None = None
+    # Get-OrganizationConfig OAuth2ClientProfileEnabled (modern authentication); None: not shown.
+    modern_auth: bool | None = None
+    # Conditional Access policies (Graph), when asked for; never hashed into the fingerprint.
+    conditional_access: ConditionalAccessRead | None = None
 
     def policy(self, name: str | None) -> TenantPolicy | None:
         """The tenant policy with this name, compared case-insensitively."""

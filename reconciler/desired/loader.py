@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Any
@@ -172,14 +172,17 @@ def _rule_names(data: object) -> list[str | None]:
 # --------------------------------------------------------------------------- building
 
 
-def build(doc: Document, filename: str) -> DesiredState:
-    """The model of a document that passed every check."""
+def build(
+    doc: Document, filename: str, file_of: Callable[[Path], str] | None = None
+) -> DesiredState:
+    """The model of a document that passed every check. `file_of` names the file each part
+    was written in, for a merged document (a fleet's base and overlay); else `filename`."""
     data = doc.data
     assert isinstance(data, dict)  # guaranteed by the schema
 
     def location(path: Path, *, key: bool = False) -> SourceLocation:
         line, column = doc.key_position(path) if key else doc.position(path)
-        return SourceLocation(filename, line, column)
+        return SourceLocation(file_of(path) if file_of else filename, line, column)
 
     policies = tuple(
         PolicySpec(name, frozenset(spec["allow"]), location(("policies", name), key=True))
@@ -233,8 +236,37 @@ def build(doc: Document, filename: str) -> DesiredState:
         ),
         sign_in_days=(data.get("evidence", {}).get("sign_in_logs") or {}).get("days"),
         source=filename,
+        locations={
+            ".".join(path): location(path, key=True) for path in LOCATED_KEYS if _has(data, path)
+        },
     )
     return _with_canonical(state)
+
+
+# The settings whose place in the file findings point at (DesiredState.locations).
+LOCATED_KEYS: tuple[tuple[str, ...], ...] = (
+    ("tenant",),
+    ("default_policy",),
+    ("policies",),
+    ("remove_policies",),
+    ("prune_policies",),
+    ("assignments",),
+    ("assignments", "unmatched"),
+    ("assignments", "rules"),
+    ("smtp_auth",),
+    ("smtp_auth", "organization"),
+    ("smtp_auth", "unmatched"),
+    ("evidence",),
+    ("safety",),
+)
+
+
+def _has(data: object, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
 
 
 def _declared_name(name: str | None, policies: tuple[PolicySpec, ...]) -> str | None:

@@ -379,7 +379,7 @@ class CmdletEngine:
             "DefaultAuthenticationPolicy": self.state.policy_reference(
                 org.get("DefaultAuthenticationPolicy"), self.reference_form
             ),
-            "OAuth2ClientProfileEnabled": True,
+            "OAuth2ClientProfileEnabled": self.settings.oauth2_client_profile_enabled,
             "PublicFoldersEnabled": "Local",
             "ActivityBasedAuthenticationTimeoutInterval": "06:00:00",
             "IsValid": True,

@@ -18,6 +18,7 @@ import re
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,9 @@ from reconciler.emulator.signins import SignIn, generate_sign_ins
 GraphAnswer = tuple[int, dict[str, Any] | None, dict[str, str]]
 MAX_TOP = 1000
 SIGN_IN_ROLE = "AuditLog.Read.All"
+CA_ROLE = "Policy.Read.All"
+_CA_NAMESPACE = uuid.UUID("2f0e9c56-7f3b-4d2e-9b8a-1c6d5e4f3a21")
+ROLE_GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
 
 
 class FilterError(ValueError):
@@ -232,6 +236,42 @@ class GraphRoom:
                 time.sleep(delay)
         return answer
 
+    def conditional_access(
+        self, claims: dict[str, Any] | None, reason: str, base: str
+    ) -> GraphAnswer:
+        """GET identity/conditionalAccess/policies (one page: a tenant holds few)."""
+        settings = self._settings()
+        if claims is None:
+            return _error(401, "InvalidAuthenticationToken", reason or "Access token is empty.")
+        if CA_ROLE not in (claims.get("roles") or []):
+            return _error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+        if not settings.graph_premium_licence:
+            # Unverified how Graph answers a tenant without P1 here; the pessimistic reading is
+            # that it refuses, as it does for the sign-in log.
+            return _error(
+                403,
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Neither tenant is B2C or tenant doesn't have premium license",
+            )
+        wait = self._throttled()
+        if wait is not None:
+            status, body, headers = _error(
+                429, "TooManyRequests", "Too many requests, please retry later."
+            )
+            return status, body, {**headers, "Retry-After": str(max(1, round(wait)))}
+        return (
+            200,
+            {
+                "@odata.context": f"{base}/v1.0/$metadata#identity/conditionalAccess/policies",
+                "value": conditional_access_policies(settings, self._state()),
+            },
+            {},
+        )
+
     def _page(self, query: dict[str, list[str]], base: str, settings: Any) -> GraphAnswer:
         tokens = query.get("$skiptoken")
         if tokens:
@@ -277,6 +317,70 @@ class GraphRoom:
                 f"{base}/v1.0/auditLogs/signIns?$top={cursor.top}&$skiptoken={next_token}"
             )
         return 200, body, {}
+
+
+def _ca_policy(
+    name: str,
+    state: str,
+    clients: list[str],
+    grant: list[str],
+    users: dict[str, list[str]],
+) -> dict[str, Any]:
+    conditions_users = {
+        "includeUsers": [],
+        "excludeUsers": [],
+        "includeGroups": [],
+        "excludeGroups": [],
+        "includeRoles": [],
+        "excludeRoles": [],
+        **users,
+    }
+    return {
+        "id": str(uuid.uuid5(_CA_NAMESPACE, name)),
+        "displayName": name,
+        "state": state,
+        "createdDateTime": "2025-03-04T09:00:00Z",
+        "conditions": {
+            "clientAppTypes": clients,
+            "applications": {"includeApplications": ["All"], "excludeApplications": []},
+            "users": conditions_users,
+        },
+        "grantControls": {"operator": "OR", "builtInControls": grant},
+    }
+
+
+def conditional_access_policies(settings: Any, state: Any) -> list[dict[str, Any]]:
+    """The tenant's Conditional Access policies as Graph shows them: an MFA policy for admins
+    always (which a legacy-auth check must not mistake for a block), plus the legacy-auth block
+    that `conditional_access` names, excluding `conditional_access_exclude` by user id."""
+    policies = [
+        _ca_policy(
+            "Require MFA for administrators",
+            "enabled",
+            ["browser", "mobileAppsAndDesktopClients"],
+            ["mfa"],
+            {"includeRoles": [ROLE_GLOBAL_ADMINISTRATOR]},
+        )
+    ]
+    shape = settings.conditional_access
+    if shape == "none":
+        return policies
+    excluded = []
+    for upn in settings.conditional_access_exclude:
+        user = state.find_user(upn, allow_external_id=True)
+        if user is not None:
+            excluded.append(user["ExternalDirectoryObjectId"])
+    clients = ["other"] if shape == "block_smtp_only" else ["exchangeActiveSync", "other"]
+    policies.append(
+        _ca_policy(
+            "Block legacy authentication",
+            "enabledForReportingButNotEnforced" if shape == "report_only" else "enabled",
+            clients,
+            ["block"],
+            {"includeUsers": ["All"], "excludeUsers": excluded},
+        )
+    )
+    return policies
 
 
 def _error(status: int, code: str, message: str) -> GraphAnswer:

@@ -200,6 +200,10 @@ class _Handler(socketserver.StreamRequestHandler):
             if method != "GET":
                 return Response(405, b"", {"Allow": "GET"})
             return service.graph_sign_ins(self.headers, query)
+        if lowered == ["v1.0", "identity", "conditionalaccess", "policies"]:
+            if method != "GET":
+                return Response(405, b"", {"Allow": "GET"})
+            return service.graph_conditional_access(self.headers)
         if len(parts) == 2 and lowered[0] == "_emulator":
             if not service.settings.control_api:
                 return Response(404, b"")

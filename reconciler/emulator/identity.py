@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -62,7 +62,7 @@ GRAPH_RESOURCES = frozenset(
         "https://microsoftgraph.chinacloudapi.cn",
     }
 )
-GRAPH_READ_ROLES = ("AuditLog.Read.All", "Directory.Read.All")
+GRAPH_READ_ROLES = ("AuditLog.Read.All", "Directory.Read.All", "Policy.Read.All")
 _APP_NAMESPACE = uuid.UUID("6f6a3b8e-2b1d-4f3c-9a51-5d8e0c7b1a10")
 
 
@@ -105,20 +105,26 @@ ROLE_IDS = {
 }
 
 
-def app_definitions(
-    extra: dict[str, dict[str, Any]] | None,
-) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...], bool], ...]:
-    """The built-in apps plus/overridden by `extra`.
+AppDefinition: TypeAlias = tuple[str, tuple[str, ...], tuple[str, ...], bool, tuple[str, ...]]
+
+
+def app_definitions(extra: dict[str, dict[str, Any]] | None) -> tuple[AppDefinition, ...]:
+    """The built-in apps plus/overridden by `extra`: (name, roles, wids, has certificate,
+    Graph application permissions).
 
     `extra` maps an app name to {"manage_as_app": bool, "roles": [role name or wid GUID, ...],
-    "certificate": bool}; ValueError with a one-line reason for anything else.
+    "certificate": bool, "graph_roles": [Graph permission, ...]}; an app with a certificate
+    has GRAPH_READ_ROLES unless `graph_roles` says otherwise. ValueError with a one-line
+    reason for anything else.
     """
-    definitions = {
-        name: (name, roles, wids, strong) for name, roles, wids, strong in _APP_DEFINITIONS
+    definitions: dict[str, AppDefinition] = {
+        name: (name, roles, wids, strong, GRAPH_READ_ROLES if strong else ())
+        for name, roles, wids, strong in _APP_DEFINITIONS
     }
+    keys = {"manage_as_app", "roles", "certificate", "graph_roles"}
     for name, spec in (extra or {}).items():
-        if not isinstance(spec, dict) or set(spec) - {"manage_as_app", "roles", "certificate"}:
-            raise ValueError(f"app {name!r}: expected keys manage_as_app, roles, certificate")
+        if not isinstance(spec, dict) or set(spec) - keys:
+            raise ValueError(f"app {name!r}: expected keys {', '.join(sorted(keys))}")
         wids = []
         for role in spec.get("roles", []):
             wid = ROLE_IDS.get(str(role).lower(), str(role))
@@ -130,7 +136,11 @@ def app_definitions(
                 ) from None
             wids.append(wid)
         roles = (MANAGE_AS_APP,) if spec.get("manage_as_app", True) else ()
-        definitions[name] = (name, roles, tuple(wids), bool(spec.get("certificate", False)))
+        strong = bool(spec.get("certificate", False))
+        graph = spec.get("graph_roles", GRAPH_READ_ROLES if strong else ())
+        if not isinstance(graph, list | tuple) or not all(isinstance(g, str) for g in graph):
+            raise ValueError(f"app {name!r}: graph_roles must be a list of permission names")
+        definitions[name] = (name, roles, tuple(wids), strong, tuple(graph))
     return tuple(definitions.values())
 
 
@@ -147,7 +157,7 @@ def load_or_create_apps(
             stored = {}
     apps: dict[str, AppRegistration] = {}
     changed = False
-    for name, roles, wids, strong in app_definitions(extra):
+    for name, roles, wids, strong, graph_roles in app_definitions(extra):
         secret = stored.get(name)
         if not secret:
             # Entra secrets look like "abc8Q~...": 40 characters with a "~".
@@ -168,8 +178,7 @@ def load_or_create_apps(
             certificate=certificate,
             federated_subject=f"repo:contoso/authpolicy:environment:{name}" if strong else None,
             object_id=str(uuid.uuid5(_APP_NAMESPACE, f"{name}/sp")),
-            # The built-in apps with a role may read the sign-in log (evidence); others not.
-            graph_roles=GRAPH_READ_ROLES if strong else (),
+            graph_roles=graph_roles,
         )
     if changed:
         write_atomic(secrets_path, json.dumps(stored, indent=1).encode("utf-8"))

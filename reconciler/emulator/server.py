@@ -826,6 +826,25 @@ class EmulatorService:
     def graph_sign_ins(self, headers: Any, query: dict[str, list[str]]) -> Response:
         """GET /v1.0/auditLogs/signIns: the token is checked for this cloud's Graph audience
         and tenant here; the Graph room (graph.py) does the rest."""
+        claims, reason, base = self._graph_caller(headers)
+        status, body, extra = self.graph.sign_ins(claims, reason, query, base)
+        objects = len(body.get("value", [])) if body else 0
+        self.count("graph:signIns", status, objects)
+        response = _json(status, body)
+        response.headers.update(extra)
+        return response
+
+    def graph_conditional_access(self, headers: Any) -> Response:
+        """GET /v1.0/identity/conditionalAccess/policies (Policy.Read.All)."""
+        claims, reason, base = self._graph_caller(headers)
+        status, body, extra = self.graph.conditional_access(claims, reason, base)
+        self.count("graph:conditionalAccess", status, len(body.get("value", [])) if body else 0)
+        response = _json(status, body)
+        response.headers.update(extra)
+        return response
+
+    def _graph_caller(self, headers: Any) -> tuple[dict[str, Any] | None, str, str]:
+        """The verified claims of a Graph request's token (None and why), and the base URL."""
         auth = headers.get("Authorization") or ""
         scheme, _, token = auth.partition(" ")
         graph = CLOUD_GRAPH[self.settings.cloud]
@@ -838,12 +857,7 @@ class EmulatorService:
             claims, reason = None, "Invalid tenant."
         host = headers.get("Host")
         base = f"https://{host}" if host else self.endpoint
-        status, body, extra = self.graph.sign_ins(claims, reason, query, base)
-        objects = len(body.get("value", [])) if body else 0
-        self.count("graph:signIns", status, objects)
-        response = _json(status, body)
-        response.headers.update(extra)
-        return response
+        return claims, reason, base
 
     def joiners_and_leavers(self, doc: dict[str, Any]) -> dict[str, list[str]]:
         """{"add": N} creates N user mailboxes without a direct policy (as Exchange creates

@@ -21,6 +21,11 @@ BATCH_MEMBER_AUTH_CHOICES = ("required", "ignored")
 POLICY_REFERENCE_FORMATS = ("name", "dn", "guid", "object", "rotate")
 CURSOR_AFFINITY_CHOICES = ("lenient", "strict")
 SMTP_DEFAULT_OFF_CHOICES = ("hidden", "org_flag")
+# The tenant's Conditional Access policies (Graph identity/conditionalAccess/policies):
+# none | block_legacy (enforced: every user, Exchange ActiveSync and other clients, block) |
+# report_only (the same policy in report-only mode) | block_smtp_only (enforced, other clients
+# only: not CIS's shape, yet it defeats an SMTP AUTH exception).
+CONDITIONAL_ACCESS_CHOICES = ("none", "block_legacy", "report_only", "block_smtp_only")
 CLOUDS = ("commercial", "gcc-high", "dod", "china")
 # The Exchange resource (token audience) of each cloud; the emulator accepts only its own cloud's.
 CLOUD_AUDIENCES = {
@@ -119,6 +124,13 @@ class EmulatorSettings:
     # The tenant has an Entra ID P1/P2 licence: Graph serves the sign-in log (else 403
     # Authentication_RequestFromNonPremiumTenantOrB2CTenant, round2-facts.md §2).
     graph_premium_licence: bool = True
+    # Conditional Access (CONDITIONAL_ACCESS_CHOICES above), and the UPNs its policy excludes
+    # by user id (a break-glass account, the devices of an SMTP AUTH exception).
+    conditional_access: str = "none"
+    conditional_access_exclude: tuple[str, ...] = ()
+    # Get-OrganizationConfig OAuth2ClientProfileEnabled (modern authentication for Outlook);
+    # Microsoft's default for tenants since 2017 is on.
+    oauth2_client_profile_enabled: bool = True
     # Get-User -Filter is served (supported) or refused as invalid syntax (refused): a client
     # that partitions its reads by filter must then fall back to one cursor.
     user_filters: str = "supported"
@@ -178,6 +190,7 @@ class EmulatorSettings:
             ("policy_reference_format", self.policy_reference_format, POLICY_REFERENCE_FORMATS),
             ("cursor_affinity", self.cursor_affinity, CURSOR_AFFINITY_CHOICES),
             ("smtp_default_off", self.smtp_default_off, SMTP_DEFAULT_OFF_CHOICES),
+            ("conditional_access", self.conditional_access, CONDITIONAL_ACCESS_CHOICES),
             ("cloud", self.cloud, CLOUDS),
         ):
             if value not in choices:
@@ -257,6 +270,7 @@ def apply_runtime_changes(settings: EmulatorSettings, changes: dict[str, Any]) -
             "accepted_audiences",
             "set_user_refuses",
             "tenants_without_consent",
+            "conditional_access_exclude",
         }:
             value = tuple(value or ())
         if key == "one_shot":

@@ -28,6 +28,8 @@ from reconciler.model import (
     CLIENT_APP_PROTOCOL,
     OTHER,
     OTHER_CLIENTS,
+    CaPolicy,
+    ConditionalAccessRead,
     ProtocolUse,
     SignInUsage,
     TenantUser,
@@ -38,6 +40,7 @@ from reconciler.tenant.exo.settings import ConnectionSettings, on_trusted_origin
 log = logging.getLogger(__name__)
 
 SIGN_IN_PERMISSION = "AuditLog.Read.All"
+CA_PERMISSION = "Policy.Read.All"
 LICENCE_ERROR = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
 PAGE_SIZE = 1000  # Graph's most per page for signIns
 # The most pages one read follows: 30 days of a busy tenant's legacy sign-ins is far fewer.
@@ -140,8 +143,12 @@ def _merge(a: Mapping[str, ProtocolUse], b: Mapping[str, ProtocolUse]) -> dict[s
     return out
 
 
-class SignInReader:
-    """Reads one tenant's sign-in log (see the module docstring)."""
+class _GraphReader:
+    """One GET at a time against this cloud's Graph, with retries (the module docstring)."""
+
+    # What the reads are about and the permission they need, for the one-line reasons.
+    what = "Graph"
+    permission = SIGN_IN_PERMISSION
 
     def __init__(
         self,
@@ -167,48 +174,7 @@ class SignInReader:
         )
         self.requests = 0
 
-    def read(self, days: int) -> SignInLog:
-        """The last `days` days of legacy sign-ins, or a "missing" log saying why."""
-        now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
-        since = (now - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        tallies: dict[str, _Tally] = {}
-        events = 0
-        url: str | None = (
-            f"{self.base}/v1.0/auditLogs/signIns?$top={PAGE_SIZE}"
-            f"&$filter={quote(sign_in_filter(since), safe='')}"
-        )
-        try:
-            for _ in range(MAX_PAGES):
-                assert url is not None
-                page = self._get(url)
-                value = page.get("value")
-                if not isinstance(value, list):
-                    raise _Missing("Graph answered a sign-in page without a `value` list")
-                for event in value:
-                    events += _fold(event, tallies)
-                link = page.get("@odata.nextLink")
-                if not link:
-                    break
-                url = self._check_link(str(link))
-            else:
-                raise _Missing(f"the sign-in log did not end after {MAX_PAGES:,} pages")
-        except _Missing as exc:
-            log.info("sign-in evidence missing: %s", exc)
-            return SignInLog("missing", days, since, str(exc), requests=self.requests)
-        return SignInLog("read", days, since, "", tallies, events, self.requests)
-
     # ------------------------------------------------------------------ one GET, with retries
-
-    def _check_link(self, link: str) -> str:
-        parts = urlsplit(link)
-        if not on_trusted_origin(link, self.trusted):
-            raise _Missing(
-                f"Graph's nextLink names {parts.scheme}://{parts.netloc}, not this cloud's Graph "
-                "(nor AUTHPOLICY_TRUSTED_HOSTS); the token is never sent elsewhere"
-            )
-        if not parts.path.lower().startswith("/v1.0/auditlogs/signins"):
-            raise _Missing(f"Graph's nextLink is not the sign-in log ({parts.path[:60]})")
-        return link
 
     def _get(self, url: str) -> dict[str, Any]:
         attempts = Attempts(self.retry)
@@ -248,7 +214,7 @@ class SignInReader:
                     doc = None
                 if isinstance(doc, dict):
                     return doc
-                raise _Missing("Graph answered a sign-in page that is not a JSON object")
+                raise _Missing(f"Graph answered a {self.what} page that is not a JSON object")
             code, message = _error_of(answer)
             if status == 429:
                 retry_after = parse_retry_after(answer.headers.get("Retry-After"))
@@ -257,7 +223,7 @@ class SignInReader:
                 delay = attempts.may_retry_throttled(retry_after)
                 if delay is None:
                     raise _Missing(
-                        f"Graph kept throttling the sign-in read ({attempts.count} tries)"
+                        f"Graph kept throttling the {self.what} read ({attempts.count} tries)"
                     )
                 attempts.wait(delay)
                 continue
@@ -271,7 +237,133 @@ class SignInReader:
                 refreshed = True  # an expired or revoked token: one fresh one, once
                 self.tokens.invalidate(token)
                 continue
-            raise _Missing(_explain(status, code, message))
+            raise _Missing(_explain(status, code, message, self.permission, self.what))
+
+
+class SignInReader(_GraphReader):
+    """Reads one tenant's sign-in log (see the module docstring)."""
+
+    what = "sign-in log"
+    permission = SIGN_IN_PERMISSION
+
+    def read(self, days: int) -> SignInLog:
+        """The last `days` days of legacy sign-ins, or a "missing" log saying why."""
+        now = self.clock().astimezone(dt.UTC).replace(microsecond=0)
+        since = (now - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        tallies: dict[str, _Tally] = {}
+        events = 0
+        url: str | None = (
+            f"{self.base}/v1.0/auditLogs/signIns?$top={PAGE_SIZE}"
+            f"&$filter={quote(sign_in_filter(since), safe='')}"
+        )
+        try:
+            for _ in range(MAX_PAGES):
+                assert url is not None
+                page = self._get(url)
+                value = page.get("value")
+                if not isinstance(value, list):
+                    raise _Missing("Graph answered a sign-in page without a `value` list")
+                for event in value:
+                    events += _fold(event, tallies)
+                link = page.get("@odata.nextLink")
+                if not link:
+                    break
+                url = self._check_link(str(link))
+            else:
+                raise _Missing(f"the sign-in log did not end after {MAX_PAGES:,} pages")
+        except _Missing as exc:
+            log.info("sign-in evidence missing: %s", exc)
+            return SignInLog("missing", days, since, str(exc), requests=self.requests)
+        return SignInLog("read", days, since, "", tallies, events, self.requests)
+
+    def _check_link(self, link: str) -> str:
+        parts = urlsplit(link)
+        if not on_trusted_origin(link, self.trusted):
+            raise _Missing(
+                f"Graph's nextLink names {parts.scheme}://{parts.netloc}, not this cloud's Graph "
+                "(nor AUTHPOLICY_TRUSTED_HOSTS); the token is never sent elsewhere"
+            )
+        if not parts.path.lower().startswith("/v1.0/auditlogs/signins"):
+            raise _Missing(f"Graph's nextLink is not the sign-in log ({parts.path[:60]})")
+        return link
+
+
+class ConditionalAccessReader(_GraphReader):
+    """Reads one tenant's Conditional Access policies (`identity/conditionalAccess/policies`,
+    Policy.Read.All): the legacy-authentication block of CIS 5.2.2.3, and whether it defeats an
+    `smtp_auth: enabled` exception. Like the sign-in read, it never raises for what the
+    service says: it answers a "missing" read with the reason."""
+
+    what = "Conditional Access"
+    permission = CA_PERMISSION
+
+    def read(self) -> ConditionalAccessRead:
+        url: str | None = f"{self.base}/v1.0/identity/conditionalAccess/policies"
+        policies: list[CaPolicy] = []
+        try:
+            for _ in range(100):  # a tenant holds at most a few hundred policies
+                assert url is not None
+                page = self._get(url)
+                value = page.get("value")
+                if not isinstance(value, list):
+                    raise _Missing("Graph answered Conditional Access without a `value` list")
+                policies.extend(p for p in map(ca_policy, value) if p is not None)
+                link = page.get("@odata.nextLink")
+                if not link:
+                    break
+                if not on_trusted_origin(str(link), self.trusted):
+                    raise _Missing(
+                        "Graph's nextLink for Conditional Access names another host; the token "
+                        "is never sent elsewhere"
+                    )
+                url = str(link)
+            else:
+                raise _Missing("the Conditional Access policies did not end after 100 pages")
+        except _Missing as exc:
+            log.info("conditional access not read: %s", exc)
+            return ConditionalAccessRead("missing", str(exc))
+        return ConditionalAccessRead("read", "", tuple(policies))
+
+
+def _ids(value: Any) -> frozenset[str]:
+    return frozenset(str(v).lower() for v in value) if isinstance(value, list) else frozenset()
+
+
+def _obj(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def ca_policy(doc: Any) -> CaPolicy | None:
+    """A Graph conditionalAccessPolicy as a CaPolicy; None for what is not one."""
+    if not isinstance(doc, dict):
+        return None
+    conditions = _obj(doc, "conditions")
+    users = _obj(conditions, "users")
+    apps = _obj(conditions, "applications")
+    grant = _obj(doc, "grantControls")
+    include_apps = apps.get("includeApplications")
+    return CaPolicy(
+        id=str(doc.get("id") or ""),
+        name=str(doc.get("displayName") or doc.get("id") or "(unnamed)"),
+        state=str(doc.get("state") or ""),
+        client_app_types=frozenset(
+            str(c) for c in conditions.get("clientAppTypes") or [] if isinstance(c, str)
+        ),
+        include_applications=frozenset(str(a) for a in include_apps)
+        if isinstance(include_apps, list)
+        else frozenset(),
+        include_users=frozenset(
+            str(u) if str(u) in ("All", "None", "GuestsOrExternalUsers") else str(u).lower()
+            for u in users.get("includeUsers") or []
+        ),
+        exclude_users=_ids(users.get("excludeUsers")),
+        include_groups=_ids(users.get("includeGroups")),
+        exclude_groups=_ids(users.get("excludeGroups")),
+        include_roles=_ids(users.get("includeRoles")),
+        exclude_roles=_ids(users.get("excludeRoles")),
+        blocks="block" in (grant.get("builtInControls") or []),
+    )
 
 
 def _error_of(answer: requests.Response) -> tuple[str, str]:
@@ -282,14 +374,18 @@ def _error_of(answer: requests.Response) -> tuple[str, str]:
         return "", ""
 
 
-def _explain(status: int, code: str, message: str) -> str:
+def _explain(
+    status: int,
+    code: str,
+    message: str,
+    permission: str = SIGN_IN_PERMISSION,
+    what: str = "sign-in log",
+) -> str:
     if code == LICENCE_ERROR:
-        return (
-            f"the tenant has no Entra ID P1/P2 licence, which the sign-in log needs (Graph: {code})"
-        )
+        return f"the tenant has no Entra ID P1/P2 licence, which the {what} needs (Graph: {code})"
     if status == 403:
         return (
-            f"the app may not read the sign-in log: grant it {SIGN_IN_PERMISSION} (Microsoft "
+            f"the app may not read the {what}: grant it {permission} (Microsoft "
             f"Graph, application permission) and admin consent (Graph: {code or 403})"
         )
     if status == 401:

@@ -14,7 +14,7 @@ from reconciler.tenant.exo.retry import RetryPolicy
 from reconciler.tenant.exo.settings import ConnectionSettings
 from reconciler.tenant.exo.tenant import ExoTenant
 from reconciler.tenant.exo.transport import make_session
-from reconciler.tenant.graph import SignInReader, graph_scope
+from reconciler.tenant.graph import ConditionalAccessReader, SignInReader, graph_scope
 
 
 def build_tenant(
@@ -52,6 +52,9 @@ def build_tenant(
         dataclasses.replace(settings, scope=graph_scope(settings)), credential, session
     )
     tenant.sign_in_reader = SignInReader(
+        settings, graph_tokens, session, retry=retry, on_throttle=on_throttle
+    )
+    tenant.conditional_access_reader = ConditionalAccessReader(
         settings, graph_tokens, session, retry=retry, on_throttle=on_throttle
     )
     return tenant

@@ -21,7 +21,13 @@ log = logging.getLogger(__name__)
 
 POLICY_SWITCHES: tuple[str, ...] = tuple(p.switch for p in PROTOCOLS)
 POLICY_SELECT: tuple[str, ...] = ("Name", "Identity", "Guid", "DistinguishedName", *POLICY_SWITCHES)
-ORG_SELECT: tuple[str, ...] = ("Name", "Identity", "Guid", "DefaultAuthenticationPolicy")
+ORG_SELECT: tuple[str, ...] = (
+    "Name",
+    "Identity",
+    "Guid",
+    "DefaultAuthenticationPolicy",
+    "OAuth2ClientProfileEnabled",
+)
 
 # policies.yaml match keys -> Get-User properties (exo-authpolicy-semantics.md §3.3).
 ATTRIBUTE_PROPERTIES: Mapping[str, str] = {

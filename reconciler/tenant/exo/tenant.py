@@ -34,6 +34,7 @@ from reconciler.model import (
     PROTOCOL_BY_NAME,
     PROTOCOLS,
     Allowed,
+    ConditionalAccessRead,
     OrgSmtp,
     SmtpSetting,
     SnapshotNeeds,
@@ -78,7 +79,7 @@ from reconciler.tenant.exo.snapshot import (
     user_select,
     with_mailboxes,
 )
-from reconciler.tenant.graph import SignInLog, SignInReader
+from reconciler.tenant.graph import ConditionalAccessReader, SignInLog, SignInReader
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class ExoTenant:
         self.read_concurrency = 1
         # Reads the Entra sign-in log (evidence) when a plan asks for it; None: not wired.
         self.sign_in_reader: SignInReader | None = None
+        self.conditional_access_reader: ConditionalAccessReader | None = None
         self.use_batch = use_batch
         self.max_write_rounds = max_write_rounds
         self.max_read_restarts = max_read_restarts
@@ -242,21 +244,33 @@ class ExoTenant:
         A group the rules name that does not exist is an error (`TenantNotFoundError` naming
         it): matching nobody silently would make a rule quietly do something else.
         """
-        # The sign-in log (Graph) is read beside every Exchange read, on its own thread.
-        evidence = None
-        if needs.sign_in_days is not None and needs.users:
-            evidence = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-signins")
-            sign_ins = evidence.submit(self._read_sign_ins, needs.sign_in_days)
+        # Graph (the sign-in log, Conditional Access) is read beside every Exchange read, on
+        # its own thread.
+        graph = None
+        sign_ins = access = None
+        if (needs.sign_in_days is not None and needs.users) or needs.conditional_access:
+            graph = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-graph")
+            if needs.sign_in_days is not None and needs.users:
+                sign_ins = graph.submit(self._read_sign_ins, needs.sign_in_days)
+            if needs.conditional_access:
+                access = graph.submit(self._read_conditional_access)
         try:
             snapshot = self._read_exchange(needs, progress)
         finally:
-            if evidence is not None:
-                evidence.shutdown(wait=True)
-        if evidence is not None:
+            if graph is not None:
+                graph.shutdown(wait=True)
+        if sign_ins is not None:
             snapshot = dataclasses.replace(
                 snapshot, sign_ins=sign_ins.result().joined(snapshot.users)
             )
+        if access is not None:
+            snapshot = dataclasses.replace(snapshot, conditional_access=access.result())
         return snapshot
+
+    def _read_conditional_access(self) -> ConditionalAccessRead:
+        if self.conditional_access_reader is None:
+            return ConditionalAccessRead("missing", "this connection has no Graph reader")
+        return self.conditional_access_reader.read()
 
     def _read_sign_ins(self, days: int) -> SignInLog:
         if self.sign_in_reader is None:
@@ -309,6 +323,7 @@ class ExoTenant:
             smtp_org_read=needs.smtp_org or needs.mailboxes,
             mailboxes_read=mailboxes is not None,
             mailboxes_without_user=without_user,
+            modern_auth=_flag(org.get("OAuth2ClientProfileEnabled")),
         )
 
     def _read_users(
@@ -999,3 +1014,12 @@ def _same_name(current: str | None, wanted: str | None) -> bool:
     if current is None or wanted is None:
         return current is None and wanted is None
     return current.casefold() == wanted.casefold()
+
+
+def _flag(value: Any) -> bool | None:
+    """A Boolean property as read (True/False, or "True"/"False" text); None when not shown."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
