@@ -49,7 +49,7 @@ def render_text(outcome: BaselineResult) -> str:
         if r.reason:
             lines.append(f"      not assessed: {clean(r.reason)}")
         for f in r.findings:
-            if r.status == "pass":
+            if r.status != "fail":
                 break
             at = f" ({f.location})" if f.location is not None else ""
             lines.append(f"      - {clean(f.message)}{at}")

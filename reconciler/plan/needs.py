@@ -35,4 +35,6 @@ def snapshot_needs(desired: DesiredState) -> SnapshotNeeds:
         smtp_org=desired.manages_smtp,
         mailboxes=desired.manages_mailboxes,
         sign_in_days=desired.evidence_days,
+        # Conditional Access can defeat an SMTP AUTH exception (a warning says so).
+        conditional_access=any(r.smtp_auth == "enabled" for r in desired.assignments.rules),
     )

@@ -587,6 +587,7 @@ def _make_plan(desired: DesiredState, snapshot: TenantSnapshot, as_of: dt.date) 
                 unmanaged,
             )
             + _smtp_warnings(desired, snapshot, rules, targets_f, table, default_after, no_mailbox)
+            + _conditional_access_warnings(snapshot, rules, rule_of_user)
             + expired_notes
             + _expiring_soon(rules, evaluation.governed_counts, as_of)
         ),
@@ -708,6 +709,55 @@ def _smtp_warnings(
             "service-side default applies): Basic SMTP of mailboxes that follow the "
             f"organization is unknown; {fix}"
         )
+    return warnings
+
+
+def _conditional_access_warnings(
+    snapshot: TenantSnapshot, rules: Sequence[Rule], rule_of_user: Sequence[int]
+) -> list[str]:
+    """An `smtp_auth: enabled` exception that an enforced Conditional Access policy defeats:
+    CA blocks legacy authentication ("other clients", which Authenticated SMTP is) for users
+    the rule governs, before Exchange's switches are even asked."""
+    exceptions = {i for i, rule in enumerate(rules) if rule.smtp_auth == "enabled"}
+    access = snapshot.conditional_access
+    if access is None or not exceptions:
+        return []
+    if not access.read:
+        return [
+            f"Conditional Access could not be read ({access.reason}): whether it blocks the "
+            f"smtp_auth: enabled {'exception' if len(exceptions) == 1 else 'exceptions'} is "
+            "not known"
+        ]
+    blocking = [p for p in access.policies if p.blocks_smtp_auth]
+    if not blocking:
+        return []
+    hit: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
+    for user, position in zip(snapshot.users, rule_of_user, strict=True):
+        if position not in exceptions:
+            continue
+        for n, policy in enumerate(blocking):
+            covered = policy.covers(user.id)
+            if covered != "no":
+                sure, maybe = hit.setdefault((position, n), ([], []))
+                (sure if covered == "yes" else maybe).append(user.upn)
+    warnings = []
+    for (position, n), (sure, maybe) in sorted(hit.items()):
+        rule, policy = rules[position], blocking[n]
+        if sure:
+            warnings.append(
+                f"rule {quoted(rule.name)} sets smtp_auth: enabled, but Conditional Access "
+                f"policy {quoted(policy.name)} blocks legacy authentication (other clients, "
+                f"which Authenticated SMTP is) for {plural(len(sure), 'user')} it governs: the "
+                f"exception cannot work for them until the policy excludes them: "
+                f"{name_list(sorted(sure, key=str.casefold))}"
+            )
+        if maybe:
+            warnings.append(
+                f"rule {quoted(rule.name)} sets smtp_auth: enabled, and Conditional Access "
+                f"policy {quoted(policy.name)} may block legacy authentication for "
+                f"{plural(len(maybe), 'user')} it governs (unless a group or role it excludes "
+                f"holds them): {name_list(sorted(maybe, key=str.casefold))}"
+            )
     return warnings
 
 

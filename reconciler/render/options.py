@@ -27,9 +27,18 @@ def show_users_value(text: str) -> int | None:
     return value
 
 
-def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+FINDING_FORMATS: tuple[str, ...] = ("sarif", "junit")  # drift only
+
+
+def add_render_arguments(parser: argparse.ArgumentParser, *, findings: bool = False) -> None:
+    """The rendering flags; `findings` adds drift's sarif and junit formats."""
+    formats = (*FORMATS, *FINDING_FORMATS) if findings else FORMATS
     parser.add_argument(
-        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+        "--format",
+        choices=formats,
+        default="text",
+        help="output format (default: text)"
+        + ("; sarif for code scanning, junit for test gates" if findings else ""),
     )
     parser.add_argument(
         "--show-users",
