@@ -36,7 +36,21 @@ def run_planning(args: argparse.Namespace, verb: str) -> int:
     outcomes = plan_tenants(args, inventory, entries, out_dir, verb)
     for fmt, name in (("json", f"fleet-{verb}.json"), ("markdown", f"fleet-{verb}.md")):
         (out_dir / name).write_text(render_fleet(outcomes, verb, fmt, args.show_users), "utf-8")
-    sys.stdout.write(render_fleet(outcomes, verb, args.format, args.show_users))
+    if args.format in ("sarif", "junit"):  # drift only: one run (or suite) per tenant
+        from reconciler.findings.drift import render_drift
+        from reconciler.fleet.verbs import located_desired
+
+        items = [
+            (o.entry.name, o.plan, located_desired(inventory, o.entry))
+            for o in outcomes
+            if o.plan is not None
+        ]
+        sys.stdout.write(render_drift(items, args.format, mask_users=args.mask_users))
+        for o in outcomes:
+            if o.error is not None:
+                print(f"{o.entry.name}: {o.error}", file=sys.stderr)
+    else:
+        sys.stdout.write(render_fleet(outcomes, verb, args.format, args.show_users))
     print(
         f"Per-tenant plans in {out_dir}/NAME/plan.json; combined: {out_dir}/fleet-{verb}.md, "
         f"{out_dir}/fleet-{verb}.json",

@@ -22,7 +22,7 @@ from reconciler.fleet.command import DEFAULT_OUT_DIR
 from reconciler.fleet.inventory import Inventory, TenantEntry, load_inventory
 from reconciler.fleet.overlay import KEY_BY_KEY
 from reconciler.fleet.run import _bounded, check_fleet_arguments, worst
-from reconciler.model import ExitCode, SnapshotNeeds
+from reconciler.model import DesiredState, ExitCode, SnapshotNeeds
 
 
 def _entries(args: argparse.Namespace) -> tuple[Inventory, tuple[TenantEntry, ...]]:
@@ -77,8 +77,79 @@ def doctor(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) ->
     return worst(codes)
 
 
+def located_desired(inventory: Inventory, entry: TenantEntry) -> DesiredState:
+    """The tenant's merged desired state, its findings located in the base or the overlay
+    (whichever file wrote the part), not in the generated DIR/NAME/policies.yaml."""
+    from reconciler.desired.loader import build
+    from reconciler.fleet.overlay import merge_files
+
+    merged = merge_files(inventory.base, entry.overlay, entry)
+    return build(merged.doc, str(inventory.base), file_of=merged.file_of)
+
+
+def baseline(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    """report --baseline --tenants: every tenant's checks, one output (a SARIF run or a JUnit
+    suite per tenant); a tenant that cannot be read is an error on its own row."""
+    from reconciler.baseline.render import (
+        junit_suite,
+        render_baseline,
+        render_baseline_sarif,
+        result_json,
+    )
+    from reconciler.commands.report import baseline_needs, evaluate_baseline
+    from reconciler.findings.junit import Case, Suite, render_junit
+    from reconciler.tenant.connect import open_tenant
+
+    inventory, entries = _entries(args)
+
+    def work(entry: TenantEntry, env: Mapping[str, str]) -> Any:
+        desired = located_desired(inventory, entry)
+        tenant = open_tenant(args, environ=env)
+        snapshot = tenant.read_snapshot(baseline_needs(args))
+        return evaluate_baseline(args, snapshot, desired, entry.name)
+
+    results = _each(args, inventory, entries, work, environ)
+    good = [(e.name, r) for e, r, err in results if err is None]
+    errors = [(e, err) for e, _, err in results if err is not None]
+    if args.format == "sarif":
+        sys.stdout.write(render_baseline_sarif(good))
+    elif args.format == "junit":
+        # One failing case per unreadable tenant, beside the others' suites.
+        broken = [
+            Suite(
+                f"authpolicy baseline: {e.name}",
+                (Case("read the tenant", f"authpolicy.baseline.{e.name}", "fail", err),),
+            )
+            for e, err in errors
+        ]
+        sys.stdout.write(render_junit([*(junit_suite(r, name) for name, r in good), *broken]))
+    elif args.format == "json":
+        doc = {
+            "format_version": 1,
+            "tenants": [
+                {"name": e.name, "tenant": e.tenant, "error": err}
+                | ({"baseline": result_json(r)} if r is not None else {})
+                for e, r, err in results
+            ],
+        }
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        for e, r, err in results:
+            print(f"== {e.name} ({e.tenant})")
+            print(f"error: {err}" if err is not None else render_baseline(r, args.format))
+    for e, err in errors:
+        print(f"{e.name}: {err}", file=sys.stderr)
+    codes = [
+        ExitCode.ERROR if err is not None else ExitCode.CHANGES if r.any_failed else ExitCode.OK
+        for _, r, err in results
+    ]
+    return worst(codes)
+
+
 def report(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
     """report --tenants: each tenant's report as DIR/NAME/report.json, one table of headlines."""
+    if getattr(args, "baseline", None) is not None:
+        return baseline(args, environ)
     from reconciler.report import build_report
     from reconciler.report.machine import render_json
     from reconciler.tenant.connect import open_tenant

@@ -86,7 +86,7 @@ def _checks(args: Any, environ: Mapping[str, str]) -> Iterator[Check]:
         f"Get-AuthenticationPolicy ({len(snapshot.policies)} policies) and "
         f"Get-OrganizationConfig ({default})",
     )
-    yield _graph_check(settings, client, environ)
+    yield from _graph_check(settings, client, environ)
 
 
 def _cloud_check(settings: Any, claims: Mapping[str, Any]) -> Check:
@@ -136,13 +136,14 @@ def _role_check(claims: Mapping[str, Any]) -> Check:
     )
 
 
-def _graph_check(settings: Any, client: Any, environ: Mapping[str, str]) -> Check:
-    """A token for the cloud's Graph, then one sign-in (evidence: who really uses Basic auth).
-    Optional: a failure is a warning, since only evidence needs it."""
+def _graph_check(settings: Any, client: Any, environ: Mapping[str, str]) -> Iterator[Check]:
+    """A token for the cloud's Graph, then one sign-in (evidence: who really uses Basic auth)
+    and the Conditional Access policies (CIS 5.2.2.3, and whether CA defeats an SMTP AUTH
+    exception). Optional: a failure is a warning, since only evidence and baseline need it."""
     from reconciler.tenant.exo.auth import TokenProvider
     from reconciler.tenant.exo.credentials import msal_client_credential
     from reconciler.tenant.graph import (
-        LICENCE_ERROR,
+        CA_PERMISSION,
         SIGN_IN_PERMISSION,
         graph_base,
         graph_scope,
@@ -153,12 +154,37 @@ def _graph_check(settings: Any, client: Any, environ: Mapping[str, str]) -> Chec
     tokens = TokenProvider(
         graph_settings, msal_client_credential(settings.credential, environ), client.session
     )
-    name = "Graph sign-in log"
     try:
         token = tokens.get()
     except AuthPolicyError as exc:
-        return Check(name, "warn", f"no Graph token ({exc}); evidence will be missing")
-    url = f"{base}/v1.0/auditLogs/signIns?$top=1"
+        yield Check(
+            "Graph", "warn", f"no Graph token ({exc}); evidence and baseline checks will be missing"
+        )
+        return
+    for name, path, permission, ok, missing in (
+        (
+            "Graph sign-in log",
+            "/v1.0/auditLogs/signIns?$top=1",
+            SIGN_IN_PERMISSION,
+            "sign-ins can be read for evidence",
+            "plans will say why evidence is missing",
+        ),
+        (
+            "Graph Conditional Access",
+            "/v1.0/identity/conditionalAccess/policies",
+            CA_PERMISSION,
+            "policies can be read (CIS 5.2.2.3; SMTP AUTH exceptions CA would block)",
+            "report --baseline leaves CIS 5.2.2.3 not assessed",
+        ),
+    ):
+        yield _graph_get(client, f"{base}{path}", token, name, permission, ok, missing)
+
+
+def _graph_get(
+    client: Any, url: str, token: str, name: str, permission: str, ok: str, missing: str
+) -> Check:
+    from reconciler.tenant.graph import LICENCE_ERROR
+
     try:
         answer = client.session.get(
             url,
@@ -167,16 +193,17 @@ def _graph_check(settings: Any, client: Any, environ: Mapping[str, str]) -> Chec
             allow_redirects=False,
         )
     except Exception as exc:  # a connection failure is a finding here, not a crash
-        return Check(name, "warn", f"{url} did not answer ({type(exc).__name__})")
+        return Check(name, "warn", f"{url.split('?')[0]} did not answer ({type(exc).__name__})")
     if answer.status_code == 200:
-        return Check(name, "ok", f"{SIGN_IN_PERMISSION}: sign-ins can be read for evidence")
+        return Check(name, "ok", f"{permission}: {ok}")
     code = ""
     with contextlib.suppress(ValueError, AttributeError):
         code = str(answer.json().get("error", {}).get("code", ""))
     if code == LICENCE_ERROR:
-        fix = "the tenant has no Entra ID P1/P2 licence; the sign-in log needs one"
+        what = "the sign-in log" if "sign-in" in name else "Conditional Access"
+        fix = f"the tenant has no Entra ID P1/P2 licence; {what} needs one"
     elif answer.status_code == 403:
-        fix = f"grant the app {SIGN_IN_PERMISSION} (Microsoft Graph, application) and consent"
+        fix = f"grant the app {permission} (Microsoft Graph, application) and consent"
     else:
         fix = f"Graph answered {answer.status_code} {code}".rstrip()
-    return Check(name, "warn", f"{fix}; plans will say why evidence is missing")
+    return Check(name, "warn", f"{fix}; {missing}")

@@ -49,9 +49,10 @@ def test_a_writer_is_ready_and_nothing_is_written(
         "ok    Exchange role",
         "ok    read access",
         "ok    Graph sign-in log",
+        "ok    Graph Conditional Access",
     ]
     assert lines[3] == "ok    Exchange role: Exchange Administrator: plan, drift, report and apply"
-    assert lines[-1] == "doctor: ready (6 checks, 0 warning(s)); nothing was written"
+    assert lines[-1] == "doctor: ready (7 checks, 0 warning(s)); nothing was written"
     stats = emu.stats()
     assert stats["write_log"] == [] and stats["writes_noop"] == 0
     assert all(not c.startswith(("Set-", "New-", "Remove-")) for c in stats["requests"])
@@ -130,4 +131,8 @@ def test_no_licence_for_the_sign_in_log_is_a_warning_with_the_reason(
     assert lines[5] == (
         "warn  Graph sign-in log: the tenant has no Entra ID P1/P2 licence; the sign-in log "
         "needs one; plans will say why evidence is missing"
+    )
+    assert lines[6] == (
+        "warn  Graph Conditional Access: the tenant has no Entra ID P1/P2 licence; Conditional "
+        "Access needs one; report --baseline leaves CIS 5.2.2.3 not assessed"
     )
