@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from junitparser import Failure, JUnitXml, Skipped
+from junitparser import Failure, JUnitXml
 
 from reconciler.emulator import Emulator, EmulatorSettings
 from reconciler.model import SnapshotNeeds
@@ -379,3 +379,24 @@ def test_doctor_names_policy_read_all(
     code, out, _ = run_cli(capsys, "doctor")
     line = next(x for x in out.splitlines() if "Conditional Access" in x)
     assert "grant the app Policy.Read.All" in line and code == 0
+
+
+def test_no_default_fails_ap1_and_leaves_users_without_a_policy_for_ap2(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tenant = open_tenant(argparse.Namespace())
+    tenant.read_snapshot(SnapshotNeeds(users=False))
+    tenant.set_default_policy(None)  # somebody clears the default in the admin center
+    state = emu.dump_state()
+    bare = sorted(u["UserPrincipalName"] for u in state["users"] if not u.get("_policy"))
+    assert bare and state["organization"].get("DefaultAuthenticationPolicy") is None
+    code, doc = _baseline(capsys, "authpolicy")
+    checks = _by_id(doc)
+    assert code == 2
+    assert checks["AP.1"]["status"] == "fail" and "no default" in checks["AP.1"]["summary"]
+    covered = checks["AP.2"]
+    assert covered["status"] == "fail"
+    assert covered["evidence"]["no_policy"] == len(bare)
+    (finding,) = covered["findings"]
+    assert finding["count"] == len(bare)
+    assert finding["objects"] == sorted(bare, key=lambda u: (u.casefold(), u))[:5]

@@ -250,3 +250,52 @@ def test_doctor_report_and_export_for_every_tenant(
         "--detailed-exitcode",
     )
     assert code == 0, out + err
+
+
+def test_baseline_and_drift_findings_per_tenant(
+    fleet: tuple[Emulator, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """report --baseline --tenants: one JUnit suite (and one SARIF run) per tenant, the
+    unconsented tenant a failing case of its own; drift --tenants --format sarif: one run per
+    tenant, each finding located in the file that wrote it (base or overlay)."""
+    from junitparser import JUnitXml
+
+    code, out, err = run_cli(
+        capsys, "report", "--baseline", "--tenants", "tenants.yaml", "--format", "junit"
+    )
+    assert code == 1  # adatum cannot be read: the worst exit code
+    suites = {suite.name: suite for suite in JUnitXml.fromstring(out)}
+    assert sorted(suites) == sorted(
+        f"authpolicy baseline: {n}"
+        for n in ("contoso", "fabrikam", "northwind", "tailspin", "adatum")
+    )
+    assert [case.name for case in suites["authpolicy baseline: adatum"]] == ["read the tenant"]
+    assert suites["authpolicy baseline: contoso"].tests == 8
+    assert "adatum" in err
+    code, out, _ = run_cli(
+        capsys,
+        "report",
+        "--baseline",
+        "--tenants",
+        "tenants.yaml",
+        "--only",
+        "@pilot",
+        "--format",
+        "sarif",
+    )
+    runs = json.loads(out)["runs"]
+    assert code == 2
+    assert [r["automationDetails"]["id"] for r in runs] == [
+        "authpolicy/baseline/contoso/",
+        "authpolicy/baseline/fabrikam/",
+    ]
+    code, out, _ = run_cli(
+        capsys, "drift", "--tenants", "tenants.yaml", "--only", "northwind", "--format", "sarif"
+    )
+    (run,) = json.loads(out)["runs"]
+    assert code == 2 and run["automationDetails"]["id"] == "authpolicy/drift/northwind/"
+    files = {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]
+    }
+    # The overlay's front-desk rule is found in the overlay, the rest in the base.
+    assert files == {"base.yaml", "overlays/northwind.yaml"}

@@ -101,6 +101,7 @@ def authpolicy_commands(path: Path) -> list[list[str]]:
 def test_there_are_examples_for_github_and_azure_devops() -> None:
     assert sorted(GITHUB) == [
         "authpolicy-apply.yml",
+        "authpolicy-compliance.yml",
         "authpolicy-drift.yml",
         "authpolicy-fleet.yml",
         "authpolicy-pr.yml",
