@@ -272,8 +272,8 @@ def _smtp_auth_org(check: Check, i: _Inputs) -> CheckResult:
         evidence["mailboxes_enabled_explicitly"] = len(enabled_mailboxes)
     if i.snapshot.smtp_org == "disabled":
         extra = (
-            f"; {len(enabled_mailboxes):,} mailboxes are enabled explicitly (their rules' "
-            "smtp_auth: enabled)"
+            f"; {len(enabled_mailboxes):,} mailboxes enable it for themselves (Set-CASMailbox "
+            "-SmtpClientAuthenticationDisabled $false)"
             if enabled_mailboxes
             else ""
         )

@@ -289,11 +289,18 @@ def _run(args: argparse.Namespace, config: Path, packaged: bool, started: float)
             converged = code == ExitCode.OK
 
             _step("Report: who can still use Basic auth, and for what?", ["report"])
+            _step(
+                "Baseline: the controls an auditor checks (CISA, CIS and ours; exit 2 on a fail)",
+                ["report", "--baseline"],
+            )
 
         elapsed = time.monotonic() - started
         _say()
         if converged:
-            _say(f"Done in {elapsed:.1f} s: planned, applied, verified, reported.")
+            _say(
+                f"Done in {elapsed:.1f} s: planned, applied, verified, reported, checked against "
+                "the baselines."
+            )
         else:
             _say(f"The second plan was not empty (exit {code}) after {elapsed:.1f} s.")
         _say("Next: docs/gitops.md (pull-request plans, reviewed applies, nightly drift) and")

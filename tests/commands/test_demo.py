@@ -34,6 +34,7 @@ def test_demo_plans_applies_converges_and_reports(
         "apply --auto-approve",
         "plan --detailed-exitcode",
         "report",
+        "report --baseline",
     ]
     # The story is read from the tenant, not written in advance.
     assert '  - the default policy "Block Basic Auth" allows Basic auth for imap, smtp\n' in out
@@ -68,7 +69,9 @@ def test_demo_plans_applies_converges_and_reports(
     assert "Basic-auth exposure report: contoso.onmicrosoft.com" in report
     assert "  2,000  users\n" in report
     assert "      0  have no authentication policy at all" in report
-    assert re.search(r"Done in \d+\.\d s: planned, applied, verified, reported\.", out)
+    assert re.search(r"Done in \d+\.\d s: planned, applied, verified, reported, checked", out)
+    assert "pass  MS.EXO.5.1v1, CIS 6.5.4: SMTP AUTH is disabled" in out  # apply set it
+    assert "FAIL  CIS 5.2.2.3" in out  # no Conditional Access block: outside the file
 
 
 @pytest.mark.integration

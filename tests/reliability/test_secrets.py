@@ -127,6 +127,8 @@ RUNS = [
     ("secret", ["plan", "-c", "CONFIG", "--format", "markdown"], 0),
     ("secret", ["drift", "-c", "CONFIG"], 2),
     ("reader", ["report", "--format", "csv"], 0),
+    ("secret", ["drift", "-c", "CONFIG", "--format", "sarif"], 2),
+    ("reader", ["report", "--baseline", "-c", "CONFIG", "--format", "junit"], 2),
     ("reader", ["export", "--out", "EXPORT"], 0),
     ("certificate", ["plan", "-c", "CONFIG"], 0),
     ("federated", ["plan", "-c", "CONFIG", "--credential", "federated"], 0),
