@@ -1,14 +1,16 @@
 """The apply audit log: append-only JSON lines, written ahead of every write.
 
 Before a write (or a group of writes) is sent, one `intent` record per change is written,
-flushed and fsynced (once per group); when the intent cannot be written, nothing is sent.
-When the change finishes, its `outcome` record follows (and one per replace step), flushed at
-once; a closing `run` record ends the run. So a run stopped at any point (Ctrl-C, a crash,
-SIGKILL) leaves whole, valid lines, and every write that may have reached the tenant has its
-intent on disk: the next apply reads intents without an outcome back from the tenant and
-records what it found (`reconciled`). Records carry what an auditor needs (tenant, plan
-fingerprint, the run, the app's client id, the CI run when known, --force and the guards it
-overrode, whether sessions are revoked, the change, result, Exchange's message, attempts,
+flushed and fsynced (once per group); when the intent cannot be written, nothing is sent. When
+the change finishes, its `outcome` record follows (and one per replace step), flushed at once;
+a closing `run` record ends the run. Each record, and each group of intents, is one unbuffered
+write. So a run stopped at any point (Ctrl-C, a crash) leaves whole, valid lines; a SIGKILL
+that lands inside a large intent write can tear that last line, which readers skip and the next
+run ends with a newline (those intents were never sent). Every write that may have reached the
+tenant has its intent on disk: the next apply reads intents without an outcome back from the
+tenant and records what it found (`reconciled`). Records carry what an auditor needs (tenant,
+plan fingerprint, the run, the app's client id, the CI run when known, --force and the guards
+it overrode, whether sessions are revoked, the change, result, Exchange's message, attempts,
 timestamps) and nothing secret: the executor never has a credential to leak.
 """
 
@@ -106,8 +108,33 @@ class AuditLog:
         self._lock = threading.Lock()
         if not path.parent.exists():
             path.parent.mkdir(mode=0o700, parents=True)
-        fd = open_private_append(str(path), "audit log")
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._fd: int | None = open_private_append(str(path), "audit log")
+        self._end_torn_line()
+
+    def _end_torn_line(self) -> None:
+        """A run SIGKILLed inside a large write can leave its last line without its newline (the
+        kernel stops a regular-file write between pages on a fatal signal). End that line, so the
+        fragment stays one unreadable line (readers skip it) and our first record is not glued
+        onto it. A torn line is always an intent group that was never sent: intents are fsynced
+        before their writes go out."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        with open(self.path, "rb") as existing:
+            existing.seek(size - 1)
+            if existing.read(1) != b"\n":
+                self._write(b"\n")
+
+    def _write(self, data: bytes) -> None:
+        """All of `data` in as few write syscalls as the kernel allows (normally one): a buffered
+        file would split a large intent group into 8 KB writes, each a point where a kill tears
+        the line. Called with the lock held."""
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
 
     def _line(self, entry: dict[str, Any]) -> str:
         return json.dumps(
@@ -118,26 +145,31 @@ class AuditLog:
 
     def record(self, entry: dict[str, Any]) -> None:
         line = self._line(entry)
+        data = (line + "\n").encode("utf-8")
         with self._lock:
-            # One write per whole line, flushed at once: a stopped run never leaves half a record.
-            self._file.write(line + "\n")
-            self._file.flush()
+            if self._fd is None:
+                raise ValueError(f"the audit log {self.path} is closed")
+            # One unbuffered write per whole line: a stopped run never leaves half a record.
+            self._write(data)
 
     def intend(self, entries: list[dict[str, Any]]) -> None:
         """The intents of one group of writes, on disk (fsync) before any of them is sent."""
-        text = "".join(self._line(entry) + "\n" for entry in entries)
+        data = "".join(self._line(entry) + "\n" for entry in entries).encode("utf-8")
         with self._lock:
-            self._file.write(text)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if self._fd is None:
+                raise ValueError(f"the audit log {self.path} is closed")
+            self._write(data)
+            os.fsync(self._fd)
 
     def close(self) -> None:
         with self._lock:
-            if self._file.closed:
+            if self._fd is None:
                 return
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def __enter__(self) -> AuditLog:
         return self

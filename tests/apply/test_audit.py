@@ -91,3 +91,39 @@ def test_the_audit_log_is_never_a_link_a_device_or_readable_by_others(tmp_path: 
         f"refusing to use the audit log {wide}: its permissions are 0644, readable by others; "
         f"run `chmod 600 {wide}`"
     )
+
+
+def test_a_line_torn_by_a_kill_is_ended_so_the_next_run_loses_nothing(tmp_path: Path) -> None:
+    from reconciler.apply.reconcile import unfinished_intents
+
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, tenant="t", fingerprint="sha256:1") as log:
+        log.intend([{"record": "intent", "run_id": "r1", "key": "k1", "change": {"kind": "x"}}])
+    # What a SIGKILL inside a large intent write leaves: the start of a line, no newline.
+    with path.open("ab") as torn:
+        torn.write(b'{"tenant":"t","fingerprint":"sha256:1","record":"intent","run_id":"r2","ke')
+    with AuditLog(path, tenant="t", fingerprint="sha256:2") as log:
+        big = [
+            {"record": "intent", "run_id": "r3", "key": f"k{i}", "change": {"kind": "x" * 200}}
+            for i in range(200)  # ~50 KB: one write, not a buffer's 8 KB pieces
+        ]
+        log.intend(big)
+        log.record({"record": "run", "run_id": "r3"})
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[1].endswith('"ke')  # the fragment stays alone on its line
+    parsed = [json.loads(line) for i, line in enumerate(lines) if i != 1]
+    assert [r["run_id"] for r in parsed] == ["r1"] + ["r3"] * 201
+    assert path.read_bytes().endswith(b"\n")
+    # Readers skip the fragment; every whole intent without an outcome is still found.
+    assert {(r["run_id"], r["key"]) for r in unfinished_intents(path)} == {("r1", "k1")} | {
+        ("r3", f"k{i}") for i in range(200)
+    }
+
+
+def test_an_intact_log_gets_no_extra_blank_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    for run in ("a", "b"):
+        with AuditLog(path, tenant="t", fingerprint="f") as log:
+            log.record({"record": "run", "run_id": run})
+    assert path.read_text(encoding="utf-8").count("\n") == 2
+    assert "" not in path.read_text(encoding="utf-8").splitlines()
