@@ -225,25 +225,27 @@ def _serve(args: argparse.Namespace, state_dir: Path) -> int:
     ]
     keys += sorted((k for k in env if k.startswith("AZURE_TENANT_ID_")), key=lambda k: int(k[16:]))
     lines = [f"{key}={env[key]}" for key in keys]
-    print("\n".join(lines))
-    if args.env_file is not None:
-        try:
-            _write_env_file(args.env_file, lines)
-        except OSError as exc:
-            emulator.stop()
-            print(f"error: cannot write {args.env_file}: {exc.strerror}", file=sys.stderr)
-            return 1
-    print(f"# tenant {emulator.tenant_domain}; state file {emulator.state_path}; Ctrl-C to stop")
-    sys.stdout.flush()
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     # Ctrl-C and SIGTERM stop it, also when started from a shell that ignores SIGINT for
     # background jobs (the disposition a child inherits; apply installs its own handler too).
+    # Installed before the connection lines are printed: whoever reads them may signal at once.
     previous = signal.signal(signal.SIGTERM, _terminate)
     previous_int = signal.signal(signal.SIGINT, _terminate)
     try:
+        print("\n".join(lines))
+        if args.env_file is not None:
+            try:
+                _write_env_file(args.env_file, lines)
+            except OSError as exc:
+                print(f"error: cannot write {args.env_file}: {exc.strerror}", file=sys.stderr)
+                return 1
+        print(
+            f"# tenant {emulator.tenant_domain}; state file {emulator.state_path}; Ctrl-C to stop"
+        )
+        sys.stdout.flush()
         emulator.serve_forever()
     except KeyboardInterrupt:
         pass

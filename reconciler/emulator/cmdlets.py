@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.emulator import wire
-from reconciler.emulator.filters import Getters, compile_filter, field_getters
+from reconciler.emulator.filters import Getters, compile_filter, compile_indexed, field_getters
 from reconciler.emulator.settings import EmulatorSettings
 from reconciler.emulator.state import (
     EXCHANGE_VERSION,
@@ -792,7 +792,11 @@ def _get_user(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
     if bound.get("Filter") is not None:
         if engine.settings.user_filters == "refused":
             raise wire.invalid_filter(str(bound["Filter"]), 0)
-        predicate = compile_filter(bound["Filter"], engine.user_getters())
+        predicate, plan = compile_indexed(bound["Filter"], engine.user_getters())
+        if plan is not None and candidates is state.users:
+            # Only UPN prefixes (a partitioned read): the sorted index, not a scan of everyone.
+            index = state.upn_index()
+            candidates, predicate = index.select(plan(index)), None
     if types is not None or predicate is not None:
         candidates = [
             u

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from reconciler.emulator.filters import PrefixIndex
 from reconciler.emulator.pki import write_atomic
 from reconciler.emulator.wire import format_date
 
@@ -114,6 +115,7 @@ class TenantState:
         self._group_index: dict[str, dict[str, Any]] = {}
         self._recipient_by_guid: dict[str, dict[str, Any]] = {}
         self._policy_index: dict[str, str] = {}
+        self._upn_index: PrefixIndex | None = None  # built on demand, dropped on add/remove
         for policy in data["policies"]:
             self.add_policy(policy)
         for user in data["users"]:
@@ -129,6 +131,7 @@ class TenantState:
         user.setdefault("_smtp_disabled", None)
         user.setdefault("StsRefreshTokensValidFrom", None)
         self.users.append(user)
+        self._upn_index = None
         for key in (
             user["Name"],
             user["UserPrincipalName"],
@@ -145,6 +148,7 @@ class TenantState:
         if user is None:
             return None
         self.users.remove(user)
+        self._upn_index = None
         for key in (user["Name"], user["UserPrincipalName"], user["DistinguishedName"]):
             self._user_index.pop(key.lower(), None)
         guid = user["Guid"].lower()
@@ -191,6 +195,13 @@ class TenantState:
         self._policy_index = index
 
     # ---------------------------------------------------------------- lookups
+    def upn_index(self) -> PrefixIndex:
+        """The users sorted by UserPrincipalName, for prefix filters (rebuilt after a change)."""
+        index = self._upn_index
+        if index is None:
+            index = self._upn_index = PrefixIndex(self.users, lambda u: u["UserPrincipalName"])
+        return index
+
     def find_user(self, identity: str, *, allow_external_id: bool) -> dict[str, Any] | None:
         """Resolve a user by name, UPN, DN or GUID (and Entra object id when allowed)."""
         key = identity.strip().lower()
