@@ -814,6 +814,8 @@ def _get_user(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
         candidates = sorted(
             candidates, key=lambda u: str(getter[1](u) or "").lower(), reverse=reverse
         )
+    elif engine.settings.user_order == "upn" and len(candidates) > 1:
+        candidates = sorted(candidates, key=lambda u: str(u["UserPrincipalName"]).lower())
     return CmdletResult(items=candidates, render=engine.render_user, limit=result_size)
 
 

@@ -134,6 +134,10 @@ class EmulatorSettings:
     # Get-User -Filter is served (supported) or refused as invalid syntax (refused): a client
     # that partitions its reads by filter must then fall back to one cursor.
     user_filters: str = "supported"
+    # Order of Get-User output without -SortBy (none is documented): upn (by
+    # UserPrincipalName: a first page then says nothing about the names after it, the worst
+    # case for a client that splits its read by a page's names) | stored (creation order).
+    user_order: str = "upn"
     graph_page_size: int = 1000  # most sign-ins per Graph page (and never more than $top)
     graph_throttle_budget: int = 0  # Graph requests per throttle window; 0 = unlimited
     graph_latency_ms: float = 0.0  # per Graph page
@@ -207,6 +211,8 @@ class EmulatorSettings:
             raise ValueError("default_page_size must be between 1 and 1000")
         if self.user_filters not in ("supported", "refused"):
             raise ValueError("user_filters must be one of supported, refused")
+        if self.user_order not in ("stored", "upn"):
+            raise ValueError("user_order must be one of stored, upn")
         if not 1 <= self.graph_page_size <= 1000:
             raise ValueError("graph_page_size must be between 1 and 1000")
         if not 1 <= self.sign_in_retention_days <= 90:
