@@ -27,7 +27,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -555,6 +555,19 @@ class AdminApiClient:
         The client-request-id and the anchor stay the same on every page and retry; each page
         has its own retry budget. Raises (never stops early) when a page cannot be read.
         """
+        for page in self.pages(cmdlet, parameters, select=select, request_id=request_id):
+            yield page.value
+
+    def pages(
+        self,
+        cmdlet: str,
+        parameters: Mapping[str, Any],
+        *,
+        select: Sequence[str] | None = None,
+        request_id: str | None = None,
+    ) -> Iterator[Page]:
+        """`iter_pages`, each page whole: its `next_link` (checked) says whether more follow,
+        so a caller may stop after a page (a partitioned read that splits a large partition)."""
         request_id = request_id or str(uuid.uuid4())
         body = json.dumps(cmdlet_body(cmdlet, parameters), separators=(",", ":")).encode()
         headers = self._headers(cmdlet, request_id, paged=True)
@@ -572,9 +585,10 @@ class AdminApiClient:
                     raise ExoProtocolError(f"{cmdlet}: Exchange returned the same nextLink twice")
                 seen_links.add(link)
                 url = link
+                page = replace(page, next_link=link)
             else:
                 url = None
-            yield page.value
+            yield page
 
     def _read_page(self, url: str, body: bytes, headers: dict[str, str], cmdlet: str) -> Page:
         attempts = Attempts(self.retry)

@@ -75,10 +75,10 @@ from reconciler.tenant.exo.snapshot import (
     policy_from_json,
     policy_keys,
     policy_name_from_reference,
-    user_from_json,
     user_select,
     with_mailboxes,
 )
+from reconciler.tenant.exo.user_reads import UserSet, read_cursor, read_partitioned
 from reconciler.tenant.graph import ConditionalAccessReader, SignInLog, SignInReader
 
 log = logging.getLogger(__name__)
@@ -111,17 +111,6 @@ class TenantFacts:
         }
 
 
-# The partitions of a partitioned Get-User: a UPN's first character (Exchange's -like is
-# case-insensitive and takes a trailing wildcard, round2-facts.md §3), and everything else.
-PARTITION_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-
-def user_partitions() -> list[str]:
-    """Disjoint OPATH filters that together select every user (the last is the complement)."""
-    prefixes = [f"UserPrincipalName -like '{c}*'" for c in PARTITION_CHARACTERS]
-    return [*prefixes, "-not (" + " -or ".join(prefixes) + ")"]
-
-
 class ExoTenant:
     """The Tenant protocol over HTTPS. Thread-safe for concurrent `set_user_policies` calls."""
 
@@ -135,7 +124,7 @@ class ExoTenant:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
-        # Get-User cursors read side by side (1: one cursor, the default; see user_partitions).
+        # Get-User cursors read side by side (1: one cursor; see user_reads.py).
         self.read_concurrency = 1
         # Reads the Entra sign-in log (evidence) when a plan asks for it; None: not wired.
         self.sign_in_reader: SignInReader | None = None
@@ -334,145 +323,45 @@ class ExoTenant:
     ) -> tuple[Any, ...]:
         select = user_select(needs.attributes)
         attributes = tuple(sorted(needs.attributes))
+        found = UserSet(attributes, policies_by_key)
+        restarts = self.max_read_restarts
         if self.read_concurrency > 1:
             try:
-                return self._read_users_partitioned(select, attributes, policies_by_key, progress)
+                issued = read_partitioned(
+                    self.client,
+                    select,
+                    found,
+                    ways=self.read_concurrency,
+                    restarts=restarts,
+                    progress=progress,
+                )
+                self.client.stats.add(partitions=issued)
+                return self._keep_users(found)
             except ExoInvalidParameterError as exc:
                 # The service refused the partition filter: the single cursor reads everything.
                 log.warning("partitioned Get-User refused (%s); reading on one cursor", exc)
-        users, guids = self._read_user_partition(
-            {"ResultSize": "Unlimited"}, select, attributes, policies_by_key, progress
+        read_cursor(
+            self.client,
+            {"ResultSize": "Unlimited"},
+            select,
+            found,
+            restarts=restarts,
+            progress=progress,
         )
-        return self._keep_users(users, guids)
+        return self._keep_users(found)
 
-    def _keep_users(self, users: list[Any], guids: dict[str, str]) -> tuple[Any, ...]:
+    def _keep_users(self, found: UserSet) -> tuple[Any, ...]:
+        if found.without_id:
+            # Without an Entra object id the planner could not address them by id.
+            log.info(
+                "%d Get-User object(s) without ExternalDirectoryObjectId left out",
+                found.without_id,
+            )
         with self._lock:
-            self._exchange_guids = guids
-        users.sort(key=lambda u: u.upn.casefold())
+            self._exchange_guids = found.guids
+        users = list(found.users.values())
+        users.sort(key=lambda u: (u.upn.casefold(), u.id))
         return tuple(users)
-
-    def _read_user_partition(
-        self,
-        parameters: Mapping[str, Any],
-        select: Sequence[str],
-        attributes: tuple[str, ...],
-        policies_by_key: Mapping[str, str],
-        progress: ProgressCallback | None,
-        counted: Callable[[int], int] | None = None,
-    ) -> tuple[list[Any], dict[str, str]]:
-        """Every user one Get-User read returns (restarted whole when its cursor is refused),
-        without repeats; never partial."""
-        for restart in range(self.max_read_restarts + 1):
-            users: list[Any] = []
-            guids: dict[str, str] = {}
-            seen: set[str] = set()
-            skipped = 0
-            try:
-                for page in self.client.iter_pages("Get-User", dict(parameters), select=select):
-                    for obj in page:
-                        row = user_from_json(obj, attributes, policies_by_key)
-                        if row is None:
-                            skipped += 1
-                            continue
-                        if row.user.id in seen:  # no order is documented: a page may repeat
-                            continue
-                        seen.add(row.user.id)
-                        users.append(row.user)
-                        if row.exchange_guid:
-                            guids[row.user.id] = row.exchange_guid
-                    size = len(page)
-                    del page  # the raw JSON of a page is dropped as soon as it is converted
-                    if progress is not None:
-                        progress(counted(size) if counted else len(users), None)
-            except ExoPaginationExpiredError as exc:
-                if restart >= self.max_read_restarts:
-                    raise TenantError(
-                        f"reading users failed: Exchange refused the next page {restart + 1} "
-                        f"time(s) ({exc.exchange_text or exc}); nothing was changed, try again"
-                    ) from None
-                log.warning("Exchange refused the Get-User cursor; reading those users again")
-                self.client.stats.add(read_restarts=1)
-                continue
-            if skipped:
-                # Without an Entra object id the planner could not address them by id.
-                log.info(
-                    "%d Get-User object(s) without ExternalDirectoryObjectId left out", skipped
-                )
-            return users, guids
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _read_users_partitioned(
-        self,
-        select: Sequence[str],
-        attributes: tuple[str, ...],
-        policies_by_key: Mapping[str, str],
-        progress: ProgressCallback | None,
-    ) -> tuple[Any, ...]:
-        """Get-User as disjoint server-side filters read side by side, each on its own cursor:
-        one per leading character of the UPN, and the complement of all of them, so nothing is
-        missed by construction; repeats (by Entra object id) dropped; any failed partition
-        fails the read (never a partial snapshot)."""
-        from reconciler.apply.concurrency import AimdLimit
-
-        filters = user_partitions()
-        lock = threading.Lock()
-        total = [0]
-        # Adaptive: a partition that met throttling (429 or Exchange's concurrency error) takes
-        # one off how many run at once; a run of clean ones adds one back, up to
-        # read_concurrency.
-        limit = AimdLimit(
-            initial=self.read_concurrency,
-            maximum=self.read_concurrency,
-            increase_after=2 * self.read_concurrency,
-            step_down=True,
-        )
-        gate = threading.Condition()
-        running = [0]
-
-        def counted(size: int) -> int:
-            with lock:
-                total[0] += size
-                return total[0]
-
-        def one(text: str) -> tuple[list[Any], dict[str, str]]:
-            with gate:
-                while running[0] >= limit.limit:
-                    gate.wait(0.5)
-                running[0] += 1
-            epoch, throttled = limit.epoch, self.client.stats.throttled
-            try:
-                return self._read_user_partition(
-                    {"ResultSize": "Unlimited", "Filter": text},
-                    select,
-                    attributes,
-                    policies_by_key,
-                    progress,
-                    counted,
-                )
-            finally:
-                with gate:
-                    running[0] -= 1
-                    gate.notify_all()
-                if self.client.stats.throttled > throttled:
-                    limit.on_throttle(epoch)
-                else:
-                    limit.on_success(epoch)
-
-        with ThreadPoolExecutor(
-            max_workers=self.read_concurrency, thread_name_prefix="read-users"
-        ) as pool:
-            parts = list(pool.map(one, filters))
-        users: list[Any] = []
-        guids: dict[str, str] = {}
-        seen: set[str] = set()
-        for part_users, part_guids in parts:
-            for user in part_users:
-                if user.id not in seen:
-                    seen.add(user.id)
-                    users.append(user)
-            guids.update(part_guids)
-        self.client.stats.add(partitions=len(filters))
-        return self._keep_users(users, guids)
 
     def read_smtp_org(self) -> OrgSmtp | None:
         """Get-TransportConfig's SMTP AUTH switch; None when the API does not show it."""

@@ -1,70 +1,152 @@
-"""Partitioned Get-User (--read-concurrency): disjoint UPN-prefix filters plus their
-complement, read side by side over HTTPS, give exactly the users and the plan of one cursor;
-a service that refuses the filter falls back to one cursor."""
+"""Partitioned Get-User (--read-concurrency) over HTTPS against the emulator: a probe page,
+UPN-prefix partitions chosen from it (split again when one turns out large), read side by
+side, give exactly the users and the plan of one cursor, in about ceil(users / 1000) +
+partitions requests, under every page order, a concurrency cap, expiring cursors and a
+service that refuses the filter; a partition that fails fails the read."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.cli import build_parser
 from reconciler.desired import load_desired_state
 from reconciler.emulator import Emulator, EmulatorSettings
+from reconciler.errors import TenantError
+from reconciler.model import SnapshotNeeds
 from reconciler.plan import make_plan, snapshot_needs
 from reconciler.render import plan_to_json
 from reconciler.tenant.connect import open_tenant
-from reconciler.tenant.exo.tenant import user_partitions
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
+USERS = 6000
 
 
-def _snapshot(emu: Emulator, concurrency: str) -> object:
-    env = {**emu.connection_env(), "AUTHPOLICY_READ_CONCURRENCY": concurrency}
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    settings = EmulatorSettings(users=USERS, seed=7, state_dir=tmp_path_factory.mktemp("emu"))
+    with Emulator(settings) as emulator:
+        yield emulator
+
+
+@pytest.fixture(autouse=True)
+def _clean(emu: Emulator) -> Iterator[None]:
+    yield
+    emu.set_faults(
+        user_order="stored",
+        user_filters="supported",
+        max_concurrent_per_tenant=0,
+        latency_base_ms=0.0,
+        cursor_expiry_seconds=1800.0,
+        one_shot=[],
+    )
+
+
+def _read(
+    emu: Emulator, concurrency: int, needs: SnapshotNeeds | None = None, **options: Any
+) -> tuple[Any, Any, Any]:
+    """(snapshot, desired, tenant) read on `concurrency` cursors."""
+    env = {**emu.connection_env(), "AUTHPOLICY_READ_CONCURRENCY": str(concurrency)}
     tenant = open_tenant(build_parser().parse_args(["report"]), env)
     desired = load_desired_state(ROOT / "policies.yaml")
-    return tenant.read_snapshot(snapshot_needs(desired)), desired
+    snapshot = tenant.read_snapshot(needs or snapshot_needs(desired), **options)
+    return snapshot, desired, tenant
 
 
-def test_partitions_are_disjoint_and_complete_by_construction() -> None:
-    filters = user_partitions()
-    assert len(filters) == 37 and filters[-1].startswith("-not (")
-    assert all(f"UserPrincipalName -like '{c}*'" in filters[-1] for c in "az09")
+def _get_user_requests(emu: Emulator) -> int:
+    return sum(emu.stats()["requests"]["Get-User"].values())
 
 
-def test_partitioned_read_gives_the_single_cursor_plan(tmp_path: Path) -> None:
-    import datetime as dt
-
-    settings = EmulatorSettings(users=3000, seed=7, state_dir=tmp_path / "emu")
-    with Emulator(settings) as emu:
-        single, desired = _snapshot(emu, "1")
-        emu.reset_stats()
-        parted, _ = _snapshot(emu, "8")
-        gets = emu.stats()["requests"]["Get-User"]
-        assert parted.users == single.users  # type: ignore[attr-defined]
-        day = dt.date(2026, 12, 27)
-        assert plan_to_json(make_plan(desired, parted, day)) == plan_to_json(  # type: ignore[arg-type]
-            make_plan(desired, single, day)  # type: ignore[arg-type]
-        )
-        # One request per page of each partition: at most ceil(users / 1000) + partitions.
-        assert sum(gets.values()) <= -(-3000 // 1000) + 37
-        emu.set_faults(user_filters="refused")
-        fallback, _ = _snapshot(emu, "8")
-        assert fallback.users == single.users  # type: ignore[attr-defined]
+@pytest.fixture(scope="module")
+def single(emu: Emulator) -> tuple[Any, Any]:
+    snapshot, desired, _ = _read(emu, 1)
+    assert len(snapshot.users) > 5000
+    return snapshot, desired
 
 
-def test_partitioned_read_under_a_concurrency_cap_is_complete(tmp_path: Path) -> None:
-    settings = EmulatorSettings(
-        users=2500,
-        seed=3,
-        state_dir=tmp_path / "emu",
-        max_concurrent_per_tenant=2,
-        latency_base_ms=30,
+@pytest.mark.parametrize("order", ["stored", "upn"])
+def test_partitioned_read_gives_the_single_cursor_plan(
+    emu: Emulator, single: tuple[Any, Any], order: str
+) -> None:
+    emu.set_faults(user_order=order)
+    emu.reset_stats()
+    parted, desired, tenant = _read(emu, 8)
+    assert parted.users == single[0].users
+    day = dt.date(2026, 12, 27)
+    assert plan_to_json(make_plan(desired, parted, day)) == plan_to_json(
+        make_plan(desired, single[0], day)
     )
-    with Emulator(settings) as emu:
-        parted, _ = _snapshot(emu, "8")
-        assert emu.stats()["concurrency_rejected"] > 0  # the cap was felt, and backed off
-        emu.set_faults(max_concurrent_per_tenant=0)
-        single, _ = _snapshot(emu, "1")
-        assert parted.users == single.users  # type: ignore[attr-defined]
+    partitions = tenant.client.stats.partitions
+    assert partitions > 8  # the probe, then at least 2 x 8 partitions
+    # One request per page of each filter issued (the probe's and a dropped first page's
+    # included): at most ceil(users / 1000) + partitions.
+    assert _get_user_requests(emu) <= -(-USERS // 1000) + partitions
+
+
+def test_a_tenant_of_one_page_is_read_in_one_request(tmp_path: Path) -> None:
+    settings = EmulatorSettings(users=300, seed=2, state_dir=tmp_path / "emu")
+    with Emulator(settings) as small:
+        snapshot, _, tenant = _read(small, 8)
+        assert len(snapshot.users) > 250
+        assert _get_user_requests(small) == 1 and tenant.client.stats.partitions == 1
+
+
+def test_a_refused_filter_falls_back_to_one_cursor(emu: Emulator, single: tuple[Any, Any]) -> None:
+    emu.set_faults(user_filters="refused")
+    snapshot, _, tenant = _read(emu, 8)
+    assert snapshot.users == single[0].users
+    assert tenant.client.stats.partitions == 0  # read on the single cursor after the refusal
+
+
+def test_a_concurrency_cap_is_felt_and_backed_off(emu: Emulator, single: tuple[Any, Any]) -> None:
+    emu.set_faults(max_concurrent_per_tenant=2, latency_base_ms=20.0)
+    emu.reset_stats()
+    snapshot, _, _ = _read(emu, 8)
+    assert emu.stats()["concurrency_rejected"] > 0
+    assert snapshot.users == single[0].users
+
+
+def test_an_expired_partition_cursor_reads_that_partition_again(
+    emu: Emulator, single: tuple[Any, Any]
+) -> None:
+    calls: list[int] = []
+
+    def progress(done: int, total: int | None) -> None:
+        calls.append(done)
+        # Cursors expire after the second page anyone reads, and work again after the fourth
+        # (two cursors, four partitions of about 1,500 users: two pages each).
+        emu.set_faults(cursor_expiry_seconds=0.0 if 2 <= len(calls) < 4 else 1800.0)
+
+    snapshot, _, tenant = _read(emu, 2, progress=progress)
+    assert snapshot.users == single[0].users
+    assert tenant.client.stats.read_restarts >= 1
+    assert calls == sorted(calls) and calls[-1] == len(single[0].users)  # unique users, rising
+
+
+def test_a_partition_that_keeps_failing_fails_the_read(emu: Emulator) -> None:
+    emu.set_faults(cursor_expiry_seconds=0.0)
+    with pytest.raises(TenantError) as err:
+        _read(emu, 2, SnapshotNeeds())  # four partitions of two pages each
+    assert str(err.value).startswith("reading users failed: Exchange refused the next page 3")
+
+
+@pytest.mark.parametrize("order", ["stored", "upn"])
+def test_a_large_partition_is_split_again_when_a_cursor_would_idle(
+    emu: Emulator, single: tuple[Any, Any], order: str
+) -> None:
+    # Two cursors, four partitions of about 1,500 users: the last two start with nothing
+    # queued behind them, so their first page (with more to come) splits them by its names.
+    emu.set_faults(user_order=order)
+    emu.reset_stats()
+    snapshot, _, tenant = _read(emu, 2, SnapshotNeeds())
+    assert [(u.id, u.upn, u.policy) for u in snapshot.users] == [
+        (u.id, u.upn, u.policy) for u in single[0].users
+    ]
+    partitions = tenant.client.stats.partitions
+    assert partitions > 1 + 4
+    assert _get_user_requests(emu) <= -(-USERS // 1000) + partitions
