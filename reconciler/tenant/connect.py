@@ -67,14 +67,16 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         type=_read_concurrency,
         default=None,
         metavar="N",
-        help="read the users on N cursors side by side, partitioned by the UPN's first "
-        "character (default 1: one cursor; AUTHPOLICY_READ_CONCURRENCY)",
+        help="read the users on up to N cursors side by side, partitioned by UPN prefix "
+        f"(default {DEFAULT_READ_CONCURRENCY}; 1: one cursor; AUTHPOLICY_READ_CONCURRENCY)",
     )
     group.add_argument("--exchange-host", metavar="URL", help=argparse.SUPPRESS)
     group.add_argument("--scope", metavar="SCOPE", help=argparse.SUPPRESS)
 
 
 MAX_READ_CONCURRENCY = 16
+# Get-User cursors by default: AIMD backs off from here when Exchange pushes back.
+DEFAULT_READ_CONCURRENCY = 8
 
 
 def _read_concurrency(text: str) -> int:
@@ -88,13 +90,13 @@ def _read_concurrency(text: str) -> int:
 
 
 def read_concurrency_of(args: Any, environ: Mapping[str, str]) -> int:
-    """--read-concurrency, else AUTHPOLICY_READ_CONCURRENCY, else 1 (one cursor)."""
+    """--read-concurrency, else AUTHPOLICY_READ_CONCURRENCY, else the default (8)."""
     value = getattr(args, "read_concurrency", None)
     if value is not None:
         return int(value)
     text = environ.get("AUTHPOLICY_READ_CONCURRENCY", "").strip()
     if not text:
-        return 1
+        return DEFAULT_READ_CONCURRENCY
     try:
         return _read_concurrency(text)
     except argparse.ArgumentTypeError as exc:

@@ -49,6 +49,12 @@ def fast_retry(**overrides: Any) -> RetryPolicy:
     return RetryPolicy(**values)
 
 
+def one_cursor(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` reading the users on one cursor (the default partitions them): for tests of
+    what one cursor does, page by page."""
+    return {**env, "AUTHPOLICY_READ_CONCURRENCY": "1"}
+
+
 def connect(env: Mapping[str, str], **options: Any) -> ExoTenant:
     parser = argparse.ArgumentParser()
     add_connection_arguments(parser)

@@ -202,8 +202,10 @@ def test_token_expiring_early_mid_read_is_refreshed(emu: Emulator) -> None:
     snapshot = tenant.read_snapshot(SnapshotNeeds())
     assert len(snapshot.users) == USERS
     assert tenant.client.stats.token_refreshes >= 1
-    tokens = emu.stats()["token_requests"]["200"]
-    assert tokens == 1 + tenant.client.stats.token_refreshes
+    tokens = int(emu.stats()["token_requests"]["200"])
+    # Cursors read side by side may meet the refused token together: each counts a refresh,
+    # but the provider fetches one new token for all of them (it drops only the token it gave).
+    assert 2 <= tokens <= 1 + tenant.client.stats.token_refreshes
 
 
 def test_short_lived_tokens_are_renewed_before_they_expire(emu: Emulator) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.emulator import Emulator, EmulatorSettings
 from reconciler.model import SnapshotNeeds
-from tests.tenant.exo.conftest import SYSTEM_BUNDLE, connect
+from tests.tenant.exo.conftest import SYSTEM_BUNDLE, connect, one_cursor
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_reads_all_50000_users_in_ceil_n_over_1000_pages(
     big_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", SYSTEM_BUNDLE)
-    tenant = connect(big_emulator.connection_env(app="reader"))
+    tenant = connect(one_cursor(big_emulator.connection_env(app="reader")))
     pages: list[int] = []
     snapshot = tenant.read_snapshot(
         SnapshotNeeds(attributes=frozenset({"department"})),
@@ -45,3 +45,25 @@ def test_reads_all_50000_users_in_ceil_n_over_1000_pages(
     assert stats["requests"]["-"] == {"307": 1}
     assert stats["requests_total"] == math.ceil(BIG / 1000) + 3
     assert tenant.client.stats.pages == math.ceil(BIG / 1000) + 2
+
+
+def test_partitioned_read_of_50000_users_is_the_same_set_in_few_more_requests(
+    big_emulator: Emulator,
+) -> None:
+    big_emulator.reset_stats()
+    one = connect(one_cursor(big_emulator.connection_env(app="reader")))
+    alone = one.read_snapshot(SnapshotNeeds(attributes=frozenset({"department"})))
+    big_emulator.reset_stats()
+    tenant = connect(big_emulator.connection_env(app="reader"))  # the default: partitioned
+    progress: list[int] = []
+    snapshot = tenant.read_snapshot(
+        SnapshotNeeds(attributes=frozenset({"department"})),
+        progress=lambda done, total: progress.append(done),
+    )
+    assert snapshot.users == alone.users  # the same users, in the same order
+    assert progress == sorted(progress) and progress[-1] == BIG
+    partitions = tenant.client.stats.partitions
+    assert partitions > 1
+    served = big_emulator.stats()["requests"]["Get-User"]["200"]
+    # Each partition's last page is at most one more than its share of whole pages.
+    assert served <= math.ceil(BIG / 1000) + partitions

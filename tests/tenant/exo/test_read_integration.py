@@ -10,7 +10,7 @@ from reconciler.emulator import Emulator
 from reconciler.errors import TenantError, TenantNotFoundError
 from reconciler.model import PROTOCOL_NAMES, SnapshotNeeds
 from reconciler.tenant.exo.errors import ExoProtocolError
-from tests.tenant.exo.conftest import USERS, connect
+from tests.tenant.exo.conftest import USERS, connect, one_cursor
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def test_missing_group_is_a_clear_error(emu: Emulator) -> None:
 
 
 def test_request_count_without_groups(emu: Emulator) -> None:
-    tenant = connect(emu.connection_env(app="reader"))
+    tenant = connect(one_cursor(emu.connection_env(app="reader")))
     tenant.read_snapshot(SnapshotNeeds(attributes=frozenset({"city"})))
     stats = emu.stats()
     # + 1: the first call's 307 to the backend host, followed once and kept for the rest.
@@ -107,7 +107,7 @@ def test_policies_and_default_without_users_cost_two_requests(emu: Emulator) -> 
 
 def test_progress_reports_users_as_pages_arrive(emu: Emulator) -> None:
     seen: list[tuple[int, int | None]] = []
-    connect(emu.connection_env(app="reader")).read_snapshot(
+    connect(one_cursor(emu.connection_env(app="reader"))).read_snapshot(
         SnapshotNeeds(), progress=lambda done, total: seen.append((done, total))
     )
     assert seen == [(1000, None), (2000, None), (2500, None)]
@@ -165,7 +165,7 @@ def test_foreign_next_link_is_refused(emu: Emulator) -> None:
 
 
 def test_cursor_expiry_restarts_the_whole_read(emu: Emulator) -> None:
-    tenant = connect(emu.connection_env(app="reader"))
+    tenant = connect(one_cursor(emu.connection_env(app="reader")))
     calls: list[int] = []
 
     def progress(done: int, total: int | None) -> None:
@@ -180,7 +180,7 @@ def test_cursor_expiry_restarts_the_whole_read(emu: Emulator) -> None:
 
 def test_cursor_that_always_expires_raises_instead_of_a_partial_snapshot(emu: Emulator) -> None:
     emu.set_faults(cursor_expiry_seconds=0.0)
-    tenant = connect(emu.connection_env(app="reader"))
+    tenant = connect(one_cursor(emu.connection_env(app="reader")))
     with pytest.raises(TenantError) as err:
         tenant.read_snapshot(SnapshotNeeds())
     assert str(err.value).startswith(
