@@ -247,14 +247,20 @@ MODERN_CLIENTS = ("Browser", "Mobile Apps and Desktop clients")
 
 
 def partitioned(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
-    """Issue 18: the no-op plan on one Get-User cursor, on `partition_concurrency` partitioned
-    cursors, and the same with the emulator serving at most 4 requests at once, in turn."""
+    """Issue 18: the no-op plan on one Get-User cursor, on 4 and on `partition_concurrency`
+    partitioned cursors, and on as many with the emulator serving at most 4 requests at once,
+    in turn in each run."""
     tenants.converge_mailboxes(emu)
     _set_latency(emu, cfg, True)
     base_env = _env(emu)
     users = len(emu.service.state.users)
     c = str(cfg.partition_concurrency)
-    modes = (("single", "1", 0), ("partitioned", c, 0), ("partitioned_cap4", c, 4))
+    modes = (
+        ("single", "1", 0),
+        ("four", "4", 0),
+        ("partitioned", c, 0),
+        ("partitioned_cap4", c, 4),
+    )
     runs = []
     for index in range(cfg.runs):
         run: dict[str, Any] = {}
@@ -268,32 +274,45 @@ def partitioned(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
                 raise BenchCheckFailed(
                     f"{mode}: the no-op plan has {child.result['changes']} changes"
                 )
+            if child.result["users"] != users:
+                raise BenchCheckFailed(f"{mode}: read {child.result['users']} of {users} users")
             run[mode] = {
                 "wall_s": child.result["total"]["wall_s"],
                 "read_wall_s": child.result["read"]["wall_s"],
                 "cpu_s": child.result["total"]["cpu_s"],
+                "read_cpu_s": child.result["read"]["cpu_s"],
                 "peak_rss_mb": child.peak_rss_mb,
                 "requests": stats["requests_total"],
                 "get_user": _requests(stats).get("Get-User", 0),
+                "partitions": child.result["partitions"],
                 "rejected": stats["concurrency_rejected"],
                 "fingerprint": child.result.get("fingerprint"),
             }
         emu.set_faults(max_concurrent_per_tenant=0)
         if len({run[m]["fingerprint"] for m, _, _ in modes}) != 1:
             raise BenchCheckFailed("partitioned plans differ from the single-cursor plan")
-        for mode in ("partitioned", "partitioned_cap4"):
+        for mode in ("four", "partitioned", "partitioned_cap4"):
             run[f"ratio_{mode}"] = run[mode]["wall_s"] / run["single"]["wall_s"]
         run["cpu_ratio"] = run["partitioned"]["cpu_s"] / run["single"]["cpu_s"]
         runs.append(run)
         log.info(
-            "partitioned run %d: one cursor %.2f s, %s cursors %.2f s, capped at 4 %.2f s",
+            "partitioned run %d at %d users: one cursor %.2f s, 4 %.2f s, %s %.2f s, "
+            "capped at 4 %.2f s",
             index + 1,
+            users,
             run["single"]["wall_s"],
+            run["four"]["wall_s"],
             c,
             run["partitioned"]["wall_s"],
             run["partitioned_cap4"]["wall_s"],
         )
-    return {"users": users, "concurrency": cfg.partition_concurrency, "runs": runs}
+    page_ms = cfg.latency.base_ms + 1000 * cfg.latency.per_object_ms
+    return {
+        "users": users,
+        "concurrency": cfg.partition_concurrency,
+        "page_ms": page_ms,
+        "runs": runs,
+    }
 
 
 # --------------------------------------------------------------------------- issue 16

@@ -110,6 +110,7 @@ def job_plan(job: dict[str, Any]) -> dict[str, Any]:
         "sign_in_events": snapshot.sign_ins.events if snapshot.sign_ins is not None else 0,
         "sign_in_status": snapshot.sign_ins.status if snapshot.sign_ins is not None else None,
         "rendered_chars": len(text),
+        "partitions": tenant.client.stats.partitions,
         "load": load,
         "read": read,
         "plan": planned,

@@ -76,8 +76,9 @@ class BenchConfig:
     fleet_tenants: int = 50
     fleet_users: int = 2_000
     fleet_max_runs: int = 2
-    # Issue 18: the no-op plan on one cursor and on partitioned cursors, side by side.
-    partition_users: int = 100_000
+    # Issue 18: the no-op plan on one cursor and on partitioned cursors, side by side, at
+    # each of these sizes.
+    partition_users: tuple[int, ...] = (100_000, 300_000)
     partition_concurrency: int = 8
     # Case 4: emulator capacity, seconds per measurement and client connections.
     capacity_seconds: float = 3.0
@@ -104,7 +105,7 @@ class BenchConfig:
             evidence_events=10_000,
             fleet_tenants=10,
             fleet_users=500,
-            partition_users=5_000,
+            partition_users=(5_000,),
             capacity_seconds=1.0,
         )
 
@@ -131,7 +132,7 @@ def tiny_config() -> BenchConfig:
         fleet_tenants=4,
         fleet_users=100,
         fleet_max_runs=1,
-        partition_users=300,
+        partition_users=(300,),
         capacity_seconds=0.3,
         capacity_clients=(1, 2),
     )

@@ -256,26 +256,35 @@ def _fleet(entry: dict[str, Any]) -> str | None:
 
 
 def _partitioned(entry: dict[str, Any]) -> str | None:
-    fig = entry.get("figures")
-    if not fig or not fig.get("runs"):
+    sizes = [s["figures"] for s in entry.get("sizes", []) if s.get("figures")]
+    if not sizes:
         return None
+    fig = sizes[-1]
     runs = fig["runs"]
     single = med([r["single"]["get_user"] for r in runs])
     parted = med([r["partitioned"]["get_user"] for r in runs])
+    filters = med([r["partitioned"]["partitions"] for r in runs])
     rejected = med([r["partitioned_cap4"]["rejected"] for r in runs])
     return (
         "On one cursor each page's nextLink arrives with the page before, so the Get-User pages "
-        f"wait one after another ({single:,.0f} of them). Partitioned, the 37 filters are read "
-        f"{fig['concurrency']} at a time ({parted:,.0f} Get-User requests: each partition ends "
-        "on a page of its own). With the emulator serving at most 4 requests at once, the "
-        f"surplus cursors are refused ({rejected:,.0f} rejections) and retried with backoff, "
-        "and the read takes one cursor off per partition that met a refusal (a run of clean "
-        "ones adds one back), so it settles near 4 cursors' worth; the limit only moves as "
-        "partitions finish, so a run whose first partitions are refused many times is slower "
-        "(see the spread). The partitions are fixed (the UPN's first "
-        "character); they are as uneven as the tenant's names, so the largest one bounds the "
-        "wall. Against the real service this is opt-in until measured there (no concurrency "
-        "limit is documented for the REST admin API)."
+        f"wait one after another ({single:,.0f} of them at {fig['users']:,} users). "
+        "Partitioned, the first unfiltered page is the probe: a tenant of one page is read in "
+        "that one request; a larger one is split into UPN-prefix filters (each a prefix, or the "
+        "rest of one: what starts with it but with none of its longer prefixes, so the filters "
+        "are disjoint and cover every name whatever the names are). The emulator pages in name "
+        "order by default (user_order=upn: no order is documented), so the probe's names say "
+        "nothing about the rest, and the first split is by the common first characters; a "
+        "partition whose first page says more pages follow is split again by what that page "
+        f"holds while cursors would otherwise idle ({filters:,.0f} filters in all, "
+        f"{parted:,.0f} Get-User requests: each filter ends on a page of its own). The probe "
+        "and the users of a page whose partition was split again are read twice and kept once "
+        "(by Entra object id, before conversion). With the emulator serving at most 4 requests "
+        f"at once, the surplus cursors are refused ({rejected:,.0f} rejections) and retried with "
+        "backoff, and the read takes one cursor off per partition that met a refusal (a run of "
+        "clean ones adds one back), so it settles near 4 cursors' worth. What is left on one "
+        "cursor at the end is the largest partition's tail. Against the real service the "
+        "speed-up rests on it serving several cursors of one app at once (no limit is "
+        "documented; Exchange's concurrency error and 429 make the read step down)."
     )
 
 

@@ -49,6 +49,9 @@ CASE_TITLES = {
 
 Step = tuple[str, Callable[[Emulator], Any]]
 
+# Cases measured at several tenant sizes: their results are {"sizes": [entry, ...]}.
+BY_SIZE = ("noop", "partitioned")
+
 
 def _steps(cfg: BenchConfig, selected: Sequence[str]) -> dict[int, list[Step]]:
     """tenant size -> the (case, run) steps that use a tenant of that size, in run order."""
@@ -75,7 +78,8 @@ def _steps(cfg: BenchConfig, selected: Sequence[str]) -> dict[int, list[Step]]:
     if "fleet" in selected:  # its emulator runs as a process of its own
         add(min(cfg.noop_sizes), "fleet", lambda emu: cases.fleet(cfg))
     if "partitioned" in selected:
-        add(cfg.partition_users, "partitioned", lambda emu: cases.partitioned(emu, cfg))
+        for size in cfg.partition_users:
+            add(size, "partitioned", lambda emu: cases.partitioned(emu, cfg))
     if "startup" in selected:
         add(min(cfg.noop_sizes), "startup", lambda emu: cases.startup(cfg))
     return by_size
@@ -158,10 +162,11 @@ def run_suite(cfg: BenchConfig, selected: Sequence[str], command: str) -> dict[s
                     "error": error,
                 }
                 entry = {"figures": figures, "meta": meta}
-                if name == "noop":
-                    results.setdefault("noop", {"sizes": []})["sizes"].append(entry)
+                if name in BY_SIZE:
+                    results.setdefault(name, {"sizes": []})["sizes"].append(entry)
                 else:
                     results[name] = entry
-    if "noop" in results:
-        results["noop"]["meta"] = results["noop"]["sizes"][-1]["meta"]
+    for name in BY_SIZE:
+        if name in results:
+            results[name]["meta"] = results[name]["sizes"][-1]["meta"]
     return results

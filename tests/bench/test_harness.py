@@ -12,7 +12,7 @@ from bench.__main__ import main
 from bench.config import tiny_config
 from bench.readings import readings
 from bench.report import NOT_RUN, render
-from bench.suite import CASE_NAMES, CASE_TITLES, machine, run_suite
+from bench.suite import BY_SIZE, CASE_NAMES, CASE_TITLES, machine, run_suite
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def _tables(text: str) -> list[list[str]]:
 def test_every_case_has_figures_and_no_errors(results: dict) -> None:
     assert set(results) == set(CASE_NAMES)
     for name in CASE_NAMES:
-        entries = results[name]["sizes"] if name == "noop" else [results[name]]
+        entries = results[name]["sizes"] if name in BY_SIZE else [results[name]]
         for entry in entries:
             assert entry["meta"]["error"] is None, (name, entry["meta"]["error"])
             assert entry["figures"] is not None
@@ -99,3 +99,14 @@ def test_document_says_not_run_for_cases_without_figures(results: dict) -> None:
     assert f"{NOT_RUN} (run `python -m bench noop`)" in text
     assert f"{NOT_RUN} (run `python -m bench planner`)" in text
     json.dumps(results)  # the raw figures are JSON as they are
+
+
+def test_partitioned_reads_read_every_user_alike_on_every_cursor_count(results: dict) -> None:
+    for size in results["partitioned"]["sizes"]:
+        fig = size["figures"]
+        for run in fig["runs"]:
+            assert run["single"]["partitions"] == 0  # one cursor: no filter
+            # the same users (the case fails otherwise) in at most ceil(n/1000) pages a filter
+            # (uncapped: under the cap, refused requests are counted too)
+            for mode in ("four", "partitioned"):
+                assert run[mode]["get_user"] <= -(-fig["users"] // 1000) + run[mode]["partitions"]

@@ -101,11 +101,14 @@ def split(atoms: Iterable[Atom], ways: int, sample: Iterable[str]) -> list[Parti
 
     A sample in sorted order (a service that pages in name order) says nothing about the names
     past its last one: it is then not used, and prefixes split by the common UPN characters,
-    weighed alike."""
+    weighed alike; the whole set then becomes one partition per common first character and
+    the rest (none packed together: nothing says which are small)."""
     values = [v.lower() for v in sample]
+    pieces = list(atoms)
     if len(values) > 1 and values == sorted(values):
         values = []
-    pieces = list(atoms)
+        if tuple(pieces) == ROOT:  # nothing says which first characters are rare: none share
+            ways = max(ways, len(COMMON) + 1)
     weights = [_weight(atom, values) for atom in pieces]
     while len(pieces) < MAX_ATOMS:
         share = max(sum(weights) / ways, 2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from reconciler.errors import TenantError
@@ -179,6 +179,52 @@ class UserRow:
     exchange_guid: str
 
 
+# TenantUser is frozen: its __init__ sets each of its 14 slots through object.__setattr__, the
+# largest cost of reading a user. Users read from pages are built by setting the slots through
+# their descriptors instead (same object: equal, same hash, same plan bytes; tested).
+_USER_FIELDS = tuple(f.name for f in fields(TenantUser))
+_SLOT = {name: getattr(TenantUser, name).__set__ for name in _USER_FIELDS}
+if (
+    "id", "upn", "identity", "recipient_type", "policy", "display_name",
+    "sts_refresh_tokens_valid_from", *ATTRIBUTE_PROPERTIES, "smtp_auth",
+) != _USER_FIELDS:  # fmt: skip
+    raise ImportError("TenantUser's fields changed: update _new_user")
+_ATTRIBUTE_SLOTS = {attribute: _SLOT[attribute] for attribute in ATTRIBUTE_PROPERTIES}
+(
+    _set_id, _set_upn, _set_identity, _set_type, _set_policy, _set_display, _set_sts,
+    _set_department, _set_company, _set_office, _set_title, _set_city, _set_country, _set_smtp,
+) = (_SLOT[name] for name in _USER_FIELDS)  # fmt: skip
+_new = object.__new__
+
+
+def _new_user(
+    user_id: str,
+    upn: str,
+    identity: str,
+    recipient_type: str,
+    policy: str | None,
+    display_name: str,
+    sts: str | None,
+) -> TenantUser:
+    """TenantUser(...) with the match attributes and smtp_auth None, without its __init__."""
+    user = _new(TenantUser)
+    _set_id(user, user_id)
+    _set_upn(user, upn)
+    _set_identity(user, identity)
+    _set_type(user, recipient_type)
+    _set_policy(user, policy)
+    _set_display(user, display_name)
+    _set_sts(user, sts)
+    _set_department(user, None)
+    _set_company(user, None)
+    _set_office(user, None)
+    _set_title(user, None)
+    _set_city(user, None)
+    _set_country(user, None)
+    _set_smtp(user, None)
+    return user
+
+
 def user_from_json(
     obj: Mapping[str, Any],
     attributes: Iterable[str],
@@ -191,27 +237,25 @@ def user_from_json(
         return None
     user_id = user_id.lower()
     guid = str(obj.get("Guid") or "").lower()
-    values: dict[str, Any] = {}
-    for attribute in attributes:
-        prop = ATTRIBUTE_PROPERTIES.get(attribute)
-        if prop:
-            values[attribute] = _interned(_text(obj, prop))
     upn = _text(obj, "UserPrincipalName") or ""
     policy = obj.get("AuthenticationPolicy")
     if policy is not None:
         policy = policy_name_from_reference(policy, policies_by_key)
         if policy is not None:
             policy = sys.intern(policy)
-    user = TenantUser(
-        id=user_id,
-        upn=upn,
-        identity=_text(obj, "Name") or _text(obj, "Identity") or upn,
-        recipient_type=sys.intern(_text(obj, "RecipientTypeDetails") or "User"),
-        policy=policy,
-        display_name=_text(obj, "DisplayName") or "",
-        sts_refresh_tokens_valid_from=_text(obj, "StsRefreshTokensValidFrom"),
-        **values,
+    user = _new_user(
+        user_id,
+        upn,
+        _text(obj, "Name") or _text(obj, "Identity") or upn,
+        sys.intern(_text(obj, "RecipientTypeDetails") or "User"),
+        policy,
+        _text(obj, "DisplayName") or "",
+        _text(obj, "StsRefreshTokensValidFrom"),
     )
+    for attribute in attributes:
+        prop = ATTRIBUTE_PROPERTIES.get(attribute)
+        if prop:
+            _ATTRIBUTE_SLOTS[attribute](user, _interned(_text(obj, prop)))
     return UserRow(user, guid)
 
 

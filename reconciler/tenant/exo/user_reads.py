@@ -40,7 +40,13 @@ from reconciler.tenant.exo.snapshot import user_from_json
 log = logging.getLogger(__name__)
 
 PROPERTY = "UserPrincipalName"
-SPLIT_WAYS = 4  # a partition found large is split into this many
+SPLIT_WAYS = 4  # a partition found large is split into at most this many
+# A piece of a partition split while reading is not split again: it is a quarter of one
+# already, and splitting drops the page that said it was large (read again by the pieces).
+SPLIT_DEPTH = 1
+# The probe's split: this many partitions per cursor (enough that the heaviest partitions,
+# read first, leave the small ones to even out the end).
+FIRST_SPLIT = 4
 
 
 class UserSet:
@@ -139,7 +145,7 @@ def read_partitioned(
     parts: list[Partition] = []
 
     def probe_split(upns: list[str]) -> list[Partition] | None:
-        parts.extend(split(ROOT, 2 * ways, upns))
+        parts.extend(split(ROOT, FIRST_SPLIT * ways, upns))
         return parts or None
 
     if (
@@ -172,17 +178,30 @@ def _run(
     limit = AimdLimit(initial=ways, maximum=ways, increase_after=2 * ways, step_down=True)
     gate = threading.Condition()
     running = [0]
+    generation: dict[Partition, int] = {}
+    reserved: dict[Partition, int] = {}  # cursors a partition splitting again has claimed
     outstanding = [0]  # queued or being read, seen by the workers to decide a split
     issued = len(parts)
 
     def split_first(part: Partition) -> Callable[[list[str]], list[Partition] | None]:
         def decide(upns: list[str]) -> list[Partition] | None:
             with gate:
-                idle = outstanding[0] - 1 < ways
-            if not idle:
-                return None
-            pieces = split(part.atoms, SPLIT_WAYS, upns)
-            return pieces if len(pieces) > 1 else None
+                # Only into cursors that would idle otherwise (the limit now, less what is
+                # queued or being read, this one included), reserved at once so partitions
+                # deciding together do not all count the same free cursors.
+                ways_now = min(SPLIT_WAYS, limit.limit - outstanding[0] + 1)
+                if ways_now < 2 or generation.get(part, 0) >= SPLIT_DEPTH:
+                    return None
+                reserved[part] = ways_now - 1
+                outstanding[0] += ways_now - 1
+            pieces = split(part.atoms, ways_now, upns)
+            with gate:
+                if len(pieces) <= 1:
+                    outstanding[0] -= reserved.pop(part)
+                    return None
+                for piece in pieces:
+                    generation[piece] = generation.get(part, 0) + 1
+            return pieces
 
         return decide
 
@@ -224,7 +243,7 @@ def _run(
                 futures[pool.submit(one, part)] = part
             done, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in done:
-                futures.pop(future)
+                done_part = futures.pop(future)
                 try:
                     pieces = future.result()
                 except _Stopped:
@@ -240,7 +259,8 @@ def _run(
                     queue.extendleft(reversed(pieces))
                     issued += len(pieces)
                 with gate:
-                    outstanding[0] = len(queue) + len(futures)
+                    reserved.pop(done_part, None)
+                    outstanding[0] = len(queue) + len(futures) + sum(reserved.values())
     if failure is not None:
         raise failure
     return issued

@@ -21,6 +21,8 @@ from reconciler.model import SnapshotNeeds
 from reconciler.plan import make_plan, snapshot_needs
 from reconciler.render import plan_to_json
 from reconciler.tenant.connect import open_tenant
+from reconciler.tenant.exo.partitions import COMMON
+from reconciler.tenant.exo.user_reads import FIRST_SPLIT
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -48,11 +50,16 @@ def _clean(emu: Emulator) -> Iterator[None]:
 
 
 def _read(
-    emu: Emulator, concurrency: int, needs: SnapshotNeeds | None = None, **options: Any
+    emu: Emulator,
+    concurrency: int,
+    needs: SnapshotNeeds | None = None,
+    *,
+    page_size: int = 1000,
+    **options: Any,
 ) -> tuple[Any, Any, Any]:
-    """(snapshot, desired, tenant) read on `concurrency` cursors."""
+    """(snapshot, desired, tenant) read on `concurrency` cursors, `page_size` users a page."""
     env = {**emu.connection_env(), "AUTHPOLICY_READ_CONCURRENCY": str(concurrency)}
-    tenant = open_tenant(build_parser().parse_args(["report"]), env)
+    tenant = open_tenant(build_parser().parse_args(["report"]), env, page_size=page_size)
     desired = load_desired_state(ROOT / "policies.yaml")
     snapshot = tenant.read_snapshot(needs or snapshot_needs(desired), **options)
     return snapshot, desired, tenant
@@ -119,10 +126,10 @@ def test_an_expired_partition_cursor_reads_that_partition_again(
     def progress(done: int, total: int | None) -> None:
         calls.append(done)
         # Cursors expire after the second page anyone reads, and work again after the fourth
-        # (two cursors, four partitions of about 1,500 users: two pages each).
+        # (two cursors, eight partitions of about 750 users: three pages of 250 each).
         emu.set_faults(cursor_expiry_seconds=0.0 if 2 <= len(calls) < 4 else 1800.0)
 
-    snapshot, _, tenant = _read(emu, 2, progress=progress)
+    snapshot, _, tenant = _read(emu, 2, page_size=250, progress=progress)
     assert snapshot.users == single[0].users
     assert tenant.client.stats.read_restarts >= 1
     assert calls == sorted(calls) and calls[-1] == len(single[0].users)  # unique users, rising
@@ -131,7 +138,7 @@ def test_an_expired_partition_cursor_reads_that_partition_again(
 def test_a_partition_that_keeps_failing_fails_the_read(emu: Emulator) -> None:
     emu.set_faults(cursor_expiry_seconds=0.0)
     with pytest.raises(TenantError) as err:
-        _read(emu, 2, SnapshotNeeds())  # four partitions of two pages each
+        _read(emu, 2, SnapshotNeeds(), page_size=250)  # eight partitions of three pages
     assert str(err.value).startswith("reading users failed: Exchange refused the next page 3")
 
 
@@ -139,14 +146,17 @@ def test_a_partition_that_keeps_failing_fails_the_read(emu: Emulator) -> None:
 def test_a_large_partition_is_split_again_when_a_cursor_would_idle(
     emu: Emulator, single: tuple[Any, Any], order: str
 ) -> None:
-    # Two cursors, four partitions of about 1,500 users: the last two start with nothing
-    # queued behind them, so their first page (with more to come) splits them by its names.
+    # Four cursors; pages of 100. The probe splits into 16 partitions (stored order: a fair
+    # sample) or 37 (name order: the sample says nothing, so one per first character); the
+    # last ones start while cursors are free, so their first page (with more to come) splits
+    # them by its names.
+    first = {"stored": FIRST_SPLIT * 4, "upn": len(COMMON) + 1}[order]
     emu.set_faults(user_order=order)
     emu.reset_stats()
-    snapshot, _, tenant = _read(emu, 2, SnapshotNeeds())
+    snapshot, _, tenant = _read(emu, 4, SnapshotNeeds(), page_size=100)
     assert [(u.id, u.upn, u.policy) for u in snapshot.users] == [
         (u.id, u.upn, u.policy) for u in single[0].users
     ]
     partitions = tenant.client.stats.partitions
-    assert partitions > 1 + 4
-    assert _get_user_requests(emu) <= -(-USERS // 1000) + partitions
+    assert partitions > 1 + first  # split again while reading
+    assert _get_user_requests(emu) <= -(-USERS // 100) + partitions

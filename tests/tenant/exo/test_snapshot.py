@@ -5,14 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.errors import TenantError
+from reconciler.model import TenantUser
 from reconciler.tenant.exo.snapshot import (
+    ATTRIBUTE_PROPERTIES,
     GroupRef,
+    _text,
     expand_group,
     mailbox_setting_of,
     org_smtp_of,
     policy_from_json,
+    policy_name_from_reference,
     user_from_json,
     user_select,
     with_mailboxes,
@@ -118,3 +124,51 @@ def test_nested_groups_with_a_cycle() -> None:
     root = GroupRef("A", "a", "MailUniversalDistributionGroup")
     assert expand_group(root, lister) == frozenset({"u1", "u2", "u3"})
     assert sorted(listed) == ["a", "b", "m"]  # each group listed once despite the cycle
+
+
+_TEXT = st.one_of(st.none(), st.text(max_size=12))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    obj=st.fixed_dictionaries(
+        {"ExternalDirectoryObjectId": st.uuids().map(str)},
+        optional={
+            "UserPrincipalName": _TEXT,
+            "Name": _TEXT,
+            "Identity": _TEXT,
+            "Guid": st.uuids().map(str),
+            "RecipientTypeDetails": _TEXT,
+            "DisplayName": _TEXT,
+            "StsRefreshTokensValidFrom": _TEXT,
+            "AuthenticationPolicy": st.one_of(st.none(), st.sampled_from(["Block", "Allow IMAP"])),
+            **{prop: _TEXT for prop in ATTRIBUTE_PROPERTIES.values()},
+        },
+    ),
+    attributes=st.sets(st.sampled_from(sorted(ATTRIBUTE_PROPERTIES))),
+)
+def test_user_built_without_init_is_the_dataclass_user(
+    obj: dict[str, Any], attributes: set[str]
+) -> None:
+    # user_from_json sets TenantUser's slots directly (its frozen __init__ is the slow part):
+    # the result must be the very user the constructor makes, so the plan's bytes cannot move.
+    row = user_from_json(obj, sorted(attributes), {})
+    assert row is not None
+    upn = _text(obj, "UserPrincipalName") or ""
+    policy = obj.get("AuthenticationPolicy")
+    expected = TenantUser(  # what the constructor makes of the same fields
+        id=obj["ExternalDirectoryObjectId"].lower(),
+        upn=upn,
+        identity=_text(obj, "Name") or _text(obj, "Identity") or upn,
+        recipient_type=_text(obj, "RecipientTypeDetails") or "User",
+        policy=None if policy is None else policy_name_from_reference(policy, {}),
+        display_name=_text(obj, "DisplayName") or "",
+        sts_refresh_tokens_valid_from=_text(obj, "StsRefreshTokensValidFrom"),
+        **{a: _text(obj, ATTRIBUTE_PROPERTIES[a]) for a in attributes},
+    )
+    assert row.user == expected and hash(row.user) == hash(expected)
+    assert repr(row.user) == repr(expected)
+    assert row.user.smtp_auth is None
+    assert all(getattr(row.user, a) is None for a in set(ATTRIBUTE_PROPERTIES) - attributes)
+    with pytest.raises(AttributeError):
+        row.user.upn = "changed"  # type: ignore[misc]  # still frozen
