@@ -136,7 +136,9 @@ def test_endless_throttling_ends_in_a_clear_error(emu: Emulator) -> None:
 
 def test_503s_and_504s_are_retried(emu: Emulator) -> None:
     emu.set_faults(error_503_rate=0.3, error_504_rate=0.2, fault_seed=11)
-    tenant = connect(emu.connection_env(app="reader"))
+    # One cursor: at a 50% fault rate the 40 requests of a partitioned read exhaust some
+    # request's retries (fails loudly, never partial); see the closing note of issue 18.
+    tenant = connect(one_cursor(emu.connection_env(app="reader")))
     snapshot = tenant.read_snapshot(SnapshotNeeds())
     assert len(snapshot.users) == USERS
     assert tenant.client.stats.retries >= 1
