@@ -14,8 +14,11 @@ by side, each on its own cursor:
   again (into 4) by what its page holds: its cursor is dropped, its users kept;
 - users are kept once each by Entra object id (a probe's or a dropped page's users are read
   again by the partitions that cover them, and no page order is documented);
-- a partition whose cursor is refused is read again (up to `restarts` times); any partition
-  that fails stops the others and fails the read: never a partial set of users;
+- a partition whose cursor is refused, or whose request still fails after the client's own
+  retries (503/504, a reset, throttling), is read again from its first page (up to `restarts`
+  times: a partition is a few pages, so this is cheap, where one cursor would read everything
+  again); any partition that fails past that stops the others and fails the read: never a
+  partial set of users;
 - `ExoInvalidParameterError` (the service refused the filter) propagates, and the caller reads
   on one cursor.
 """
@@ -33,7 +36,7 @@ from reconciler.apply.concurrency import AimdLimit
 from reconciler.errors import TenantError
 from reconciler.tenant.base import ProgressCallback
 from reconciler.tenant.exo.client import AdminApiClient
-from reconciler.tenant.exo.errors import ExoPaginationExpiredError
+from reconciler.tenant.exo.errors import ExoError, ExoPaginationExpiredError
 from reconciler.tenant.exo.partitions import ROOT, Partition, split
 from reconciler.tenant.exo.snapshot import user_from_json
 
@@ -98,11 +101,13 @@ def read_cursor(
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     split_first: Callable[[list[str]], list[Partition] | None] | None = None,
+    restart_on_transient: bool = False,
 ) -> list[Partition] | None:
     """Every user of one Get-User read into `found`, restarted whole when its cursor is
-    refused; raises rather than stopping early. `split_first(upns)`, called after a first page
-    that has more behind it, may return partitions to read instead: the cursor is then dropped
-    (its users kept) and they are returned."""
+    refused (and, with `restart_on_transient`, when a request's retries ran out on a
+    retryable error); raises rather than stopping early. `split_first(upns)`, called after a
+    first page that has more behind it, may return partitions to read instead: the cursor is
+    then dropped (its users kept) and they are returned."""
     for restart in range(restarts + 1):
         try:
             first = True
@@ -126,6 +131,11 @@ def read_cursor(
                     f"time(s) ({exc.exchange_text or exc}); nothing was changed, try again"
                 ) from None
             log.warning("Exchange refused the Get-User cursor; reading those users again")
+            client.stats.add(read_restarts=1)
+        except ExoError as exc:
+            if not (restart_on_transient and exc.retryable) or restart >= restarts:
+                raise
+            log.warning("Get-User failed (%s); reading that partition again", exc)
             client.stats.add(read_restarts=1)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -221,6 +231,7 @@ def _run(
                 progress=progress,
                 stop=stop,
                 split_first=split_first(part),
+                restart_on_transient=True,
             )
         finally:
             with gate:

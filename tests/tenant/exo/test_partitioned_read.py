@@ -2,7 +2,8 @@
 UPN-prefix partitions chosen from it (split again when one turns out large), read side by
 side, give exactly the users and the plan of one cursor, in about ceil(users / 1000) +
 partitions requests, under every page order, a concurrency cap, expiring cursors and a
-service that refuses the filter; a partition that fails fails the read."""
+service that refuses the filter; a partition whose retries run out is read again, and one
+that keeps failing fails the read."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from reconciler.model import SnapshotNeeds
 from reconciler.plan import make_plan, snapshot_needs
 from reconciler.render import plan_to_json
 from reconciler.tenant.connect import open_tenant
+from reconciler.tenant.exo.errors import ExoTransientError
 from reconciler.tenant.exo.partitions import COMMON
+from reconciler.tenant.exo.retry import RetryPolicy
 from reconciler.tenant.exo.user_reads import FIRST_SPLIT
 
 pytestmark = pytest.mark.integration
@@ -55,11 +58,17 @@ def _read(
     needs: SnapshotNeeds | None = None,
     *,
     page_size: int = 1000,
+    retry: RetryPolicy | None = None,
+    restarts: int | None = None,
     **options: Any,
 ) -> tuple[Any, Any, Any]:
-    """(snapshot, desired, tenant) read on `concurrency` cursors, `page_size` users a page."""
+    """(snapshot, desired, tenant) read on `concurrency` cursors, `page_size` users a page
+    (`retry`: the client's retries; `restarts`: a partition's)."""
     env = {**emu.connection_env(), "AUTHPOLICY_READ_CONCURRENCY": str(concurrency)}
-    tenant = open_tenant(build_parser().parse_args(["report"]), env, page_size=page_size)
+    args = build_parser().parse_args(["report"])
+    tenant = open_tenant(args, env, page_size=page_size, retry=retry)
+    if restarts is not None:
+        tenant.max_read_restarts = restarts
     desired = load_desired_state(ROOT / "policies.yaml")
     snapshot = tenant.read_snapshot(needs or snapshot_needs(desired), **options)
     return snapshot, desired, tenant
@@ -162,3 +171,37 @@ def test_a_read_whose_partitions_may_split_again_gives_the_same_users(
     # allowed here, not required (the same users either way is what is asserted).
     assert partitions >= 1 + first
     assert _get_user_requests(emu) <= -(-USERS // 100) + partitions
+
+
+def test_a_partition_whose_retries_run_out_is_read_again(
+    emu: Emulator, single: tuple[Any, Any]
+) -> None:
+    # No retries in the client: each 503 queued once the probe page is in fails a partition's
+    # request outright, and that partition (a few pages) is read again from its first page.
+    queued: list[bool] = []
+
+    def progress(done: int, total: int | None) -> None:
+        if not queued:
+            queued.append(True)
+            emu.set_faults(one_shot=["error_503"] * 3)
+
+    snapshot, _, tenant = _read(
+        emu, 4, progress=progress, retry=RetryPolicy(max_attempts=1), restarts=3
+    )
+    assert snapshot.users == single[0].users
+    assert emu.stats()["faults_injected"] == {"error_503": 3}
+    assert tenant.client.stats.read_restarts == 3
+
+
+def test_a_partition_failing_past_its_restarts_fails_the_read(emu: Emulator) -> None:
+    def progress(done: int, total: int | None) -> None:
+        emu.set_faults(error_503_rate=1.0)  # from the probe page on, every request fails
+
+    try:
+        with pytest.raises(ExoTransientError) as err:
+            _read(emu, 4, SnapshotNeeds(), retry=RetryPolicy(max_attempts=1), progress=progress)
+    finally:
+        emu.set_faults(error_503_rate=0.0)
+    assert "503" in str(err.value)
+    # Each partition that started was read 1 + 2 (restarts) times before the read failed.
+    assert emu.stats()["faults_injected"]["error_503"] >= 3
