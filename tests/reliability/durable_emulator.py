@@ -52,13 +52,18 @@ def make_durable(emulator: Emulator, state_file: Path) -> None:
         response = inner(*args, **kwargs)
         with lock:
             log = service.stats.write_log
-            if len(log) != persisted["count"]:
-                # to_dict is taken after our own write, under one lock: later saves hold later
-                # states, so the file never goes back in time.
+            # The writes logged now are the ones this save covers: each changed the tenant
+            # before it was logged, so to_dict (taken after) holds them. Writes logged while
+            # the file is written (a $batch can finish during the fsync) are after `count`, and
+            # their own request saves again: counting them here would acknowledge them unsaved.
+            count = len(log)
+            if count != persisted["count"]:
+                # Under one lock, after our own write: later saves hold later states, so the
+                # file never goes back in time.
                 data = service.state.to_dict()
-                data[WRITE_LOG_KEY] = previous + [dict(e) for e in log]
+                data[WRITE_LOG_KEY] = previous + [dict(e) for e in log[:count]]
                 write_atomic(state_file, json.dumps(data).encode("utf-8"), 0o600)
-                persisted["count"] = len(log)
+                persisted["count"] = count
         return response
 
     service.admin_request = admin_request  # type: ignore[method-assign]

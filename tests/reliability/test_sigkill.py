@@ -265,13 +265,16 @@ def test_emulator_sigkilled_and_restarted_mid_apply_then_apply_converges(
     # Either the apply rode out the restart (retries) or it stopped with a one-line error.
     assert first_exit in (0, 1), out + err
     assert "Traceback" not in err
+    said = f"first apply exit {first_exit}: {out[-1500:]} {err[-1500:]}"
     if first_exit != 0:
         rerun = run_authpolicy(env, "apply", "-c", str(config), "--auto-approve")
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        said += f"; rerun: {rerun.stdout[-1500:]} {rerun.stderr[-1500:]}"
     after = durable.state()
     log = read_write_log(durable.state_file)
-    assert writes_outside_plan(plan, log, upn_index_of(after)) == []
-    assert state_diff_keys(before, after) == planned_keys(plan)
+    assert writes_outside_plan(plan, log, upn_index_of(after)) == [], said
+    missing = sorted(planned_keys(plan) - state_diff_keys(before, after))
+    assert state_diff_keys(before, after) == planned_keys(plan), (len(missing), missing[:3], said)
     assert plan_now(durable.env, config).changes == ()
     print(
         f"\nemulator SIGKILL after {killed_with} logged writes; first apply exit {first_exit}; "
