@@ -6,10 +6,10 @@ by side, each on its own cursor:
 
 - the first page of the unfiltered read is the probe: a tenant of one page is read in one
   request, and a larger one is split by what that page holds;
-- the partitions go through a queue, the heaviest first, on at most `ways` threads, and no
-  more at once than an AIMD limit that takes one off on each partition that met throttling
-  (429 or Exchange's concurrency error, after the client's own waiting) and adds one back
-  after a run of clean ones;
+- the partitions go through a queue, the heaviest first, on at most `ways` threads; no more
+  pages are asked for at once than an AIMD limit that takes one off on each request answered
+  with throttling (429 or Exchange's concurrency error: a service capped at 4 that refuses 4
+  of 8 takes the limit to 4 in one burst) and adds one back after a run of clean pages;
 - a partition whose first page says more follow, while other workers would go idle, is split
   again (into 4) by what its page holds: its cursor is dropped, its users kept;
 - users are kept once each by Entra object id (a probe's or a dropped page's users are read
@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from reconciler.apply.concurrency import AimdLimit
@@ -50,6 +51,8 @@ SPLIT_DEPTH = 1
 # The probe's split: this many partitions per cursor (enough that the heaviest partitions,
 # read first, leave the small ones to even out the end).
 FIRST_SPLIT = 4
+# Clean pages per cursor before the limit on pages asked for at once goes up by one again.
+PACE_WINDOW = 4
 
 
 class UserSet:
@@ -63,8 +66,11 @@ class UserSet:
         self.guids: dict[str, str] = {}
         self._without_id: set[str] = set()
 
-    def add(self, page: Sequence[Mapping[str, Any]]) -> int:
-        """Convert and keep the page's new users; how many users are kept now."""
+    def add(
+        self, page: Sequence[Mapping[str, Any]], progress: ProgressCallback | None = None
+    ) -> int:
+        """Convert and keep the page's new users; how many users are kept now, also told to
+        `progress` (under the lock: pages added side by side report rising counts)."""
         with self._lock:
             users = self.users
             for obj in page:
@@ -80,6 +86,8 @@ class UserSet:
                 users[row.user.id] = row.user
                 if row.exchange_guid:
                     self.guids[row.user.id] = row.exchange_guid
+            if progress is not None:
+                progress(len(users), None)
             return len(users)
 
     @property
@@ -102,21 +110,26 @@ def read_cursor(
     stop: threading.Event | None = None,
     split_first: Callable[[list[str]], list[Partition] | None] | None = None,
     restart_on_transient: bool = False,
+    pace: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> list[Partition] | None:
     """Every user of one Get-User read into `found`, restarted whole when its cursor is
     refused (and, with `restart_on_transient`, when a request's retries ran out on a
     retryable error); raises rather than stopping early. `split_first(upns)`, called after a
     first page that has more behind it, may return partitions to read instead: the cursor is
-    then dropped (its users kept) and they are returned."""
+    then dropped (its users kept) and they are returned. Each page is asked for inside
+    `pace()` (a slot of the partitioned read's limit)."""
     for restart in range(restarts + 1):
         try:
             first = True
-            for page in client.pages("Get-User", dict(parameters), select=select):
+            pages = client.pages("Get-User", dict(parameters), select=select)
+            while True:
+                with pace():
+                    page = next(pages, None)
+                if page is None:
+                    break
                 if stop is not None and stop.is_set():
                     raise _Stopped
-                count = found.add(page.value)
-                if progress is not None:
-                    progress(count, None)
+                found.add(page.value, progress)
                 if first and page.next_link and split_first is not None:
                     upns = [str(obj.get(PROPERTY) or "") for obj in page.value]
                     parts = split_first(upns)
@@ -185,9 +198,10 @@ def _run(
     progress: ProgressCallback | None,
 ) -> int:
     stop = threading.Event()
-    limit = AimdLimit(initial=ways, maximum=ways, increase_after=2 * ways, step_down=True)
+    limit = AimdLimit(initial=ways, maximum=ways, increase_after=PACE_WINDOW * ways, step_down=True)
     gate = threading.Condition()
-    running = [0]
+    asking = [0]  # pages being asked for now
+    worker = threading.local()  # a read worker's: throttle answers during its current page
     generation: dict[Partition, int] = {}
     reserved: dict[Partition, int] = {}  # cursors a partition splitting again has claimed
     outstanding = [0]  # queued or being read, seen by the workers to decide a split
@@ -215,63 +229,84 @@ def _run(
 
         return decide
 
-    def one(part: Partition) -> list[Partition] | None:
+    @contextmanager
+    def pace() -> Iterator[None]:
         with gate:
-            while running[0] >= limit.limit and not stop.is_set():
+            while asking[0] >= limit.limit and not stop.is_set():
                 gate.wait(0.5)
-            running[0] += 1
-        epoch, throttled = limit.epoch, client.stats.throttled
+            if stop.is_set():
+                raise _Stopped
+            asking[0] += 1
+        worker.throttled = 0
         try:
-            return read_cursor(
-                client,
-                {"ResultSize": "Unlimited", "Filter": part.filter(PROPERTY)},
-                select,
-                found,
-                restarts=restarts,
-                progress=progress,
-                stop=stop,
-                split_first=split_first(part),
-                restart_on_transient=True,
-            )
+            yield
         finally:
             with gate:
-                running[0] -= 1
+                asking[0] -= 1
                 gate.notify_all()
-            if client.stats.throttled > throttled:
-                limit.on_throttle(epoch)
-            else:
-                limit.on_success(epoch)
+            if not worker.throttled:
+                limit.on_success()
+            worker.throttled = None
+
+    previous_hook = client.on_throttle
+
+    def on_throttle(retry_after: float | None) -> None:
+        # Every throttled answer to a page counts (no epoch): a burst of refusals from a
+        # capped service is how far over the cap the read is, one step each.
+        if getattr(worker, "throttled", None) is not None:
+            worker.throttled += 1
+            limit.on_throttle()
+        if previous_hook is not None:
+            previous_hook(retry_after)
+
+    def one(part: Partition) -> list[Partition] | None:
+        return read_cursor(
+            client,
+            {"ResultSize": "Unlimited", "Filter": part.filter(PROPERTY)},
+            select,
+            found,
+            restarts=restarts,
+            progress=progress,
+            stop=stop,
+            split_first=split_first(part),
+            restart_on_transient=True,
+            pace=pace,
+        )
 
     queue = deque(parts)
     futures: dict[Future[list[Partition] | None], Partition] = {}
     failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=ways, thread_name_prefix="read-users") as pool:
-        with gate:
-            outstanding[0] = len(queue)
-        while (queue and failure is None) or futures:
-            while queue and failure is None and len(futures) < ways:
-                part = queue.popleft()
-                futures[pool.submit(one, part)] = part
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in done:
-                done_part = futures.pop(future)
-                try:
-                    pieces = future.result()
-                except _Stopped:
-                    continue
-                except BaseException as exc:  # re-raised once every partition has stopped
-                    if failure is None:
-                        failure = exc
-                        stop.set()
-                        with gate:
-                            gate.notify_all()
-                    continue
-                if pieces:
-                    queue.extendleft(reversed(pieces))
-                    issued += len(pieces)
-                with gate:
-                    reserved.pop(done_part, None)
-                    outstanding[0] = len(queue) + len(futures) + sum(reserved.values())
+    client.on_throttle = on_throttle  # this read's pages, then whoever listened before
+    try:
+        with ThreadPoolExecutor(max_workers=ways, thread_name_prefix="read-users") as pool:
+            with gate:
+                outstanding[0] = len(queue)
+            while (queue and failure is None) or futures:
+                while queue and failure is None and len(futures) < ways:
+                    part = queue.popleft()
+                    futures[pool.submit(one, part)] = part
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    done_part = futures.pop(future)
+                    try:
+                        pieces = future.result()
+                    except _Stopped:
+                        continue
+                    except BaseException as exc:  # re-raised once every partition has stopped
+                        if failure is None:
+                            failure = exc
+                            stop.set()
+                            with gate:
+                                gate.notify_all()
+                        continue
+                    if pieces:
+                        queue.extendleft(reversed(pieces))
+                        issued += len(pieces)
+                    with gate:
+                        reserved.pop(done_part, None)
+                        outstanding[0] = len(queue) + len(futures) + sum(reserved.values())
+    finally:
+        client.on_throttle = previous_hook
     if failure is not None:
         raise failure
     return issued
