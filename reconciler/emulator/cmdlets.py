@@ -1004,15 +1004,31 @@ def _get_cas_mailbox(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResul
         else:
             raise wire.not_found(identity)
     else:
-        candidates = [u for u in state.users if u["RecipientTypeDetails"] in MAILBOX_TYPES]
+        candidates = state.users  # the mailboxes among them, below
     if bound.get("Filter") is not None:
+        if engine.settings.user_filters == "refused":
+            raise wire.invalid_filter(str(bound["Filter"]), 0)
         getters = field_getters(["Name", "DisplayName", "ExternalDirectoryObjectId"])
         getters["smtpclientauthenticationdisabled"] = (
             "SmtpClientAuthenticationDisabled",
             lambda u: u["_smtp_disabled"],
         )
-        predicate = compile_filter(bound["Filter"], getters)
-        candidates = [u for u in candidates if predicate(u)]
+        predicate, plan = compile_indexed(bound["Filter"], getters, "Name")
+        if plan is not None and candidates is state.users:
+            # Only Name prefixes (a partitioned read): the sorted index, not a scan of everyone.
+            index = state.name_index()
+            candidates = [
+                u for u in index.select(plan(index)) if u["RecipientTypeDetails"] in MAILBOX_TYPES
+            ]
+        else:
+            candidates = [
+                u for u in candidates if u["RecipientTypeDetails"] in MAILBOX_TYPES and predicate(u)
+            ]
+    elif candidates is state.users:
+        candidates = [u for u in candidates if u["RecipientTypeDetails"] in MAILBOX_TYPES]
+    if engine.settings.user_order == "upn" and len(candidates) > 1:
+        # As Get-User's: no order is documented; by name, a first page is no sample.
+        candidates = sorted(candidates, key=lambda u: str(u["Name"]).lower())
     return _page_of(candidates, engine.render_cas, bound)
 
 

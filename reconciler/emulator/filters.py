@@ -126,9 +126,10 @@ _NULL = object()
 
 
 class _Parser:
-    def __init__(self, text: str, getters: Getters) -> None:
+    def __init__(self, text: str, getters: Getters, indexed: str = "UserPrincipalName") -> None:
         self.text = text
         self.getters = getters
+        self.indexed = indexed
         self.tokens: list[tuple[str, Any, int]] = []
         body = text.strip()
         offset = text.find(body) if body else 0
@@ -228,7 +229,7 @@ class _Parser:
             raise invalid_filter(self.text, value_pos)
         leaf_plan: RangePlan = None
         if (
-            prop[0] == "UserPrincipalName"
+            prop[0] == self.indexed
             and op == "-like"
             and isinstance(literal, str)
             and literal.endswith("*")
@@ -273,12 +274,14 @@ def compile_filter(text: Any, getters: Getters) -> Predicate:
     return _Parser(text, getters).parse()[0]
 
 
-def compile_indexed(text: Any, getters: Getters) -> tuple[Predicate, RangePlan]:
-    """The predicate of an OPATH filter, and its ranges of a UPN PrefixIndex when the filter is
-    built only of `UserPrincipalName -like 'prefix*'` (else None: test every record)."""
+def compile_indexed(
+    text: Any, getters: Getters, indexed: str = "UserPrincipalName"
+) -> tuple[Predicate, RangePlan]:
+    """The predicate of an OPATH filter, and its ranges of a PrefixIndex by `indexed` when the
+    filter is built only of `<indexed> -like 'prefix*'` (else None: test every record)."""
     if not isinstance(text, str):
         raise invalid_filter(str(text), 0)
-    return _Parser(text, getters).parse()
+    return _Parser(text, getters, indexed).parse()
 
 
 def field_getters(names: list[str]) -> Getters:

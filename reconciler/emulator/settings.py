@@ -131,12 +131,13 @@ class EmulatorSettings:
     # Get-OrganizationConfig OAuth2ClientProfileEnabled (modern authentication for Outlook);
     # Microsoft's default for tenants since 2017 is on.
     oauth2_client_profile_enabled: bool = True
-    # Get-User -Filter is served (supported) or refused as invalid syntax (refused): a client
-    # that partitions its reads by filter must then fall back to one cursor.
+    # Get-User and Get-CASMailbox -Filter are served (supported) or refused as invalid syntax
+    # (refused): a client that partitions its reads by filter must then fall back to one cursor.
     user_filters: str = "supported"
-    # Order of Get-User output without -SortBy (none is documented): upn (by
-    # UserPrincipalName: a first page then says nothing about the names after it, the worst
-    # case for a client that splits its read by a page's names) | stored (creation order).
+    # Order of Get-User (and Get-CASMailbox) output without -SortBy (none is documented): upn
+    # (by UserPrincipalName, mailboxes by Name: a first page then says nothing about the names
+    # after it, the worst case for a client that splits its read by a page's names) | stored
+    # (creation order).
     user_order: str = "upn"
     graph_page_size: int = 1000  # most sign-ins per Graph page (and never more than $top)
     graph_throttle_budget: int = 0  # Graph requests per throttle window; 0 = unlimited

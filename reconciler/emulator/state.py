@@ -116,6 +116,7 @@ class TenantState:
         self._recipient_by_guid: dict[str, dict[str, Any]] = {}
         self._policy_index: dict[str, str] = {}
         self._upn_index: PrefixIndex | None = None  # built on demand, dropped on add/remove
+        self._name_index: PrefixIndex | None = None  # the same, by Name (Get-CASMailbox)
         for policy in data["policies"]:
             self.add_policy(policy)
         for user in data["users"]:
@@ -131,7 +132,7 @@ class TenantState:
         user.setdefault("_smtp_disabled", None)
         user.setdefault("StsRefreshTokensValidFrom", None)
         self.users.append(user)
-        self._upn_index = None
+        self._upn_index = self._name_index = None
         for key in (
             user["Name"],
             user["UserPrincipalName"],
@@ -148,7 +149,7 @@ class TenantState:
         if user is None:
             return None
         self.users.remove(user)
-        self._upn_index = None
+        self._upn_index = self._name_index = None
         for key in (user["Name"], user["UserPrincipalName"], user["DistinguishedName"]):
             self._user_index.pop(key.lower(), None)
         guid = user["Guid"].lower()
@@ -200,6 +201,13 @@ class TenantState:
         index = self._upn_index
         if index is None:
             index = self._upn_index = PrefixIndex(self.users, lambda u: u["UserPrincipalName"])
+        return index
+
+    def name_index(self) -> PrefixIndex:
+        """The users sorted by Name, for Get-CASMailbox prefix filters (rebuilt after a change)."""
+        index = self._name_index
+        if index is None:
+            index = self._name_index = PrefixIndex(self.users, lambda u: u["Name"])
         return index
 
     def find_user(self, identity: str, *, allow_external_id: bool) -> dict[str, Any] | None:

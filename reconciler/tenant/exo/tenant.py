@@ -55,7 +55,6 @@ from reconciler.tenant.exo.errors import (
     ExoError,
     ExoInvalidParameterError,
     ExoNotFoundError,
-    ExoPaginationExpiredError,
     ExoPermissionError,
     ExoThrottledError,
 )
@@ -78,7 +77,17 @@ from reconciler.tenant.exo.snapshot import (
     user_select,
     with_mailboxes,
 )
-from reconciler.tenant.exo.user_reads import UserSet, read_cursor, read_partitioned
+from reconciler.tenant.exo.user_reads import (
+    MAILBOXES,
+    USERS,
+    Listing,
+    MailboxSet,
+    ReadPace,
+    Sink,
+    UserSet,
+    read_cursor,
+    read_partitioned,
+)
 from reconciler.tenant.graph import ConditionalAccessReader, SignInLog, SignInReader
 
 log = logging.getLogger(__name__)
@@ -281,11 +290,15 @@ class ExoTenant:
         mailboxes: dict[str, SmtpSetting] | None = None
         mailbox_names: dict[str, str] = {}
         if needs.mailboxes and needs.users:
-            # The CAS mailbox pages are read beside the Get-User pages (two cursors at once),
-            # then joined: managing SMTP AUTH costs requests, not twice the waiting.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-cas") as pool:
-                reading = pool.submit(self._read_mailboxes)
-                users = self._read_users(needs, policies_by_key, progress)
+            # The CAS mailbox pages are read beside the Get-User pages, then joined: managing
+            # SMTP AUTH costs requests, not twice the waiting. Partitioned, both reads share
+            # one pace: together no more pages at once than --read-concurrency.
+            with (
+                ReadPace(self.client, self.read_concurrency) as pace,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-cas") as pool,
+            ):
+                reading = pool.submit(self._read_mailboxes, pace)
+                users = self._read_users(needs, policies_by_key, progress, pace)
                 mailboxes, mailbox_names = reading.result()
             users = with_mailboxes(users, self._exchange_guids, mailboxes)
         else:
@@ -320,35 +333,51 @@ class ExoTenant:
         needs: SnapshotNeeds,
         policies_by_key: Mapping[str, str],
         progress: ProgressCallback | None,
+        pace: ReadPace | None = None,
     ) -> tuple[Any, ...]:
-        select = user_select(needs.attributes)
-        attributes = tuple(sorted(needs.attributes))
-        found = UserSet(attributes, policies_by_key)
+        found = UserSet(tuple(sorted(needs.attributes)), policies_by_key)
+        self._read_all(USERS, user_select(needs.attributes), found, progress, pace)
+        return self._keep_users(found)
+
+    def _read_all(
+        self,
+        listing: Listing,
+        select: Sequence[str],
+        found: Sink,
+        progress: ProgressCallback | None,
+        pace: ReadPace | None,
+    ) -> None:
+        """Every object of `listing` into `found`: partitioned unless --read-concurrency 1,
+        on one cursor when the service refuses the partition filter."""
         restarts = self.max_read_restarts
         if self.read_concurrency > 1:
             try:
                 issued = read_partitioned(
                     self.client,
+                    listing,
                     select,
                     found,
                     ways=self.read_concurrency,
                     restarts=restarts,
                     progress=progress,
+                    pace=pace,
                 )
                 self.client.stats.add(partitions=issued)
-                return self._keep_users(found)
+                return
             except ExoInvalidParameterError as exc:
                 # The service refused the partition filter: the single cursor reads everything.
-                log.warning("partitioned Get-User refused (%s); reading on one cursor", exc)
+                log.warning(
+                    "partitioned %s refused (%s); reading on one cursor", listing.cmdlet, exc
+                )
         read_cursor(
             self.client,
+            listing,
             {"ResultSize": "Unlimited"},
             select,
             found,
             restarts=restarts,
             progress=progress,
         )
-        return self._keep_users(found)
 
     def _keep_users(self, found: UserSet) -> tuple[Any, ...]:
         if found.without_id:
@@ -371,29 +400,16 @@ class ExoTenant:
         value = org_smtp_of(rows[0]) if rows else None
         return None if value is None else ("disabled" if value else "enabled")
 
-    def _read_mailboxes(self) -> tuple[dict[str, SmtpSetting], dict[str, str]]:
+    def _read_mailboxes(
+        self, pace: ReadPace | None = None
+    ) -> tuple[dict[str, SmtpSetting], dict[str, str]]:
         """Every CAS mailbox's SMTP AUTH setting by Entra object id and by Exchange GUID (the
         join keys to Get-User), and each mailbox's name by its first key (to name mailboxes
-        no user matches). `invoke` restarts on a refused cursor and drops repeated rows."""
-        settings: dict[str, SmtpSetting] = {}
-        names: dict[str, str] = {}
-        try:
-            rows = self.client.invoke(
-                "Get-CASMailbox", {"ResultSize": "Unlimited"}, select=CAS_SELECT
-            )
-        except ExoPaginationExpiredError as exc:
-            raise TenantError(
-                "reading mailboxes failed: Exchange refused the next page of Get-CASMailbox "
-                f"({exc.exchange_text or exc}); nothing was changed, try again"
-            ) from None
-        for obj in rows:
-            keys, setting = mailbox_setting_of(obj)
-            if not keys:
-                continue
-            for key in keys:
-                settings[key] = setting
-            names[keys[0]] = str(obj.get("Name") or keys[0])
-        return settings, names
+        no user matches); read like the users (partitioned by Name, repeats dropped, a
+        refused cursor restarted)."""
+        found = MailboxSet()
+        self._read_all(MAILBOXES, CAS_SELECT, found, None, pace)
+        return found.settings, found.names
 
     def _read_groups(self, names: frozenset[str]) -> dict[str, frozenset[str]]:
         members_cache: dict[str, list[dict[str, Any]]] = {}

@@ -74,8 +74,12 @@ def _read(
     return snapshot, desired, tenant
 
 
+def _requests(emu: Emulator, cmdlet: str) -> int:
+    return sum(emu.stats()["requests"][cmdlet].values())
+
+
 def _get_user_requests(emu: Emulator) -> int:
-    return sum(emu.stats()["requests"]["Get-User"].values())
+    return _requests(emu, "Get-User")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +96,10 @@ def test_partitioned_read_gives_the_single_cursor_plan(
     emu.set_faults(user_order=order)
     emu.reset_stats()
     parted, desired, tenant = _read(emu, 8)
-    assert parted.users == single[0].users
+    # policies.yaml manages SMTP AUTH: the mailboxes are read too, partitioned by Name beside
+    # the users, and joined to them (each user's smtp_auth is compared here).
+    assert parted.mailboxes_read and parted.users == single[0].users
+    assert parted.mailboxes_without_user == single[0].mailboxes_without_user
     day = dt.date(2026, 12, 27)
     assert plan_to_json(make_plan(desired, parted, day)) == plan_to_json(
         make_plan(desired, single[0], day)
@@ -101,15 +108,20 @@ def test_partitioned_read_gives_the_single_cursor_plan(
     assert partitions > 8  # the probe, then at least 2 x 8 partitions
     # One request per page of each filter issued (the probe's and a dropped first page's
     # included): at most ceil(users / 1000) + partitions.
-    assert _get_user_requests(emu) <= -(-USERS // 1000) + partitions
+    pages = -(-USERS // 1000)
+    mailbox_requests = _requests(emu, "Get-CASMailbox")
+    assert mailbox_requests > pages  # partitioned, not one cursor's pages
+    assert _get_user_requests(emu) + mailbox_requests <= 2 * pages + partitions
 
 
 def test_a_tenant_of_one_page_is_read_in_one_request(tmp_path: Path) -> None:
     settings = EmulatorSettings(users=300, seed=2, state_dir=tmp_path / "emu")
     with Emulator(settings) as small:
         snapshot, _, tenant = _read(small, 8)
-        assert len(snapshot.users) > 250
-        assert _get_user_requests(small) == 1 and tenant.client.stats.partitions == 1
+        assert len(snapshot.users) > 250 and snapshot.mailboxes_read
+        # One request each for the users and the mailboxes: the probes held everything.
+        assert _get_user_requests(small) == 1 == _requests(small, "Get-CASMailbox")
+        assert tenant.client.stats.partitions == 2
 
 
 def test_a_refused_filter_falls_back_to_one_cursor(emu: Emulator, single: tuple[Any, Any]) -> None:
@@ -138,8 +150,10 @@ def test_an_expired_partition_cursor_reads_that_partition_again(
         # (two cursors, eight partitions of about 750 users: three pages of 250 each).
         emu.set_faults(cursor_expiry_seconds=0.0 if 2 <= len(calls) < 4 else 1800.0)
 
-    snapshot, _, tenant = _read(emu, 2, page_size=250, progress=progress)
-    assert snapshot.users == single[0].users
+    snapshot, _, tenant = _read(emu, 2, SnapshotNeeds(), page_size=250, progress=progress)
+    assert [(u.id, u.upn, u.policy) for u in snapshot.users] == [
+        (u.id, u.upn, u.policy) for u in single[0].users
+    ]
     assert tenant.client.stats.read_restarts >= 1
     assert calls == sorted(calls) and calls[-1] == len(single[0].users)  # unique users, rising
 
