@@ -9,6 +9,8 @@ from typing import Any
 
 from bench.suite import BY_SIZE, CASE_NAMES, CASE_TITLES
 from reconciler.apply.verify import USER_SAMPLE
+from reconciler.tenant.connect import DEFAULT_READ_CONCURRENCY
+from reconciler.tenant.graph import SignInReader
 
 
 def reads_bound(users: int) -> int:
@@ -733,14 +735,17 @@ def _smtp_summary(fig: dict[str, Any]) -> list[list[str]]:
 def _evidence_summary(fig: dict[str, Any]) -> list[list[str]]:
     pairs = fig["pairs"]
     graph = max(p["evidence"]["graph_requests"] for p in pairs)
+    # Read in time slices since issue 18 (each ends on a page of its own): pages + slices.
+    slices = SignInReader.SLICES_PER_CURSOR * DEFAULT_READ_CONCURRENCY
     extra_rss = med([p["evidence"]["peak_rss_mb"] - p["plain"]["peak_rss_mb"] for p in pairs])
     wall = med([p["ratio_wall_s"] for p in pairs])
     return [
         [
             f"issue 15: evidence of {_int(fig['legacy_events'])} legacy sign-ins at "
-            f"{_int(fig['users'])} users: Graph requests <= pages + 1 (no partitions)",
+            f"{_int(fig['users'])} users: Graph requests <= pages + 1, in {slices} time slices "
+            f"<= pages + {slices}",
             f"{_int(graph)} (pages {_int(fig['pages_needed'])})",
-            _verdict(graph <= fig["pages_needed"] + 1),
+            _verdict(graph <= fig["pages_needed"] + slices),
         ],
         [
             "issue 15: the same, memory it adds < 50 MB (peak RSS, with - without)",

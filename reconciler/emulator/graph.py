@@ -13,6 +13,7 @@ It answers `(status, body, headers)`; the HTTPS front (`server.py`) writes it.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
 import secrets
@@ -141,6 +142,48 @@ class _Parser:
         if compare is None:
             raise FilterError(f"Invalid filter clause: operator '{op}' is not supported")
         return lambda e: compare(getter(e), value)
+
+
+_UPPER = re.compile(r"createdDateTime\s+le\s", re.IGNORECASE)
+# A filter that is `createdDateTime ge A [and createdDateTime le B] and (...)` and nothing else
+# selects only events in [A, B]: those are found by bisection in the log (newest first), and
+# the whole predicate is still tested on them (so the answer is the scan's, item for item).
+_WINDOW = re.compile(
+    r"\s*createdDateTime\s+ge\s+(\S+)\s+and\s+(?:createdDateTime\s+le\s+(\S+)\s+and\s+)?(?=\()",
+    re.IGNORECASE,
+)
+
+
+def _one_group(text: str) -> bool:
+    """Is `text` one parenthesized group (its first parenthesis closed by its last char)?"""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0:
+            return i == len(text.rstrip()) - 1
+    return False
+
+
+def _within(events: list[SignIn], text: str) -> list[SignIn]:
+    """The events a window filter can select (all of them when `text` is not one)."""
+    found = _WINDOW.match(text)
+    if found is None or not _one_group(text[found.end() :]):
+        return events
+    try:
+        since = _stamp(found.group(1))
+        until = _stamp(found.group(2)) if found.group(2) else None
+    except ValueError:
+        return events
+    keys = [e.created for e in reversed(events)]  # oldest first
+    first = bisect.bisect_left(keys, since)
+    last = bisect.bisect_right(keys, until) if until is not None else len(keys)
+    size = len(events)
+    return events[size - last : size - first]
+
+
+def _stamp(raw: str) -> str:
+    when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_filter(text: str) -> Predicate:
@@ -289,6 +332,8 @@ class GraphRoom:
                 return _error(400, "Request_BadRequest", f"$top must be between 1 and {MAX_TOP}.")
             try:
                 text = (query.get("$filter") or [""])[0]
+                if settings.graph_date_upper_bound == "refused" and _UPPER.search(text):
+                    raise FilterError("Invalid filter clause: operator 'le' is not supported")
                 predicate = parse_filter(text) if text.strip() else None
             except FilterError as exc:
                 return _error(400, "Request_UnsupportedQuery", str(exc))
@@ -296,7 +341,7 @@ class GraphRoom:
             oldest = kept.strftime("%Y-%m-%dT%H:%M:%SZ")
             matched = [
                 e
-                for e in self.events()
+                for e in _within(self.events(), text)
                 if e.created >= oldest and (predicate is None or predicate(e))
             ]
             cursor = _GraphCursor(matched, 0, top, time.monotonic())

@@ -140,6 +140,10 @@ class EmulatorSettings:
     # (creation order).
     user_order: str = "upn"
     graph_page_size: int = 1000  # most sign-ins per Graph page (and never more than $top)
+    # `createdDateTime le ...` in a signIns $filter: supported (Microsoft's signIn resource
+    # lists eq, le, ge for createdDateTime) | refused (400): a client reading the log in time
+    # slices must then read it on one cursor.
+    graph_date_upper_bound: str = "supported"
     graph_throttle_budget: int = 0  # Graph requests per throttle window; 0 = unlimited
     graph_latency_ms: float = 0.0  # per Graph page
     # The synthetic sign-in log (emulator/signins.py): days kept (Entra P1/P2: 30), how often
@@ -212,6 +216,8 @@ class EmulatorSettings:
             raise ValueError("default_page_size must be between 1 and 1000")
         if self.user_filters not in ("supported", "refused"):
             raise ValueError("user_filters must be one of supported, refused")
+        if self.graph_date_upper_bound not in ("supported", "refused"):
+            raise ValueError("graph_date_upper_bound must be one of supported, refused")
         if self.user_order not in ("stored", "upn"):
             raise ValueError("user_order must be one of stored, upn")
         if not 1 <= self.graph_page_size <= 1000:

@@ -235,4 +235,6 @@ def open_tenant(args: Any, environ: Mapping[str, str] = os.environ, **options: A
 
     tenant = build_tenant(connection_settings(args, environ), environ, **options)
     tenant.read_concurrency = read_concurrency_of(args, environ)
+    if tenant.sign_in_reader is not None:  # the sign-in log in time slices, as many at once
+        tenant.sign_in_reader.concurrency = tenant.read_concurrency
     return tenant

@@ -214,11 +214,16 @@ def test_throttled_pages_are_waited_out_and_count_the_same(
         assert json.loads(out)["changes"] == calm
 
 
+@pytest.mark.parametrize("cursors", ["1", "4"])
 def test_a_window_of_100000_sign_ins(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    cursors: str,
 ) -> None:
     with _emulator(tmp_path, sign_in_extra_events=100_000) as emu:
         connect(monkeypatch, emu)
+        monkeypatch.setenv("AUTHPOLICY_READ_CONCURRENCY", cursors)
         monkeypatch.chdir(tmp_path)
         _file(tmp_path, guard=False)
         events = [e for e in emu.service.graph.events() if e.client_app != "Browser"]
@@ -227,11 +232,46 @@ def test_a_window_of_100000_sign_ins(
         users, last = _imap_users(emu)
         code, out, err = run_cli(capsys, "plan", "--format", "json")
         assert code == 0, err
-        update = next(c for c in json.loads(out)["changes"] if c["kind"] == "policy_update")
+        plan = json.loads(out)
+        update = next(c for c in plan["changes"] if c["kind"] == "policy_update")
         assert update["evidence"]["imap"] == {"users": len(users), "last": last}
         pages = emu.stats()["requests"]["graph:signIns"]
-        # One request per page of 1,000: the legacy filter is applied by the server.
-        assert pages == {"200": math.ceil(len(legacy) / 1000)}
+        # One request per page of 1,000 (the legacy filter is applied by the server); in time
+        # slices (2 per cursor), at most one more per slice, each ending on a page of its own.
+        whole = math.ceil(len(legacy) / 1000)
+        if cursors == "1":
+            assert pages == {"200": whole}
+        else:
+            assert set(pages) == {"200"} and whole < pages["200"] <= whole + 2 * int(cursors)
+
+
+def test_sign_ins_read_in_time_slices_count_as_one_read_and_fall_back_when_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _emulator(tmp_path, sign_in_extra_events=5_000, graph_page_size=200) as emu:
+        connect(monkeypatch, emu)
+        monkeypatch.chdir(tmp_path)
+        _file(tmp_path, guard=False)
+        evidence = {}
+        for mode, cursors, upper in [
+            ("one", "1", "supported"),
+            ("slices", "8", "supported"),
+            ("refused", "8", "refused"),
+        ]:
+            monkeypatch.setenv("AUTHPOLICY_READ_CONCURRENCY", cursors)
+            emu.set_faults(graph_date_upper_bound=upper)
+            emu.reset_stats()
+            code, out, err = run_cli(capsys, "plan", "--format", "json")
+            assert code == 0, err
+            plan = json.loads(out)
+            assert plan["evidence"]["status"] == "read"
+            # (each plan has its own "since": now less 30 days)
+            said = {k: v for k, v in plan["evidence"].items() if k not in ("requests", "since")}
+            evidence[mode] = (said, [c.get("evidence") for c in plan["changes"]])
+            statuses = emu.stats()["requests"]["graph:signIns"]
+            if mode == "refused":  # one 400 (the first slice asked), then the one cursor
+                assert statuses.get("400", 0) >= 1
+        assert evidence["slices"] == evidence["one"] == evidence["refused"]
 
 
 def test_report_shows_last_use_used_but_blocked_and_allowed_but_unused(

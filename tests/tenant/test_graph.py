@@ -5,18 +5,21 @@ tests/commands/test_evidence.py): paging, where a token may go, retries, every f
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.errors import AuthenticationError
 from reconciler.model import TenantUser
 from reconciler.tenant.exo.retry import RetryPolicy
 from reconciler.tenant.exo.settings import CLOUDS, ConnectionSettings, CredentialSource
-from reconciler.tenant.graph import SignInReader, sign_in_filter
+from reconciler.tenant.graph import SignInReader, _Folder, sign_in_filter, windows
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 GRAPH = "https://graph.microsoft.com"
@@ -197,3 +200,41 @@ def test_no_token_is_a_reason_without_the_secret() -> None:
     log = r.read(30)
     assert log.status == "missing" and log.reason.startswith("no Graph token")
     assert session.urls == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    span=st.integers(min_value=1, max_value=40 * 86400),
+    count=st.integers(min_value=1, max_value=32),
+    offsets=st.lists(st.integers(min_value=0, max_value=50 * 86400), max_size=30),
+)
+def test_time_slices_hold_every_instant_once_or_twice_at_a_bound(
+    span: int, count: int, offsets: list[int]
+) -> None:
+    start = NOW - dt.timedelta(seconds=span)
+    slices = windows(start, NOW, count)
+    assert 1 <= len(slices) <= count
+    assert slices[0][0] == start.strftime("%Y-%m-%dT%H:%M:%SZ") and slices[-1][1] is None
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(slices))
+    for offset in offsets:  # instants from the window's start on, past its end too
+        when = (start + dt.timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        holding = [s for s, u in slices if s <= when and (u is None or when <= u)]
+        bound = any(when == s for s, _ in slices[1:])
+        assert len(holding) == (2 if bound else 1), when
+        # and the filter says so: since and until are the ge and le of the slice
+    since, until = slices[0]
+    text = sign_in_filter(since, until)
+    assert f"createdDateTime ge {since}" in text
+    assert (f"createdDateTime le {until}" in text) == (until is not None)
+
+
+def test_an_event_at_a_bound_two_slices_share_counts_once() -> None:
+    fold = _Folder()
+    fold.bounds = frozenset({"2026-11-20T00:00:00"})
+    at_bound = {**event("a@x", "IMAP4", "2026-11-20T00:00:00Z"), "id": "e1"}
+    other = {**event("a@x", "IMAP4", "2026-11-20T00:00:00Z"), "id": "e2"}
+    inside = {**event("a@x", "IMAP4", "2026-11-21T00:00:00Z"), "id": "e3"}
+    fold.page([at_bound, inside])  # the earlier slice: up to and including the bound
+    fold.page([other, at_bound])  # the later one: from the bound on
+    assert fold.events == 3
+    assert fold.tallies["id-a@x"].uses["imap"][0] == 3
