@@ -89,6 +89,7 @@ from reconciler.tenant.exo.user_reads import (
     read_partitioned,
 )
 from reconciler.tenant.graph import ConditionalAccessReader, SignInLog, SignInReader
+from reconciler.tenant.pause_gc import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,10 @@ class ExoTenant:
             if needs.conditional_access:
                 access = graph.submit(self._read_conditional_access)
         try:
-            snapshot = self._read_exchange(needs, progress)
+            with gc_paused():  # millions of acyclic objects: see pause_gc.py
+                snapshot = self._read_exchange(needs, progress)
+                if graph is not None:
+                    graph.shutdown(wait=True)
         finally:
             if graph is not None:
                 graph.shutdown(wait=True)
