@@ -24,9 +24,11 @@ from reconciler.plan import make_plan, snapshot_needs
 from reconciler.render import plan_to_json
 from reconciler.tenant.connect import open_tenant
 from reconciler.tenant.exo.errors import ExoTransientError
-from reconciler.tenant.exo.partitions import COMMON
+from reconciler.tenant.exo.partitions import COMMON, Atom, Partition
 from reconciler.tenant.exo.retry import RetryPolicy
-from reconciler.tenant.exo.user_reads import FIRST_SPLIT
+from reconciler.tenant.exo.snapshot import user_select
+from reconciler.tenant.exo.user_reads import FIRST_SPLIT, ReadPace, UserSet, _run
+from reconciler.tenant.exo.user_reads import USERS as USERS_LISTING
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -224,3 +226,39 @@ def test_a_partition_failing_past_its_restarts_fails_the_read(emu: Emulator) -> 
     assert "503" in str(err.value)
     # Each partition that started was read 1 + 2 (restarts) times before the read failed.
     assert emu.stats()["faults_injected"]["error_503"] >= 3
+
+
+def test_a_partition_whose_first_page_says_more_follow_is_split_into_free_cursors(
+    emu: Emulator,
+) -> None:
+    # Deterministic: one partition ('a*', several pages of 100) on 4 cursors, so 3 are free
+    # when its first page arrives: it is split into 4 pieces by that page's names, its cursor
+    # dropped, and the pieces together read exactly the users whose UPN starts with 'a'.
+    emu.set_faults(user_order="upn")
+    env = {**emu.connection_env(), "AUTHPOLICY_READ_CONCURRENCY": "4"}
+    tenant = open_tenant(build_parser().parse_args(["report"]), env, page_size=100)
+    expected = {
+        u["ExternalDirectoryObjectId"].lower()
+        for u in emu.dump_state()["users"]
+        if u["UserPrincipalName"].lower().startswith("a")
+    }
+    assert len(expected) > 200  # more than two pages of 100
+    found = UserSet((), {})
+    emu.reset_stats()
+    with ReadPace(tenant.client, 4) as pace:
+        issued = _run(
+            tenant.client,
+            USERS_LISTING,
+            user_select(frozenset()),
+            found,
+            [Partition((Atom("a"),))],
+            ways=4,
+            restarts=2,
+            progress=None,
+            pace=pace,
+        )
+    assert issued == 1 + 4  # the partition, then the 4 pieces it was split into
+    assert set(found.users) == expected
+    # The dropped first page is read again by the pieces: one page more than the whole
+    # pieces' pages, at most one partial page each.
+    assert _get_user_requests(emu) <= 1 + -(-len(expected) // 100) + 4
