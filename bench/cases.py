@@ -195,6 +195,9 @@ def evidence_noop(cfg: BenchConfig) -> dict[str, Any]:
         sign_in_scanner_minutes=1440,
         sign_in_extra_events=max(0, cfg.evidence_events - 30 * scanners),
         graph_latency_ms=page_ms,
+        # Serve `createdDateTime le` (Microsoft documents it; the emulator's default refuses
+        # it, the pessimistic reading), so the log is read in time slices as it would be.
+        graph_date_upper_bound="supported",
     ) as emu:
         log_events = emu.service.graph.events()  # made now, from the drifted tenant
         legacy = sum(1 for e in log_events if e.client_app not in MODERN_CLIENTS)

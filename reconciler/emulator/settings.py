@@ -140,10 +140,10 @@ class EmulatorSettings:
     # (creation order).
     user_order: str = "upn"
     graph_page_size: int = 1000  # most sign-ins per Graph page (and never more than $top)
-    # `createdDateTime le ...` in a signIns $filter: supported (Microsoft's signIn resource
-    # lists eq, le, ge for createdDateTime) | refused (400): a client reading the log in time
-    # slices must then read it on one cursor.
-    graph_date_upper_bound: str = "supported"
+    # `createdDateTime le ...` in a signIns $filter: refused (400; round2-facts.md §2 names
+    # only ge, so the pessimistic reading: a client reading the log in time slices must then
+    # read it on one cursor) | supported (Microsoft's signIn resource lists eq, le, ge).
+    graph_date_upper_bound: str = "refused"
     graph_throttle_budget: int = 0  # Graph requests per throttle window; 0 = unlimited
     graph_latency_ms: float = 0.0  # per Graph page
     # The synthetic sign-in log (emulator/signins.py): days kept (Entra P1/P2: 30), how often

@@ -224,6 +224,7 @@ def test_a_window_of_100000_sign_ins(
     with _emulator(tmp_path, sign_in_extra_events=100_000) as emu:
         connect(monkeypatch, emu)
         monkeypatch.setenv("AUTHPOLICY_READ_CONCURRENCY", cursors)
+        emu.set_faults(graph_date_upper_bound="supported")  # the default refuses slices
         monkeypatch.chdir(tmp_path)
         _file(tmp_path, guard=False)
         events = [e for e in emu.service.graph.events() if e.client_app != "Browser"]
