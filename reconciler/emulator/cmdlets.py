@@ -1006,7 +1006,7 @@ def _get_cas_mailbox(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResul
     else:
         candidates = state.users  # the mailboxes among them, below
     if bound.get("Filter") is not None:
-        if engine.settings.user_filters == "refused":
+        if engine.settings.mailbox_filters == "refused":
             raise wire.invalid_filter(str(bound["Filter"]), 0)
         getters = field_getters(["Name", "DisplayName", "ExternalDirectoryObjectId"])
         getters["smtpclientauthenticationdisabled"] = (

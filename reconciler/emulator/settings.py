@@ -131,9 +131,14 @@ class EmulatorSettings:
     # Get-OrganizationConfig OAuth2ClientProfileEnabled (modern authentication for Outlook);
     # Microsoft's default for tenants since 2017 is on.
     oauth2_client_profile_enabled: bool = True
-    # Get-User and Get-CASMailbox -Filter are served (supported) or refused as invalid syntax
-    # (refused): a client that partitions its reads by filter must then fall back to one cursor.
+    # Get-User -Filter is served (supported) or refused as invalid syntax (refused): a client
+    # that partitions its reads by filter must then fall back to one cursor. Microsoft
+    # documents Get-User's filter on UserPrincipalName and Name (round2-facts.md §3).
     user_filters: str = "supported"
+    # Get-CASMailbox -Filter: the reference documents only Get-User's, so by default refused
+    # as invalid syntax (the pessimistic reading: a client partitioning the mailbox read by
+    # Name must read it on one cursor) | supported (served as Get-User's).
+    mailbox_filters: str = "refused"
     # Order of Get-User (and Get-CASMailbox) output without -SortBy (none is documented): upn
     # (by UserPrincipalName, mailboxes by Name: a first page then says nothing about the names
     # after it, the worst case for a client that splits its read by a page's names) | stored
@@ -216,6 +221,8 @@ class EmulatorSettings:
             raise ValueError("default_page_size must be between 1 and 1000")
         if self.user_filters not in ("supported", "refused"):
             raise ValueError("user_filters must be one of supported, refused")
+        if self.mailbox_filters not in ("supported", "refused"):
+            raise ValueError("mailbox_filters must be one of supported, refused")
         if self.graph_date_upper_bound not in ("supported", "refused"):
             raise ValueError("graph_date_upper_bound must be one of supported, refused")
         if self.user_order not in ("stored", "upn"):

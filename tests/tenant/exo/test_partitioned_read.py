@@ -37,7 +37,11 @@ USERS = 6000
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    settings = EmulatorSettings(users=USERS, seed=7, state_dir=tmp_path_factory.mktemp("emu"))
+    # Get-CASMailbox -Filter served (the default refuses it): the mailboxes are partitioned
+    # here too; test_mailboxes_on_one_cursor_when_their_filter_is_refused covers the default.
+    settings = EmulatorSettings(
+        users=USERS, seed=7, state_dir=tmp_path_factory.mktemp("emu"), mailbox_filters="supported"
+    )
     with Emulator(settings) as emulator:
         yield emulator
 
@@ -48,6 +52,7 @@ def _clean(emu: Emulator) -> Iterator[None]:
     emu.set_faults(
         user_order="stored",
         user_filters="supported",
+        mailbox_filters="supported",
         max_concurrent_per_tenant=0,
         latency_base_ms=0.0,
         cursor_expiry_seconds=1800.0,
@@ -129,10 +134,33 @@ def test_a_tenant_of_one_page_is_read_in_one_request(tmp_path: Path) -> None:
 
 
 def test_a_refused_filter_falls_back_to_one_cursor(emu: Emulator, single: tuple[Any, Any]) -> None:
-    emu.set_faults(user_filters="refused")
+    emu.set_faults(user_filters="refused", mailbox_filters="refused")
     snapshot, _, tenant = _read(emu, 8)
     assert snapshot.users == single[0].users
     assert tenant.client.stats.partitions == 0  # read on the single cursor after the refusal
+
+
+def test_mailboxes_on_one_cursor_when_their_filter_is_refused(
+    emu: Emulator, single: tuple[Any, Any]
+) -> None:
+    # The emulator's default: Get-CASMailbox -Filter refused (only Get-User's is documented).
+    emu.set_faults(mailbox_filters="refused")
+    emu.reset_stats()
+    snapshot, desired, tenant = _read(emu, 8)
+    assert snapshot.mailboxes_read and snapshot.users == single[0].users
+    assert snapshot.mailboxes_without_user == single[0].mailboxes_without_user
+    day = dt.date(2026, 12, 27)
+    assert plan_to_json(make_plan(desired, snapshot, day)) == plan_to_json(
+        make_plan(desired, single[0], day)
+    )
+    pages = -(-USERS // 1000)
+    # The users partitioned, the mailboxes on one cursor: the unfiltered probe page, the
+    # filters sent at once (each refused), then one cursor's pages.
+    assert _get_user_requests(emu) > pages
+    refused = emu.stats()["requests"]["Get-CASMailbox"].get("400", 0)
+    assert 1 <= refused <= 8
+    assert _requests(emu, "Get-CASMailbox") <= 1 + refused + pages
+    assert tenant.client.stats.partitions > 8  # the users' (the mailboxes' add none)
 
 
 def test_a_concurrency_cap_is_felt_and_backed_off(emu: Emulator, single: tuple[Any, Any]) -> None:
