@@ -296,8 +296,10 @@ class SignInReader(_GraphReader):
         since = start.strftime("%Y-%m-%dT%H:%M:%SZ")
         fold = _Folder()
         try:
-            slices = windows(start, now, self.concurrency * self.SLICES_PER_CURSOR)
-            if self.concurrency > 1 and len(slices) > 1:
+            slices = []
+            if self.concurrency > 1:
+                slices = windows(start, now, self.concurrency * self.SLICES_PER_CURSOR)
+            if len(slices) > 1:
                 try:
                     self._read_slices(slices, fold)
                 except _Refused as exc:
@@ -315,8 +317,7 @@ class SignInReader(_GraphReader):
         """Every slice into `fold`, `concurrency` at a time; the first failure stops the
         others (between pages) and is raised: never a partial log."""
         stop = threading.Event()
-        bounds = {s for s, _ in slices[1:]}  # where two slices meet: repeats possible
-        fold.bounds = frozenset(b[:19] for b in bounds)
+        fold.bounds = frozenset(s[:19] for s, _ in slices[1:])  # where two slices meet
         with ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="read-sign-ins"
         ) as pool:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,14 +254,12 @@ class ExoTenant:
                 sign_ins = graph.submit(self._read_sign_ins, needs.sign_in_days)
             if needs.conditional_access:
                 access = graph.submit(self._read_conditional_access)
-        try:
-            with gc_paused():  # millions of acyclic objects: see pause_gc.py
+        with gc_paused():  # millions of acyclic objects (the Graph read's too): see pause_gc.py
+            try:
                 snapshot = self._read_exchange(needs, progress)
+            finally:
                 if graph is not None:
                     graph.shutdown(wait=True)
-        finally:
-            if graph is not None:
-                graph.shutdown(wait=True)
         if sign_ins is not None:
             snapshot = dataclasses.replace(
                 snapshot, sign_ins=sign_ins.result().joined(snapshot.users)
@@ -297,8 +296,9 @@ class ExoTenant:
             # The CAS mailbox pages are read beside the Get-User pages, then joined: managing
             # SMTP AUTH costs requests, not twice the waiting. Partitioned, both reads share
             # one pace: together no more pages at once than --read-concurrency.
+            shared = self.read_concurrency > 1
             with (
-                ReadPace(self.client, self.read_concurrency) as pace,
+                ReadPace(self.client, self.read_concurrency) if shared else nullcontext() as pace,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-cas") as pool,
             ):
                 reading = pool.submit(self._read_mailboxes, pace)
@@ -339,8 +339,8 @@ class ExoTenant:
         progress: ProgressCallback | None,
         pace: ReadPace | None = None,
     ) -> tuple[Any, ...]:
-        found = UserSet(tuple(sorted(needs.attributes)), policies_by_key)
-        self._read_all(USERS, user_select(needs.attributes), found, progress, pace)
+        found = UserSet(tuple(sorted(needs.attributes)), policies_by_key, progress)
+        self._read_all(USERS, user_select(needs.attributes), found, pace)
         return self._keep_users(found)
 
     def _read_all(
@@ -348,7 +348,6 @@ class ExoTenant:
         listing: Listing,
         select: Sequence[str],
         found: Sink,
-        progress: ProgressCallback | None,
         pace: ReadPace | None,
     ) -> None:
         """Every object of `listing` into `found`: partitioned unless --read-concurrency 1,
@@ -363,7 +362,6 @@ class ExoTenant:
                     found,
                     ways=self.read_concurrency,
                     restarts=restarts,
-                    progress=progress,
                     pace=pace,
                 )
                 self.client.stats.add(partitions=issued)
@@ -380,7 +378,6 @@ class ExoTenant:
             select,
             found,
             restarts=restarts,
-            progress=progress,
         )
 
     def _keep_users(self, found: UserSet) -> tuple[Any, ...]:
@@ -412,7 +409,7 @@ class ExoTenant:
         no user matches); read like the users (partitioned by Name, repeats dropped, a
         refused cursor restarted)."""
         found = MailboxSet()
-        self._read_all(MAILBOXES, CAS_SELECT, found, None, pace)
+        self._read_all(MAILBOXES, CAS_SELECT, found, pace)
         return found.settings, found.names
 
     def _read_groups(self, names: frozenset[str]) -> dict[str, frozenset[str]]:
