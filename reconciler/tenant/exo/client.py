@@ -15,7 +15,8 @@ Retry contract (exo-adminapi.md §7):
   re-reads whether the change took effect first (see `exo.tenant`).
 
 Observing throttling: `stats` counts requests, 429s and retries; `on_throttle(retry_after)` is
-called for every throttled answer, from the thread that got it.
+called for every throttled answer, from the thread that got it; every wait before a retry runs
+inside `backing_off()`, from the thread that waits (a read pace frees the waiting page's slot).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -171,6 +173,7 @@ class AdminApiClient:
         self.page_size = max(1, min(MAX_PAGE_SIZE, page_size))
         self.timeout = timeout
         self.on_throttle = on_throttle
+        self.backing_off: Callable[[], AbstractContextManager[None]] = nullcontext
         self.stats = ClientStats()
         self._trusted = settings.trusted_origins
         self._tenant_segments = {settings.tenant.lower()}
@@ -354,7 +357,7 @@ class AdminApiClient:
                     raise
                 log.debug("%s: %s; retrying in %.2fs", cmdlet, exc, delay)
                 self.stats.add(retries=1)
-                attempts.wait(delay)
+                self._wait(attempts, delay)
                 continue
             log.debug("%s -> %d (%d bytes)", cmdlet, answer.status, len(answer.body))
             if 200 <= answer.status < 300:
@@ -395,7 +398,7 @@ class AdminApiClient:
                     raise error
                 log.debug("%s throttled; waiting %.2fs", cmdlet, delay)
                 self.stats.add(retries=1)
-                attempts.wait(delay)
+                self._wait(attempts, delay)
                 continue
             if isinstance(error, ExoTransientError):
                 if is_write and answer.status in (500, 502, 504):
@@ -413,7 +416,7 @@ class AdminApiClient:
                     raise error
                 log.debug("%s: %s; retrying in %.2fs", cmdlet, error, delay)
                 self.stats.add(retries=1)
-                attempts.wait(delay)
+                self._wait(attempts, delay)
                 continue
             raise error
 
@@ -590,6 +593,10 @@ class AdminApiClient:
                 url = None
             yield page
 
+    def _wait(self, attempts: Attempts, delay: float) -> None:
+        with self.backing_off():
+            attempts.wait(delay)
+
     def _read_page(self, url: str, body: bytes, headers: dict[str, str], cmdlet: str) -> Page:
         attempts = Attempts(self.retry)
         while True:
@@ -604,7 +611,7 @@ class AdminApiClient:
                 if delay is None:
                     raise
                 self.stats.add(retries=1)
-                attempts.wait(delay)
+                self._wait(attempts, delay)
 
     # ------------------------------------------------------------------ $batch
 

@@ -33,7 +33,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -75,21 +75,26 @@ PACE_WINDOW = 4
 
 
 class UserSet:
-    """Users from any number of Get-User pages, each once (by Entra object id). Thread-safe."""
+    """Users from any number of Get-User pages, each once (by Entra object id), how many so
+    far told to `progress`. Thread-safe."""
 
-    def __init__(self, attributes: tuple[str, ...], policies_by_key: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        attributes: tuple[str, ...],
+        policies_by_key: Mapping[str, str],
+        progress: ProgressCallback | None = None,
+    ) -> None:
         self._attributes = attributes
         self._policies_by_key = policies_by_key
+        self._progress = progress
         self._lock = threading.Lock()
         self.users: dict[str, Any] = {}
         self.guids: dict[str, str] = {}
         self._without_id: set[str] = set()
 
-    def add(
-        self, page: Sequence[Mapping[str, Any]], progress: ProgressCallback | None = None
-    ) -> int:
-        """Convert and keep the page's new users; how many users are kept now, also told to
-        `progress` (under the lock: pages added side by side report rising counts)."""
+    def add(self, page: Sequence[Mapping[str, Any]]) -> None:
+        """Convert and keep the page's new users, and tell `progress` how many are kept now
+        (under the lock: pages added side by side report rising counts)."""
         with self._lock:
             users = self.users
             for obj in page:
@@ -105,9 +110,8 @@ class UserSet:
                 users[row.user.id] = row.user
                 if row.exchange_guid:
                     self.guids[row.user.id] = row.exchange_guid
-            if progress is not None:
-                progress(len(users), None)
-            return len(users)
+            if self._progress is not None:
+                self._progress(len(users), None)
 
     @property
     def without_id(self) -> int:
@@ -123,9 +127,7 @@ class MailboxSet:
         self.settings: dict[str, Any] = {}
         self.names: dict[str, str] = {}
 
-    def add(
-        self, page: Sequence[Mapping[str, Any]], progress: ProgressCallback | None = None
-    ) -> int:
+    def add(self, page: Sequence[Mapping[str, Any]]) -> None:
         with self._lock:
             for obj in page:
                 keys, setting = mailbox_setting_of(obj)
@@ -134,21 +136,23 @@ class MailboxSet:
                 for key in keys:
                     self.settings[key] = setting
                 self.names[keys[0]] = str(obj.get("Name") or keys[0])
-            return len(self.names)
 
 
 class Sink(Protocol):
-    def add(
-        self, page: Sequence[Mapping[str, Any]], progress: ProgressCallback | None = None
-    ) -> int: ...
+    """Where a read's pages go (`UserSet`, `MailboxSet`): called from several threads."""
+
+    def add(self, page: Sequence[Mapping[str, Any]]) -> None: ...
 
 
 class ReadPace:
     """How many pages the partitioned reads of one client ask for at once: an AIMD limit
     (`ways` at most) that every throttled answer to one of their pages lowers by one as it
-    comes, and a run of `PACE_WINDOW` x `ways` clean pages raises by one. Used as a context
-    manager around the reads: it listens to the client's throttling meanwhile (and passes it
-    on to whoever listened before)."""
+    comes, and a run of `PACE_WINDOW` x `ways` clean pages raises by one. A page waiting to
+    be asked again (after throttling or a transient failure) gives its slot up meanwhile and
+    takes one again before it is sent, so the pages in flight never outnumber the limit and a
+    refused page's backoff leaves the others their slots. Used as a context manager around
+    the reads: it listens to the client's throttling and retry waits meanwhile (and passes
+    them on to whoever listened before)."""
 
     def __init__(self, client: AdminApiClient, ways: int) -> None:
         self.client = client
@@ -157,12 +161,16 @@ class ReadPace:
         )
         self._gate = threading.Condition()
         self._asking = 0
-        self._worker = threading.local()  # a worker's throttled answers during its page
+        # A worker's page: its stop event, whether it holds a slot, its throttled answers.
+        self._worker = threading.local()
         self._previous: Callable[[float | None], None] | None = None
+        self._previous_wait: Callable[[], AbstractContextManager[None]] = nullcontext
 
     def __enter__(self) -> ReadPace:
         self._previous = self.client.on_throttle
+        self._previous_wait = self.client.backing_off
         self.client.on_throttle = self._on_throttle
+        self.client.backing_off = self._backing_off
         return self
 
     def __exit__(
@@ -172,6 +180,7 @@ class ReadPace:
         tb: TracebackType | None,
     ) -> None:
         self.client.on_throttle = self._previous
+        self.client.backing_off = self._previous_wait
 
     def _on_throttle(self, retry_after: float | None) -> None:
         # Every throttled answer to a page counts (no epoch): a burst of refusals from a
@@ -183,21 +192,41 @@ class ReadPace:
             self._previous(retry_after)
 
     @contextmanager
-    def page(self, stop: threading.Event) -> Iterator[None]:
-        """A slot to ask for one page in (raises _Stopped once `stop` is set)."""
+    def _backing_off(self) -> Iterator[None]:
+        with self._previous_wait():
+            if not getattr(self._worker, "holding", False):
+                yield  # not one of our pages
+                return
+            self._release()
+            yield  # if the wait raises, the slot is already given up
+            self._acquire(self._worker.stop)
+
+    def _acquire(self, stop: threading.Event) -> None:
         with self._gate:
             while self._asking >= self.limit.limit and not stop.is_set():
                 self._gate.wait(0.5)
             if stop.is_set():
                 raise _Stopped
             self._asking += 1
+        self._worker.holding = True
+
+    def _release(self) -> None:
+        if self._worker.holding:
+            self._worker.holding = False
+            with self._gate:
+                self._asking -= 1
+                self._gate.notify_all()
+
+    @contextmanager
+    def page(self, stop: threading.Event) -> Iterator[None]:
+        """A slot to ask for one page in (raises _Stopped once `stop` is set)."""
+        self._acquire(stop)
+        self._worker.stop = stop
         self._worker.throttled = 0
         try:
             yield
         finally:
-            with self._gate:
-                self._asking -= 1
-                self._gate.notify_all()
+            self._release()
             if not self._worker.throttled:
                 self.limit.on_success()
             self._worker.throttled = None
@@ -219,7 +248,6 @@ def read_cursor(
     found: Sink,
     *,
     restarts: int,
-    progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     split_first: Callable[[list[str]], list[Partition] | None] | None = None,
     restart_on_transient: bool = False,
@@ -243,7 +271,7 @@ def read_cursor(
                     break
                 if stop.is_set():
                     raise _Stopped
-                found.add(page.value, progress)
+                found.add(page.value)
                 if first and page.next_link and split_first is not None:
                     names = [str(obj.get(listing.prop) or "") for obj in page.value]
                     parts = split_first(names)
@@ -280,24 +308,11 @@ def read_partitioned(
     *,
     ways: int,
     restarts: int,
-    progress: ProgressCallback | None = None,
     pace: ReadPace | None = None,
 ) -> int:
     """Every object of `listing` into `found` on up to `ways` cursors side by side, no more
     pages at once than `pace` allows (its own when None); how many filters were issued (the
     probe counted)."""
-    if pace is None:
-        with ReadPace(client, ways) as own:
-            return read_partitioned(
-                client,
-                listing,
-                select,
-                found,
-                ways=ways,
-                restarts=restarts,
-                progress=progress,
-                pace=own,
-            )
     parameters = {"ResultSize": "Unlimited"}
     parts: list[Partition] = []
 
@@ -307,29 +322,15 @@ def read_partitioned(
 
     if (
         read_cursor(
-            client,
-            listing,
-            parameters,
-            select,
-            found,
-            restarts=restarts,
-            progress=progress,
-            split_first=probe_split,
+            client, listing, parameters, select, found, restarts=restarts, split_first=probe_split
         )
         is None
     ):
         return 1  # one page held everything, or the whole set could not be split
-    return 1 + _run(
-        client,
-        listing,
-        select,
-        found,
-        parts,
-        ways=ways,
-        restarts=restarts,
-        progress=progress,
-        pace=pace,
-    )
+    with nullcontext(pace) if pace is not None else ReadPace(client, ways) as shared:
+        return 1 + _run(
+            client, listing, select, found, parts, ways=ways, restarts=restarts, pace=shared
+        )
 
 
 def _run(
@@ -341,7 +342,6 @@ def _run(
     *,
     ways: int,
     restarts: int,
-    progress: ProgressCallback | None,
     pace: ReadPace,
 ) -> int:
     stop = threading.Event()
@@ -381,7 +381,6 @@ def _run(
             select,
             found,
             restarts=restarts,
-            progress=progress,
             stop=stop,
             split_first=split_first(part),
             restart_on_transient=True,

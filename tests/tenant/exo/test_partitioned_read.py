@@ -282,7 +282,6 @@ def test_a_partition_whose_first_page_says_more_follow_is_split_into_free_cursor
             [Partition((Atom("a"),))],
             ways=4,
             restarts=2,
-            progress=None,
             pace=pace,
         )
     assert issued == 1 + 4  # the partition, then the 4 pieces it was split into
