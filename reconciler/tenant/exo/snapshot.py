@@ -9,9 +9,10 @@ strings (recipient types, policy names, departments) are interned to keep 100k u
 from __future__ import annotations
 
 import logging
+import operator
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from reconciler.errors import TenantError
@@ -195,6 +196,8 @@ _ATTRIBUTE_SLOTS = {attribute: _SLOT[attribute] for attribute in ATTRIBUTE_PROPE
     _set_department, _set_company, _set_office, _set_title, _set_city, _set_country, _set_smtp,
 ) = (_SLOT[name] for name in _USER_FIELDS)  # fmt: skip
 _new = object.__new__
+_SETTERS = tuple(_SLOT[name] for name in _USER_FIELDS)
+_FIELDS_OF = operator.attrgetter(*_USER_FIELDS)
 
 
 def _new_user(
@@ -272,8 +275,18 @@ def with_mailboxes(
         if setting is None:
             guid = guids.get(user.id)
             setting = mailboxes.get(guid) if guid else None
-        joined.append(user if setting is None else replace(user, smtp_auth=setting))
+        joined.append(user if setting is None else _with_smtp(user, setting))
     return tuple(joined)
+
+
+def _with_smtp(user: TenantUser, setting: SmtpSetting) -> TenantUser:
+    """replace(user, smtp_auth=setting) through the slots' descriptors (the join makes one per
+    mailbox: replace's __init__ cost more than reading the user did)."""
+    copy = _new(TenantUser)
+    for set_field, value in zip(_SETTERS, _FIELDS_OF(user), strict=True):
+        set_field(copy, value)
+    _set_smtp(copy, setting)
+    return copy
 
 
 def mailbox_setting_of(obj: Mapping[str, Any]) -> tuple[list[str], SmtpSetting]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -76,6 +77,13 @@ def test_user_conversion() -> None:
     # Joined to the CAS mailboxes by Entra object id, else by Exchange GUID.
     (joined,) = with_mailboxes([user], {}, {"aaaa-1": "enabled"})
     assert joined.smtp_auth == "enabled"
+    # The same object dataclasses.replace makes (every field, equality, hash), a new one.
+    expected = dataclasses.replace(user, smtp_auth="enabled")
+    assert joined == expected and hash(joined) == hash(expected) and joined is not user
+    assert [getattr(joined, f.name) for f in dataclasses.fields(joined)] == [
+        getattr(expected, f.name) for f in dataclasses.fields(expected)
+    ]
+    assert user.smtp_auth is None  # the user read is left as it was
     (by_guid,) = with_mailboxes([user], {"aaaa-1": "guid-1"}, {"guid-1": "disabled"})
     assert by_guid.smtp_auth == "disabled"
     # Mailboxes read but none for this user: no mailbox (None), not "organization".
