@@ -736,3 +736,102 @@ def planner(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
     )
     _set_latency(emu, cfg, True)
     return {**result, "process_peak_rss_mb": result["peak_rss_mb"]}
+
+
+def _constructor_user(
+    obj: dict[str, Any], attributes: tuple[str, ...], policies_by_key: dict[str, str]
+) -> Any:
+    """The conversion as it was before 55a6784 (TenantUser's frozen __init__, which sets each
+    slot through object.__setattr__): the baseline the slots path is measured against."""
+    from reconciler.model import TenantUser
+    from reconciler.tenant.exo.snapshot import (
+        ATTRIBUTE_PROPERTIES,
+        UserRow,
+        _interned,
+        _text,
+        policy_name_from_reference,
+    )
+
+    user_id = _text(obj, "ExternalDirectoryObjectId")
+    if not user_id:
+        return None
+    user_id = user_id.lower()
+    guid = str(obj.get("Guid") or "").lower()
+    values: dict[str, Any] = {}
+    for attribute in attributes:
+        prop = ATTRIBUTE_PROPERTIES.get(attribute)
+        if prop:
+            values[attribute] = _interned(_text(obj, prop))
+    upn = _text(obj, "UserPrincipalName") or ""
+    policy = obj.get("AuthenticationPolicy")
+    if policy is not None:
+        policy = policy_name_from_reference(policy, policies_by_key)
+        if policy is not None:
+            policy = sys.intern(policy)
+    user = TenantUser(
+        id=user_id,
+        upn=upn,
+        identity=_text(obj, "Name") or _text(obj, "Identity") or upn,
+        recipient_type=sys.intern(_text(obj, "RecipientTypeDetails") or "User"),
+        policy=policy,
+        display_name=_text(obj, "DisplayName") or "",
+        sts_refresh_tokens_valid_from=_text(obj, "StsRefreshTokensValidFrom"),
+        **values,
+    )
+    return UserRow(user, guid)
+
+
+def conversion(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
+    """Issue 18, cheaper user objects: every Get-User object of the tenant (as the wire gave
+    it, every match attribute selected) converted by the slots path (snapshot.user_from_json)
+    and by the constructor it replaced, alternating in each run, the results checked equal."""
+    import gc
+
+    from reconciler.cli import build_parser
+    from reconciler.model import SnapshotNeeds
+    from reconciler.tenant.connect import open_tenant
+    from reconciler.tenant.exo.snapshot import ATTRIBUTE_PROPERTIES, user_from_json, user_select
+
+    _set_latency(emu, cfg, False)
+    env = {**emu.connection_env(app="writer"), "AUTHPOLICY_READ_CONCURRENCY": "1"}
+    tenant = open_tenant(build_parser().parse_args(["report"]), env)
+    tenant.read_snapshot(SnapshotNeeds(users=False))  # the policies, to resolve references
+    policies_by_key = dict(tenant._policies_by_key)
+    attributes = tuple(sorted(ATTRIBUTE_PROPERTIES))
+    select = user_select(frozenset(attributes))
+    objects = [
+        obj
+        for page in tenant.client.pages("Get-User", {"ResultSize": "Unlimited"}, select=select)
+        for obj in page.value
+    ]
+    ways = {
+        "constructor": lambda obj: _constructor_user(obj, attributes, policies_by_key),
+        "slots": lambda obj: user_from_json(obj, attributes, policies_by_key),
+    }
+    runs = []
+    for index in range(cfg.runs):
+        run: dict[str, Any] = {}
+        made: dict[str, list[Any]] = {}
+        order = list(ways) if index % 2 == 0 else list(reversed(ways))
+        for name in order:
+            convert = ways[name]
+            gc.collect()
+            gc.disable()  # as during a snapshot read (tenant/pause_gc.py)
+            try:
+                started = time.perf_counter()
+                made[name] = [convert(obj) for obj in objects]
+                run[f"{name}_s"] = time.perf_counter() - started
+            finally:
+                gc.enable()
+        if made["slots"] != made["constructor"]:
+            raise BenchCheckFailed("the slots path made other users than the constructor")
+        run["ratio"] = run["slots_s"] / run["constructor_s"]
+        runs.append(run)
+        log.info(
+            "conversion run %d: %d users, constructor %.3f s, slots %.3f s",
+            index + 1,
+            len(objects),
+            run["constructor_s"],
+            run["slots_s"],
+        )
+    return {"users": len(objects), "attributes": len(attributes), "runs": runs}

@@ -300,6 +300,20 @@ def _partitioned(entry: dict[str, Any]) -> str | None:
     )
 
 
+def _conversion(entry: dict[str, Any]) -> str | None:
+    if not entry.get("figures"):
+        return None
+    return (
+        "TenantUser is a frozen dataclass: its __init__ sets each of its 14 slots through "
+        "object.__setattr__, the largest part of converting a user. The slots path makes the "
+        "object with object.__new__ and sets each slot through its descriptor (the same "
+        "object: equal, hashed alike, so the plan's bytes cannot move; a hypothesis test in "
+        "tests/tenant/exo/test_snapshot.py checks it against the constructor). What is left "
+        "per user is reading the fields from the parsed JSON, the policy reference's lookup "
+        "and interning the repeated strings."
+    )
+
+
 def _startup(entry: dict[str, Any]) -> str | None:
     if not entry.get("figures"):
         return None
@@ -325,6 +339,7 @@ def readings(results: dict[str, Any]) -> dict[str, str]:
         ("evidence", _evidence),
         ("fleet", _fleet),
         ("partitioned", _partitioned),
+        ("conversion", _conversion),
         ("startup", _startup),
     ):
         entry = results.get(name)

@@ -677,6 +677,16 @@ def _summary(results: dict[str, Any]) -> list[str]:
                     _verdict(peak < 400),
                 ]
             )
+    conversion = _figures(results, "conversion")
+    if conversion:
+        ratio = med([r["ratio"] for r in conversion["runs"]])
+        rows.append(
+            [
+                "issue 18: user conversion cut, the same users (slots / constructor)",
+                f"x{_num(ratio)}",
+                _verdict(ratio < 1),
+            ]
+        )
     startup = _figures(results, "startup")
     if startup:
         bare = med(startup["walls"]["python -c pass"])
@@ -947,6 +957,36 @@ def _projection(entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def _conversion(entry: dict[str, Any]) -> list[str]:
+    fig = entry["figures"]
+    users = fig["users"]
+    runs = fig["runs"]
+    rows = []
+    for name, label, ratio in (
+        ("constructor", "TenantUser(...), the conversion before 55a6784", "1"),
+        (
+            "slots",
+            "its slots' descriptors (snapshot.user_from_json)",
+            _spread([r["ratio"] for r in runs], 2),
+        ),
+    ):
+        values = [r[f"{name}_s"] for r in runs]
+        per_user = [v / users * 1e6 for v in values]
+        rows.append([label, _spread(values, 3), _spread(per_user, 2), ratio])
+    return [
+        *_table(
+            ["conversion", "wall s", "us per user (= ms per 1,000-user page)", "x constructor"],
+            rows,
+        ),
+        "",
+        f"{users:,} Get-User objects as the wire gave them (one unfiltered read, all "
+        f"{fig['attributes']} match attributes selected), converted both ways in each run in "
+        "the harness process, alternating which goes first, the collector paused as during a "
+        "read; the two lists of users are checked equal every run; ratios per run, then the "
+        "median.",
+    ]
+
+
 def _startup(entry: dict[str, Any]) -> list[str]:
     fig = entry["figures"]
     walls = fig["walls"]
@@ -1023,6 +1063,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "evidence": _evidence,
     "fleet": _fleet,
     "partitioned": _partitioned,
+    "conversion": _conversion,
     "startup": _startup,
 }
 
@@ -1118,6 +1159,7 @@ def render(results: dict[str, Any], machine: dict[str, Any], readings: dict[str,
         "evidence",
         "fleet",
         "partitioned",
+        "conversion",
         "startup",
     ):
         lines += _section(name, results.get(name))

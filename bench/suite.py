@@ -32,6 +32,7 @@ CASE_NAMES = (
     "evidence",
     "fleet",
     "partitioned",
+    "conversion",
     "startup",
 )
 CASE_TITLES = {
@@ -44,6 +45,7 @@ CASE_TITLES = {
     "evidence": "Evidence - the no-op plan with and without the Entra sign-in log (issue 15)",
     "fleet": "Fleet - 50 tenants planned one after another and concurrently (issue 16)",
     "partitioned": "Partitioned reads - the no-op plan on one cursor and on several (issue 18)",
+    "conversion": "User conversion - the slots path against the constructor it replaced (issue 18)",
     "startup": "Start-up - --version, --help and validate against a bare interpreter (issue 18)",
 }
 
@@ -80,6 +82,8 @@ def _steps(cfg: BenchConfig, selected: Sequence[str]) -> dict[int, list[Step]]:
     if "partitioned" in selected:
         for size in cfg.partition_users:
             add(size, "partitioned", lambda emu: cases.partitioned(emu, cfg))
+    if "conversion" in selected:
+        add(max(cfg.noop_sizes), "conversion", lambda emu: cases.conversion(emu, cfg))
     if "startup" in selected:
         add(min(cfg.noop_sizes), "startup", lambda emu: cases.startup(cfg))
     return by_size
