@@ -993,18 +993,15 @@ def _get_unified_group_links(engine: CmdletEngine, bound: dict[str, Any]) -> Cmd
 
 def _get_cas_mailbox(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResult:
     state = engine.state
+    candidates = state.users  # the mailboxes among them, below
     if bound.get("Identity") is not None:
         identity = _identity("Identity", bound["Identity"])
         user = state.find_user(identity, allow_external_id=False)
-        mailboxes = [u for u in state.users if u["RecipientTypeDetails"] in MAILBOX_TYPES]
         if user is not None and user["RecipientTypeDetails"] in MAILBOX_TYPES:
             candidates = [user]
-        elif engine.settings.missing_identity_returns_all:
-            candidates = mailboxes
-        else:
+        elif not engine.settings.missing_identity_returns_all:
             raise wire.not_found(identity)
-    else:
-        candidates = state.users  # the mailboxes among them, below
+        # else: as Get-User's caution on a missing identity, every mailbox comes back
     if bound.get("Filter") is not None:
         if engine.settings.mailbox_filters == "refused":
             raise wire.invalid_filter(str(bound["Filter"]), 0)
@@ -1017,15 +1014,10 @@ def _get_cas_mailbox(engine: CmdletEngine, bound: dict[str, Any]) -> CmdletResul
         if plan is not None and candidates is state.users:
             # Only Name prefixes (a partitioned read): the sorted index, not a scan of everyone.
             index = state.name_index()
-            candidates = [
-                u for u in index.select(plan(index)) if u["RecipientTypeDetails"] in MAILBOX_TYPES
-            ]
+            candidates = index.select(plan(index))
         else:
-            candidates = [
-                u for u in candidates if u["RecipientTypeDetails"] in MAILBOX_TYPES and predicate(u)
-            ]
-    elif candidates is state.users:
-        candidates = [u for u in candidates if u["RecipientTypeDetails"] in MAILBOX_TYPES]
+            candidates = [u for u in candidates if predicate(u)]
+    candidates = [u for u in candidates if u["RecipientTypeDetails"] in MAILBOX_TYPES]
     if engine.settings.user_order == "upn" and len(candidates) > 1:
         # As Get-User's: no order is documented; by name, a first page is no sample.
         candidates = sorted(candidates, key=lambda u: str(u["Name"]).lower())
