@@ -191,12 +191,12 @@ if (
 ) != _USER_FIELDS:  # fmt: skip
     raise ImportError("TenantUser's fields changed: update _new_user")
 _ATTRIBUTE_SLOTS = {attribute: _SLOT[attribute] for attribute in ATTRIBUTE_PROPERTIES}
+_SETTERS = tuple(_SLOT[name] for name in _USER_FIELDS)
 (
     _set_id, _set_upn, _set_identity, _set_type, _set_policy, _set_display, _set_sts,
     _set_department, _set_company, _set_office, _set_title, _set_city, _set_country, _set_smtp,
-) = (_SLOT[name] for name in _USER_FIELDS)  # fmt: skip
+) = _SETTERS  # fmt: skip
 _new = object.__new__
-_SETTERS = tuple(_SLOT[name] for name in _USER_FIELDS)
 _FIELDS_OF = operator.attrgetter(*_USER_FIELDS)
 
 

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,9 +295,8 @@ class ExoTenant:
             # The CAS mailbox pages are read beside the Get-User pages, then joined: managing
             # SMTP AUTH costs requests, not twice the waiting. Partitioned, both reads share
             # one pace: together no more pages at once than --read-concurrency.
-            shared = self.read_concurrency > 1
             with (
-                ReadPace(self.client, self.read_concurrency) if shared else nullcontext() as pace,
+                ReadPace(self.client, self.read_concurrency) as pace,
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-cas") as pool,
             ):
                 reading = pool.submit(self._read_mailboxes, pace)
