@@ -791,6 +791,7 @@ def conversion(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
     from reconciler.model import SnapshotNeeds
     from reconciler.tenant.connect import open_tenant
     from reconciler.tenant.exo.snapshot import ATTRIBUTE_PROPERTIES, user_from_json, user_select
+    from reconciler.tenant.pause_gc import gc_paused
 
     _set_latency(emu, cfg, False)
     env = {**emu.connection_env(app="writer"), "AUTHPOLICY_READ_CONCURRENCY": "1"}
@@ -816,13 +817,10 @@ def conversion(emu: Emulator, cfg: BenchConfig) -> dict[str, Any]:
         for name in order:
             convert = ways[name]
             gc.collect()
-            gc.disable()  # as during a snapshot read (tenant/pause_gc.py)
-            try:
+            with gc_paused():  # as during a snapshot read
                 started = time.perf_counter()
                 made[name] = [convert(obj) for obj in objects]
                 run[f"{name}_s"] = time.perf_counter() - started
-            finally:
-                gc.enable()
         if made["slots"] != made["constructor"]:
             raise BenchCheckFailed("the slots path made other users than the constructor")
         run["ratio"] = run["slots_s"] / run["constructor_s"]

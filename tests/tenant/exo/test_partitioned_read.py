@@ -97,6 +97,17 @@ def single(emu: Emulator) -> tuple[Any, Any]:
     return snapshot, desired
 
 
+def _assert_same_read(snapshot: Any, desired: Any, single: Any) -> None:
+    """The mailboxes read and joined, the users and unmatched mailboxes of the single cursor,
+    and the same plan's bytes."""
+    assert snapshot.mailboxes_read and snapshot.users == single.users
+    assert snapshot.mailboxes_without_user == single.mailboxes_without_user
+    day = dt.date(2026, 12, 27)
+    assert plan_to_json(make_plan(desired, snapshot, day)) == plan_to_json(
+        make_plan(desired, single, day)
+    )
+
+
 @pytest.mark.parametrize("order", ["stored", "upn"])
 def test_partitioned_read_gives_the_single_cursor_plan(
     emu: Emulator, single: tuple[Any, Any], order: str
@@ -106,12 +117,7 @@ def test_partitioned_read_gives_the_single_cursor_plan(
     parted, desired, tenant = _read(emu, 8)
     # policies.yaml manages SMTP AUTH: the mailboxes are read too, partitioned by Name beside
     # the users, and joined to them (each user's smtp_auth is compared here).
-    assert parted.mailboxes_read and parted.users == single[0].users
-    assert parted.mailboxes_without_user == single[0].mailboxes_without_user
-    day = dt.date(2026, 12, 27)
-    assert plan_to_json(make_plan(desired, parted, day)) == plan_to_json(
-        make_plan(desired, single[0], day)
-    )
+    _assert_same_read(parted, desired, single[0])
     partitions = tenant.client.stats.partitions
     assert partitions > 8  # the probe, then at least 2 x 8 partitions
     # One request per page of each filter issued (the probe's and a dropped first page's
@@ -147,12 +153,7 @@ def test_mailboxes_on_one_cursor_when_their_filter_is_refused(
     emu.set_faults(mailbox_filters="refused")
     emu.reset_stats()
     snapshot, desired, tenant = _read(emu, 8)
-    assert snapshot.mailboxes_read and snapshot.users == single[0].users
-    assert snapshot.mailboxes_without_user == single[0].mailboxes_without_user
-    day = dt.date(2026, 12, 27)
-    assert plan_to_json(make_plan(desired, snapshot, day)) == plan_to_json(
-        make_plan(desired, single[0], day)
-    )
+    _assert_same_read(snapshot, desired, single[0])
     pages = -(-USERS // 1000)
     # The users partitioned, the mailboxes on one cursor: the unfiltered probe page, the
     # filters sent at once (each refused), then one cursor's pages.
